@@ -1,0 +1,36 @@
+"""retrievo: an embedding-based retrieval engine (BM25, dense, hybrid) over an embedded on-disk store."""
+
+from retrievo._version import __version__
+from retrievo.config import AnalyzerConfig, BM25Config, CollectionConfig, DenseConfig, FusionConfig
+from retrievo.errors import (
+    DocumentError,
+    DuplicateIdError,
+    FilterError,
+    FormatVersionError,
+    InvalidInputError,
+    NotFoundError,
+    RetrievoError,
+    SourceFormatError,
+)
+from retrievo.store.collection import Collection
+from retrievo.types import Document, SearchResults
+
+__all__ = [
+    "__version__",
+    "AnalyzerConfig",
+    "BM25Config",
+    "Collection",
+    "CollectionConfig",
+    "DenseConfig",
+    "Document",
+    "DocumentError",
+    "DuplicateIdError",
+    "FilterError",
+    "FormatVersionError",
+    "FusionConfig",
+    "InvalidInputError",
+    "NotFoundError",
+    "RetrievoError",
+    "SearchResults",
+    "SourceFormatError",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from retrievo.cli.main import main
+
+sys.exit(main())

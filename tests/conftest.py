@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from retrievo.eval.datasets import bundled_dataset_path
+
+SCIFACT = bundled_dataset_path("scifact")
+
+
+def scifact_docs(n: int | None = None) -> list[dict]:
+    out = []
+    with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            out.append(json.loads(line))
+            if n is not None and len(out) >= n:
+                break
+    return out
+
+
+@pytest.fixture(scope="session")
+def scifact_small() -> list[dict]:
+    """The first 300 SciFact documents (real text, BEIR fields)."""
+    return scifact_docs(300)
+
+
+@pytest.fixture(scope="session")
+def scifact_queries() -> list[str]:
+    out = []
+    with gzip.open(SCIFACT / "queries.jsonl.gz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            out.append(json.loads(line)["text"])
+    return out[:60]
+
+
+@pytest.fixture
+def lexical_config():
+    from retrievo import CollectionConfig
+
+    return CollectionConfig(dense=None)
+
+
+def make_beir(folder: Path, docs: list[dict], queries: dict[str, str], qrels: list[tuple[str, str, int]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "corpus.jsonl", "w") as fh:
+        for d in docs:
+            fh.write(json.dumps(d) + "\n")
+    with open(folder / "queries.jsonl", "w") as fh:
+        for q, t in queries.items():
+            fh.write(json.dumps({"_id": q, "text": t}) + "\n")
+    (folder / "qrels").mkdir(exist_ok=True)
+    with open(folder / "qrels" / "test.tsv", "w") as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        for q, d, s in qrels:
+            fh.write(f"{q}\t{d}\t{s}\n")
+    return folder

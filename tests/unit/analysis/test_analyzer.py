@@ -1,0 +1,26 @@
+import pytest
+
+from retrievo.analysis.analyzer import Analyzer
+from retrievo.config import AnalyzerConfig
+from retrievo.errors import ConfigError
+
+
+def test_default_pipeline_hand_checked():
+    a = Analyzer()
+    # "The" and "of" are stopwords; "a" is too short; stems by Snowball English
+    assert a.tokenize("The Running of a Dogs' races, 2020!") == ["run", "dog", "race", "2020"]
+
+
+def test_unicode_tokens_and_case():
+    a = Analyzer()
+    assert a.tokenize("Über Café-Straße naïve") == ["über", "café", "straße", "naïv"]
+
+
+def test_no_stem_no_stop():
+    a = Analyzer(AnalyzerConfig(stopwords=None, stemmer=None))
+    assert a.tokenize("The Running of dogs") == ["the", "running", "of", "dogs"]
+
+
+def test_unknown_stemmer_is_clear():
+    with pytest.raises(ConfigError, match="unknown language"):
+        Analyzer(AnalyzerConfig(stemmer="klingon"))

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from retrievo.indexes.flat import FlatIndex
+
+
+@pytest.mark.parametrize("dim", [8, 64])
+def test_flat_equals_brute_force_across_blocks_with_mask(dim):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, dim)).astype(np.float32)
+    b = rng.normal(size=(30, dim)).astype(np.float32)
+    live = np.ones(80, bool)
+    live[[3, 55, 79]] = False
+    allowed = rng.random(80) < 0.5
+    q = rng.normal(size=(4, dim)).astype(np.float32)
+    idx = FlatIndex([(0, a), (50, b)], live)
+    rows, scores, counts = idx.search(q, 7, allowed)
+    full = q @ np.concatenate([a, b]).T
+    ok = live & allowed
+    for i in range(4):
+        cand = np.flatnonzero(ok)
+        order = cand[np.argsort(-full[i, cand], kind="stable")][:7]
+        assert rows[i].tolist() == order.tolist()
+        np.testing.assert_allclose(scores[i], full[i, order], rtol=1e-5)
+    assert counts.tolist() == [7] * 4
+
+
+def test_flat_pads_when_fewer_rows_allowed():
+    m = np.eye(4, dtype=np.float32)
+    idx = FlatIndex([(0, m)], np.ones(4, bool))
+    allowed = np.array([False, True, False, True])
+    rows, scores, counts = idx.search(np.ones((1, 4), np.float32), 3, allowed)
+    assert counts[0] == 2 and sorted(rows[0, :2].tolist()) == [1, 3]
+    assert rows[0, 2] == -1 and np.isneginf(scores[0, 2])

@@ -1,0 +1,100 @@
+import math
+
+import numpy as np
+import pytest
+
+from retrievo.analysis.analyzer import Analyzer
+from retrievo.config import BM25Config
+from retrievo.indexes.inverted import InvertedIndex, compute_stats
+
+
+def build(token_lists, live=None, config=None):
+    vocab: dict[str, int] = {}
+    indptr = [0]
+    terms, counts, doclen = [], [], []
+    for toks in token_lists:
+        tf: dict[int, int] = {}
+        for t in toks:
+            tid = vocab.setdefault(t, len(vocab))
+            tf[tid] = tf.get(tid, 0) + 1
+        terms += list(tf)
+        counts += list(tf.values())
+        doclen.append(len(toks))
+        indptr.append(len(terms))
+    live = np.ones(len(token_lists), bool) if live is None else np.asarray(live)
+    idx = InvertedIndex(np.array(indptr), np.array(terms, np.int32), np.array(counts, np.int32),
+                        np.array(doclen, np.int32), live, len(vocab), config or BM25Config())
+    return idx, vocab
+
+
+def test_hand_computed_lucene_bm25():
+    docs = [["a", "b", "a"], ["b", "c"], ["c"]]
+    idx, vocab = build(docs, config=BM25Config(k1=1.2, b=0.75))
+    n, avgdl = 3, 2.0
+    # score(q="a", d0): df=1, tf=2, |d|=3
+    idf_a = math.log(1 + (n - 1 + 0.5) / (1 + 0.5))
+    expected = idf_a * 2 / (2 + 1.2 * (1 - 0.75 + 0.75 * 3 / avgdl))
+    scores = idx.get_scores(np.array([vocab["a"]]))
+    assert scores[0] == pytest.approx(expected, rel=1e-6)
+    assert scores[1] == 0 and scores[2] == 0
+    # b occurs in d0 (tf 1, len 3) and d1 (tf 1, len 2)
+    idf_b = math.log(1 + (n - 2 + 0.5) / (2 + 0.5))
+    rows, sc, counts = idx.search([np.array([vocab["b"]])], k=5)
+    assert counts.tolist() == [2]
+    assert rows[0, :2].tolist() == [1, 0]  # the shorter document wins
+    assert sc[0, 0] == pytest.approx(idf_b / (1 + 1.2 * (1 - 0.75 + 0.75 * 2 / avgdl)), rel=1e-6)
+    assert rows[0, 2] == -1 and np.isneginf(sc[0, 2])
+
+
+def test_dead_rows_excluded_from_statistics_and_results():
+    docs = [["a", "b"], ["a"], ["b", "c"]]
+    idx, vocab = build(docs, live=[True, False, True])
+    fresh, v2 = build([["a", "b"], ["b", "c"]])
+    s_dead = idx.get_scores(np.array([vocab["a"], vocab["b"]]))
+    s_fresh = fresh.get_scores(np.array([v2["a"], v2["b"]]))
+    np.testing.assert_allclose(s_dead[[0, 2]], s_fresh, rtol=1e-6)
+    assert s_dead[1] == 0
+
+
+def test_stats_are_additive():
+    indptr = np.array([0, 2, 3, 5])
+    terms = np.array([0, 1, 0, 1, 2], np.int32)
+    doclen = np.array([2, 1, 2], np.int32)
+    whole = compute_stats(indptr, terms, doclen, np.array([1, 1, 1], bool), 3)
+    a = compute_stats(indptr, terms, doclen, np.array([1, 0, 0], bool), 3)
+    b = compute_stats(indptr, terms, doclen, np.array([0, 1, 1], bool), 3)
+    s = a + b
+    assert s.n_docs == whole.n_docs and s.total_len == whole.total_len
+    np.testing.assert_array_equal(s.df, whole.df)
+
+
+def test_filter_mask_and_k_larger_than_matches():
+    docs = [["x"], ["x", "y"], ["x", "x"], ["z"]]
+    idx, vocab = build(docs)
+    rows, _, counts = idx.search([np.array([vocab["x"]])], k=10, allowed=np.array([True, False, True, True]))
+    assert counts[0] == 2 and set(rows[0, :2].tolist()) == {0, 2}
+
+
+def test_scores_equal_bm25s_lucene(scifact_small, scifact_queries):
+    bm25s = pytest.importorskip("bm25s")
+    an = Analyzer()
+    corpus_tokens = [an.tokenize(d["title"] + " " + d["text"]) for d in scifact_small]
+    idx, vocab = build(corpus_tokens)
+    ref = bm25s.BM25(method="lucene", k1=0.9, b=0.4)
+    ref.index(bm25s.tokenization.Tokenized(
+        ids=[[vocab[t] for t in toks] for toks in corpus_tokens],
+        vocab={t: i for t, i in vocab.items()},
+    ), show_progress=False)
+    checked = 0
+    for q in scifact_queries:
+        qt = [vocab[t] for t in an.tokenize(q) if t in vocab]
+        if not qt:
+            continue
+        ours = idx.get_scores(np.array(qt))
+        theirs = ref.get_scores(qt)
+        np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
+        rows, sc, cnt = idx.search([np.array(qt)], k=10)
+        top_ref = np.sort(theirs)[::-1][:10]
+        np.testing.assert_allclose(sc[0, : cnt[0]], top_ref[: cnt[0]], atol=1e-5)
+        checked += 1
+    assert checked > 40
