@@ -1,0 +1,84 @@
+"""End to end through the real CLI (subprocesses), lexical methods on a SciFact subset."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import SCIFACT, make_beir, scifact_docs
+
+
+def run(*args, ok=True):
+    proc = subprocess.run([sys.executable, "-m", "retrievo", *args], capture_output=True, text=True, timeout=300)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory):
+    """SciFact test queries whose judged documents fall in a 600-document subset."""
+    from retrievo.eval.datasets import BeirDataset
+
+    ds = BeirDataset.from_path(SCIFACT)
+    qrels = ds.qrels("test")
+    queries = ds.queries("test")
+    docs = scifact_docs(600)
+    ids = {d["_id"] for d in docs}
+    keep = {q: rel for q, rel in qrels.items() if set(rel) <= ids}
+    folder = tmp_path_factory.mktemp("beir") / "scifact-mini"
+    make_beir(folder, docs, {q: queries[q] for q in keep}, [(q, d, s) for q, rel in keep.items() for d, s in rel.items()])
+    return folder, len(keep)
+
+
+def test_index_search_info_delete(tmp_path, subset):
+    folder, _ = subset
+    coll = tmp_path / "coll"
+    out = run("index", str(folder), "--collection", str(coll), "--no-dense", "--quiet").stdout
+    assert "indexed 600 documents" in out
+    res = json.loads(run("search", str(coll), "coronavirus spike protein", "--k", "3", "--json").stdout)
+    assert len(res["results"]) == 3 and res["results"][0]["score"] >= res["results"][1]["score"]
+    info = json.loads(run("info", str(coll), "--json").stdout)
+    assert info["documents"] == 600 and info["generation"] == 1
+    # adding the same source again is refused, and changes nothing
+    bad = run("index", str(folder), "--collection", str(coll), "--quiet", ok=False)
+    assert bad.returncode == 2 and "already exist" in bad.stderr
+    assert json.loads(run("info", str(coll), "--json").stdout)["generation"] == 1
+    top = res["results"][0]["id"]
+    run("delete", str(coll), top)
+    res2 = json.loads(run("search", str(coll), "coronavirus spike protein", "--k", "3", "--json").stdout)
+    assert top not in [r["id"] for r in res2["results"]]
+
+
+def test_index_bad_jsonl_changes_nothing(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"id": "1", "text": "fine"}\n{"id": "2", "text": "oops"\n')
+    proc = run("index", str(src), "--collection", str(tmp_path / "c"), "--no-dense", ok=False)
+    assert proc.returncode == 2 and "bad.jsonl:2" in proc.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_filter_on_cli(tmp_path):
+    src = tmp_path / "d.jsonl"
+    src.write_text("\n".join(json.dumps({"id": str(i), "text": f"apple pie {i}", "year": 2000 + i}) for i in range(10)))
+    coll = tmp_path / "c"
+    run("index", str(src), "--collection", str(coll), "--no-dense", "--quiet")
+    res = json.loads(run("search", str(coll), "apple", "--filter", '{"year": {"$gte": 2007}}', "--json").stdout)
+    assert sorted(r["id"] for r in res["results"]) == ["7", "8", "9"]
+    bad = run("search", str(coll), "apple", "--filter", '{"colour": "red"}', ok=False)
+    assert bad.returncode == 2 and "unknown field 'colour'" in bad.stderr
+
+
+def test_eval_json_and_compare(tmp_path, subset):
+    folder, nq = subset
+    env_cache = ["--collection", str(tmp_path / "ec")]
+    proc = run("eval", str(folder), "--method", "bm25", "--json", "--run-file", str(tmp_path / "a.trec"), *env_cache)
+    out = json.loads(proc.stdout)
+    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "method", "dataset", "queries"}
+    assert out["queries"] == nq and out["method"] == "bm25" and out["dataset"] == "scifact-mini"
+    assert 0.6 < out["ndcg@10"] <= 1.0
+    run("eval", str(folder), "--method", "bm25", "--json", "--k1", "0.1", "--b", "0.0",
+        "--run-file", str(tmp_path / "b.trec"), "--collection", str(tmp_path / "ec2"))
+    cmp = run("compare", str(folder), str(tmp_path / "a.trec"), str(tmp_path / "b.trec")).stdout
+    assert "ndcg@10" in cmp and "p(rand)" in cmp
