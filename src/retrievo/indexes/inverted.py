@@ -65,41 +65,93 @@ def compute_stats(
     return BM25Stats(int(live.sum()), int(np.asarray(doclen, dtype=np.int64)[live].sum()), df)
 
 
-@nb.njit(parallel=True, cache=True)
-def _search_kernel(q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k):  # pragma: no cover - compiled
-    nq = len(q_indptr) - 1
-    out_idx = np.full((nq, k), -1, dtype=np.int64)
-    out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
-    counts = np.zeros(nq, dtype=np.int64)
-    for qi in nb.prange(nq):
-        acc = np.zeros(n_docs, dtype=np.float32)
-        h_scores = np.empty(k, dtype=np.float32)
-        h_idx = np.empty(k, dtype=np.int64)
-        size = 0
-        for j in range(q_indptr[qi], q_indptr[qi + 1]):
-            t = q_terms[j]
-            w = q_weights[j]
-            for p in range(p_indptr[t], p_indptr[t + 1]):
-                acc[p_docs[p]] += w * p_impacts[p]
+@nb.njit(cache=True, inline="always")
+def _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
+               out_idx, out_scores, counts):  # pragma: no cover - compiled
+    acc = np.zeros(n_docs, dtype=np.float32)
+    h_scores = np.empty(k, dtype=np.float32)
+    h_idx = np.empty(k, dtype=np.int64)
+    size = 0
+    touched = 0
+    for j in range(q_indptr[qi], q_indptr[qi + 1]):
+        t = q_terms[j]
+        w = q_weights[j]
+        touched += p_indptr[t + 1] - p_indptr[t]
+        for p in range(p_indptr[t], p_indptr[t + 1]):
+            acc[p_docs[p]] += w * p_impacts[p]
+    if touched * 4 >= n_docs:
+        # dense accumulator: one sequential scan beats revisiting the postings
+        # one well-predicted branch per row: below the current k-th best (or zero) -> skip
+        thresh = np.float32(0.0)
+        for d in range(n_docs):
+            s = acc[d]
+            if s <= thresh:
+                continue
+            if use_allowed and not allowed[d]:
+                continue
+            size = heap_push(h_scores, h_idx, size, k, s, d)
+            if size == k:
+                thresh = h_scores[0]
+    else:
         for j in range(q_indptr[qi], q_indptr[qi + 1]):
             t = q_terms[j]
             for p in range(p_indptr[t], p_indptr[t + 1]):
                 d = p_docs[p]
                 s = acc[d]
                 if s != 0.0:
-                    acc[d] = 0.0  # visit each document once, and leave the buffer clean
+                    acc[d] = 0.0  # visit each document once
                     if use_allowed and not allowed[d]:
                         continue
                     size = heap_push(h_scores, h_idx, size, k, s, d)
-        # heap -> sorted (best first; ties by lower index)
-        order = np.argsort(h_idx[:size], kind="mergesort")
-        tmp_s = h_scores[:size][order]
-        tmp_i = h_idx[:size][order]
-        order2 = np.argsort(-tmp_s, kind="mergesort")
-        for r in range(size):
-            out_scores[qi, r] = tmp_s[order2[r]]
-            out_idx[qi, r] = tmp_i[order2[r]]
-        counts[qi] = size
+    # heap -> sorted, best first, ties by lower row
+    for r in range(size - 1, -1, -1):
+        out_scores[qi, r] = h_scores[0]
+        out_idx[qi, r] = h_idx[0]
+        # pop the root: move the last element up and sift it down
+        last_s = h_scores[r]
+        last_i = h_idx[r]
+        pos = 0
+        while True:
+            left = 2 * pos + 1
+            if left >= r:
+                break
+            child = left
+            right = left + 1
+            if right < r and (h_scores[right] < h_scores[left]
+                              or (h_scores[right] == h_scores[left] and h_idx[right] > h_idx[left])):
+                child = right
+            if h_scores[child] < last_s or (h_scores[child] == last_s and h_idx[child] > last_i):
+                h_scores[pos] = h_scores[child]
+                h_idx[pos] = h_idx[child]
+                pos = child
+            else:
+                break
+        h_scores[pos] = last_s
+        h_idx[pos] = last_i
+    counts[qi] = size
+
+
+@nb.njit(parallel=True, cache=True)
+def _search_parallel(q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k):  # pragma: no cover - compiled
+    nq = len(q_indptr) - 1
+    out_idx = np.full((nq, k), -1, dtype=np.int64)
+    out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
+    counts = np.zeros(nq, dtype=np.int64)
+    for qi in nb.prange(nq):
+        _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
+                   out_idx, out_scores, counts)
+    return out_idx, out_scores, counts
+
+
+@nb.njit(nogil=True, cache=True)
+def _search_serial(q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k):  # pragma: no cover - compiled
+    nq = len(q_indptr) - 1
+    out_idx = np.full((nq, k), -1, dtype=np.int64)
+    out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
+    counts = np.zeros(nq, dtype=np.int64)
+    for qi in range(nq):
+        _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
+                   out_idx, out_scores, counts)
     return out_idx, out_scores, counts
 
 
@@ -155,16 +207,12 @@ class InvertedIndex:
 
     @staticmethod
     def _queries_csr(queries: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # repeated terms are simply visited twice by the kernel, which adds their impacts twice
+        lengths = np.fromiter((len(q) for q in queries), dtype=np.int64, count=len(queries))
         indptr = np.zeros(len(queries) + 1, dtype=np.int64)
-        terms_l, weights_l = [], []
-        for i, q in enumerate(queries):
-            u, c = np.unique(np.asarray(q, dtype=np.int64), return_counts=True)
-            terms_l.append(u)
-            weights_l.append(c.astype(np.float32))
-            indptr[i + 1] = indptr[i] + len(u)
-        terms = np.concatenate(terms_l) if terms_l else np.zeros(0, np.int64)
-        weights = np.concatenate(weights_l) if weights_l else np.zeros(0, np.float32)
-        return indptr, terms, weights
+        np.cumsum(lengths, out=indptr[1:])
+        terms = np.concatenate(queries).astype(np.int64, copy=False) if len(queries) else np.zeros(0, np.int64)
+        return indptr, terms, np.ones(len(terms), dtype=np.float32)
 
     def search(
         self, queries: list[np.ndarray], k: int, allowed: np.ndarray | None = None
@@ -182,7 +230,8 @@ class InvertedIndex:
         q_indptr, q_terms, q_weights = self._queries_csr(queries)
         use_allowed = allowed is not None
         mask = np.asarray(allowed, dtype=np.bool_) if use_allowed else np.zeros(1, dtype=np.bool_)
-        return _search_kernel(
+        kernel = _search_parallel if len(queries) > 1 and nb.get_num_threads() > 1 else _search_serial
+        return kernel(
             q_indptr, q_terms, q_weights, self.p_indptr, self.p_docs, self.p_impacts,
             mask, use_allowed, self.n_rows, max(int(k), 1),
         )
