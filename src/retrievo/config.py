@@ -123,7 +123,7 @@ class DenseConfig(_Config):
     """
 
     model: str = DEFAULT_DENSE_MODEL
-    backend: str = "torch"
+    backend: str = "onnx"
     batch_size: int = 32
     query_prefix: str = ""
     document_prefix: str = ""

@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
 from retrievo._version import __version__

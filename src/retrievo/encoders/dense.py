@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrievo._paths import cache_root
 from retrievo.config import DEFAULT_DENSE_MODEL, DenseConfig
 from retrievo.errors import ConfigError
 
@@ -36,7 +37,7 @@ def resolve_model(name: str) -> str:
 
 
 def model_fingerprint(config: DenseConfig) -> str:
-    """A stable id of what an encoder computes: the model's files' identity plus prefixes and truncation."""
+    """A stable id of what an encoder computes: the model files' identity, backend, prefixes and truncation."""
     path = resolve_model(config.model)
     h = hashlib.sha256()
     if os.path.isdir(path):
@@ -52,7 +53,7 @@ def model_fingerprint(config: DenseConfig) -> str:
                 h.update(f"{name}:{p.stat().st_size}".encode())
     else:
         h.update(path.encode())
-    h.update(json.dumps([config.query_prefix, config.document_prefix, config.max_seq_length]).encode())
+    h.update(json.dumps([config.backend, config.query_prefix, config.document_prefix, config.max_seq_length]).encode())
     return "dense:" + h.hexdigest()[:24]
 
 
@@ -68,7 +69,7 @@ class DenseEncoder:
         self.config = config or DenseConfig()
         self.model_path = resolve_model(self.config.model)
         self.fingerprint = model_fingerprint(self.config)
-        self._cache_dir = Path(cache_dir) if cache_dir else _default_cache_dir() / "onnx"
+        self._cache_dir = Path(cache_dir) if cache_dir else cache_root() / "onnx"
         self._impl = None
         self._dim: int | None = None
 
@@ -98,10 +99,6 @@ class DenseEncoder:
         return self._load().encode(texts, batch_size=self.config.batch_size, show_progress=show_progress)
 
 
-def _default_cache_dir() -> Path:
-    return Path(os.environ.get("RETRIEVO_CACHE_DIR") or Path.home() / ".cache" / "retrievo")
-
-
 class _TorchSentenceEncoder:
     """A plain sentence-transformers model (the reference the ONNX backend is checked against)."""
 
@@ -113,7 +110,8 @@ class _TorchSentenceEncoder:
         self.model = SentenceTransformer(path, device="cpu")
         if max_seq_length:
             self.model.max_seq_length = max_seq_length
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
 
     def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
         if not texts:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retrievo._paths import cache_root
 from retrievo.config import CollectionConfig, FusionConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
@@ -39,16 +39,12 @@ class EvalResult:
                 "dataset": self.dataset, "queries": self.queries}
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("RETRIEVO_CACHE_DIR") or Path.home() / ".cache" / "retrievo")
-
-
 def default_collection_dir(dataset: BeirDataset, config: CollectionConfig) -> Path:
     """Where ``eval`` keeps the collection of a dataset and config, so later runs reuse it."""
     key = hashlib.sha256(
         (str(dataset.path) + json.dumps(config.to_dict(), sort_keys=True)).encode()
     ).hexdigest()[:12]
-    return _cache_root() / "eval" / f"{dataset.name}-{key}"
+    return cache_root() / "eval" / f"{dataset.name}-{key}"
 
 
 def _source_stamp(dataset: BeirDataset) -> dict[str, Any]:

@@ -4,7 +4,6 @@ Layout of a collection folder::
 
     manifest.json          format version, package version, the CollectionConfig (never pickle)
     collection.sqlite      documents, metadata, vocabulary, segment list (WAL; the commit point)
-    embeddings.sqlite      content-addressed cache of dense vectors
     segments/seg_*/        immutable .npy arrays (term frequencies, lengths, dense vectors), memory-mapped
     write.lock             held (flock) by the one process that writes
 
@@ -13,6 +12,9 @@ documents as a new immutable segment, then one SQLite transaction publishes the 
 removes older versions (their rows become tombstones) and bumps the generation. Segments with many
 tombstones, or too many small segments, are merged on commit; ``compact`` merges everything. A process
 killed at any point leaves the collection at its last commit.
+
+Dense vectors are looked up by content in a shared cache (``$RETRIEVO_CACHE_DIR/embeddings.sqlite``)
+before encoding, so text that any collection already encoded with the same model is never encoded again.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from retrievo._paths import cache_root
 from retrievo._version import __version__
 from retrievo.analysis.analyzer import Analyzer
 from retrievo.config import CollectionConfig, FusionConfig
@@ -308,7 +311,7 @@ class Collection:
 
     def _embedding_cache(self) -> EmbeddingCache:
         if self._emb_cache is None:
-            self._emb_cache = EmbeddingCache(self.path / "embeddings.sqlite")
+            self._emb_cache = EmbeddingCache(cache_root() / "embeddings.sqlite")
         return self._emb_cache
 
     def commit(self, show_progress: bool = False) -> int:

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from retrievo import Collection, CollectionConfig, Document
+from retrievo import Collection, Document
 from retrievo.errors import (
     CollectionExistsError,
     DocumentError,
@@ -64,7 +64,7 @@ def test_bm25_after_updates_equals_fresh_build(tmp_path, scifact_small, scifact_
     ids = list(docs)
     c = Collection.create(tmp_path / "inc", lexical_config.replace(max_segments=3))
     live: dict[str, dict] = {}
-    for step in range(8):
+    for _step in range(8):
         add = [i for i in rng.choice(ids, 40, replace=False) if i not in live]
         c.upsert([docs[i] for i in add])
         live.update({i: docs[i] for i in add})

@@ -1,0 +1,78 @@
+"""Dense and hybrid search through a real collection with the real MiniLM model (ONNX Runtime)."""
+
+import numpy as np
+import pytest
+
+from retrievo import Collection, CollectionConfig, DenseConfig, FusionConfig
+
+
+class CountingEncoder:
+    def __init__(self, inner):
+        self.inner = inner
+        self.dim = inner.dim
+        self.fingerprint = inner.fingerprint
+        self.encoded: list[str] = []
+
+    def encode_queries(self, texts):
+        return self.inner.encode_queries(texts)
+
+    def encode_documents(self, texts, show_progress=False):
+        self.encoded += list(texts)
+        return self.inner.encode_documents(texts)
+
+
+@pytest.fixture(scope="module")
+def dense_coll(tmp_path_factory, scifact_small, onnx_encoder):
+    enc = CountingEncoder(onnx_encoder)
+    path = tmp_path_factory.mktemp("dense") / "c"
+    c = Collection.create(path, CollectionConfig(dense=DenseConfig(backend="onnx")), encoder=enc)
+    docs = [{**d, "metadata": {"year": 2000 + i % 20, "even": i % 2 == 0}} for i, d in enumerate(scifact_small[:120])]
+    c.add(docs)
+    c.commit()
+    return c, enc, docs
+
+
+def test_dense_finds_paraphrased_title(dense_coll):
+    c, _, docs = dense_coll
+    res = c.search([docs[5]["title"], docs[77]["title"]], k=3, method="dense")
+    assert res.ids[0, 0] == docs[5]["_id"] and res.ids[1, 0] == docs[77]["_id"]
+    assert res.scores[0, 0] > 0.5
+
+
+def test_dense_filter_equals_brute_force(dense_coll, onnx_encoder):
+    c, _, docs = dense_coll
+    q = "cancer cells and tumour growth"
+    qv = onnx_encoder.encode_queries([q])[0]
+    allowed = [d for d in docs if d["metadata"]["year"] >= 2010 and d["metadata"]["even"]]
+    dv = onnx_encoder.encode_documents([d["title"] + " " + d["text"] for d in allowed])
+    order = np.argsort(-(dv @ qv), kind="stable")[:10]
+    got = c.search(q, k=10, method="dense", filter={"$and": [{"year": {"$gte": 2010}}, {"even": True}]})
+    assert [i for i, _ in got.row(0)] == [allowed[j]["_id"] for j in order]
+
+
+def test_hybrid_fuses_both_signals(dense_coll):
+    c, _, docs = dense_coll
+    q = docs[10]["title"]
+    h = c.search(q, k=5, method="hybrid")
+    assert h.ids[0, 0] == docs[10]["_id"]
+    rrf = c.search(q, k=5, method="hybrid", fusion=FusionConfig(method="rrf"))
+    assert rrf.ids[0, 0] == docs[10]["_id"]
+    # weight only on BM25 reproduces the BM25 order
+    only_bm25 = c.search(q, k=5, method="hybrid", fusion=FusionConfig(weights=(1.0, 0.0)))
+    assert list(only_bm25.ids[0]) == list(c.search(q, k=5, method="bm25").ids[0])
+
+
+def test_unchanged_text_is_not_reencoded_and_deletes_vanish(dense_coll):
+    c, enc, docs = dense_coll
+    before = len(enc.encoded)
+    d = docs[3]
+    c.upsert([{**d, "metadata": {"year": 1999}}])  # metadata change only
+    c.upsert([{"id": "new-1", "title": "", "text": "Completely new passage about glaciers and ice sheets."}])
+    c.commit()
+    assert enc.encoded[before:] == ["Completely new passage about glaciers and ice sheets."]
+    assert c.search(d["title"], k=1, method="dense").ids[0, 0] == d["_id"]
+    c.delete([d["_id"]])
+    c.commit()
+    for method in ("dense", "hybrid", "bm25"):
+        assert d["_id"] not in set(c.search(d["title"], k=20, method=method).ids[0])
+    assert c.search("glaciers ice", k=1, method="dense").ids[0, 0] == "new-1"
