@@ -152,7 +152,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     res = run_eval(
         args.dataset, method=args.method, split=args.split, config=_config_from_args(args),
         fusion=_fusion_from_args(args), collection_dir=args.collection, run_file=args.run_file,
-        depth=args.depth, show_progress=not args.json,
+        depth=args.depth, show_progress=True,  # progress goes to stderr; stdout stays JSON
     )
     if args.json:
         print(json.dumps(res.to_json()))

@@ -113,7 +113,8 @@ def run_eval(
         t_search = time.perf_counter() - t0
         run = results.to_run()
         measures = evaluate(run, qrels)
-        run_path = Path(run_file) if run_file else coll.path / "runs" / f"{dataset.name}-{split}-{method}.trec"
+        label = method if method != "hybrid" else f"hybrid-{(fusion or config.fusion).method}"
+        run_path = Path(run_file) if run_file else coll.path / "runs" / f"{dataset.name}-{split}-{label}.trec"
         write_run(run_path, run, tag=f"retrievo-{method}")
         return EvalResult(method, dataset.name, len(qrels), measures, run, run_path, coll.path, t_index, t_search)
     finally:

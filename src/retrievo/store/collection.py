@@ -19,7 +19,6 @@ before encoding, so text that any collection already encoded with the same model
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -473,15 +472,14 @@ class Collection:
 
     def _load_state(self) -> _State:
         store = self.store
-        with contextlib.ExitStack():
-            store.conn.execute("BEGIN")  # one consistent snapshot of the SQLite side
-            try:
-                generation = store.generation()
-                seg_rows = store.segments()
-                rows = store.live_rows()
-                vocab_list = store.vocab()
-            finally:
-                store.conn.execute("COMMIT")
+        store.conn.execute("BEGIN")  # one consistent snapshot of the SQLite side
+        try:
+            generation = store.generation()
+            seg_rows = store.segments()
+            rows = store.live_rows()
+            vocab_list = store.vocab()
+        finally:
+            store.conn.execute("COMMIT")
         segments = [Segment(self.path / "segments", s) for s, _ in seg_rows]
         offsets: dict[int, int] = {}
         n = 0

@@ -1,0 +1,39 @@
+"""Copy the current tables of RESULTS.md into the README's results section (between its markers).
+
+Run after any benchmark script: python benchmarks/quote_readme.py
+"""
+
+from __future__ import annotations
+
+import re
+
+from _common import HERE, RESULTS
+
+README = HERE.parent / "README.md"
+SECTIONS = ("beir", "bm25-speed", "dense-speed", "encode-speed")
+
+
+def main() -> None:
+    text = RESULTS.read_text()
+    parts = []
+    for name in SECTIONS:
+        m = re.search(rf"<!-- begin:{name} -->\n(.*?)<!-- end:{name} -->", text, re.S)
+        if not m:
+            continue
+        body = m.group(1)
+        title = re.search(r"^## (.*)$", body, re.M)
+        table = "\n".join(line for line in body.splitlines() if line.startswith("|"))
+        parts.append(f"**{title.group(1) if title else name}**\n\n{table}\n")
+    block = ("<!-- begin:results -->\nQuoted from [benchmarks/RESULTS.md](benchmarks/RESULTS.md) (machine, versions, "
+             "dates and commands are there) by `benchmarks/quote_readme.py`.\n\n" + "\n".join(parts) + "<!-- end:results -->")
+    readme = README.read_text()
+    if "<!-- begin:results -->" in readme:
+        readme = re.sub(r"<!-- begin:results -->.*?<!-- end:results -->", lambda _: block, readme, flags=re.S)
+    else:
+        readme = readme.replace("## Results\n", "## Results\n\n" + block + "\n", 1)
+    README.write_text(readme)
+    print(f"updated {README}")
+
+
+if __name__ == "__main__":
+    main()
