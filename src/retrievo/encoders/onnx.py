@@ -7,9 +7,8 @@ files), so later runs load it in a second. Tokenisation (Hugging Face ``tokenize
 model's ``max_seq_length``, pooling (from ``1_Pooling/config.json``) and L2 normalisation follow the
 sentence-transformers model exactly; vectors agree with it to cosine ≥ 0.999 (a test checks this).
 
-Speed comes from three things: fused kernels, running with both cores in one session, and length
-bucketing — texts are sorted by token length and batched under a token budget, so almost no compute
-is spent on padding.
+Speed comes from fused kernels, both cores in one session, and length bucketing (see
+:mod:`retrievo.encoders._bucketed`). This is the float32 backend, used where the CPU lacks native bf16.
 """
 
 from __future__ import annotations
@@ -21,32 +20,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from retrievo._optional import require
-from retrievo.errors import ConfigError
+from retrievo.encoders._bucketed import BucketedEncoder, transformer_dir
 
 __all__ = ["OnnxSentenceEncoder", "export_onnx"]
-
-
-def _model_folder(path: str) -> Path:
-    if os.path.isdir(path):
-        return Path(path)
-    hub = require("huggingface_hub", package="huggingface_hub")
-    try:
-        return Path(hub.snapshot_download(path))
-    except Exception as exc:  # no hub access or unknown name
-        raise ConfigError(f"dense model {path!r} is neither a folder nor downloadable: {exc}") from exc
-
-
-def _transformer_dir(root: Path) -> Path:
-    """The folder holding the transformer weights (sentence-transformers keeps it at the root or in 0_*)."""
-    if (root / "config.json").exists():
-        return root
-    for sub in sorted(root.glob("0_*")):
-        if (sub / "config.json").exists():
-            return sub
-    raise ConfigError(f"{root}: no config.json of a transformer model found")
 
 
 def _file_key(root: Path) -> str:
@@ -70,7 +47,7 @@ def export_onnx(model_dir: Path, out_dir: Path) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
     try:
-        tdir = _transformer_dir(model_dir)
+        tdir = transformer_dir(model_dir)
         model = transformers.AutoModel.from_pretrained(str(tdir), attn_implementation="eager").eval()
         import inspect
 
@@ -123,103 +100,27 @@ def export_onnx(model_dir: Path, out_dir: Path) -> Path:
     return target
 
 
-class OnnxSentenceEncoder:
-    """Encode texts with an exported sentence-transformers model under ONNX Runtime.
+class OnnxSentenceEncoder(BucketedEncoder):
+    """Encode texts with an exported sentence-transformers model under ONNX Runtime (float32).
 
     Args:
         path: a sentence-transformers model folder or hub name.
         cache_dir: where exported graphs are kept.
         max_seq_length: truncation in word pieces; default: the model's ``sentence_bert_config.json``.
         threads: intra-op threads (default: all cores).
-        token_budget: padded tokens per batch (length bucketing); ``batch_size`` still caps the rows.
     """
 
-    def __init__(
-        self,
-        path: str,
-        cache_dir: Path,
-        max_seq_length: int | None = None,
-        threads: int | None = None,
-        token_budget: int = 8192,
-    ) -> None:
+    def __init__(self, path: str, cache_dir: Path, max_seq_length: int | None = None, threads: int | None = None) -> None:
+        super().__init__(path, max_seq_length)
         ort = require("onnxruntime")
-        tokenizers = require("tokenizers")
-        root = _model_folder(path)
-        sbert = root / "sentence_bert_config.json"
-        sb = json.loads(sbert.read_text()) if sbert.exists() else {}
-        self.max_seq_length = int(max_seq_length or sb.get("max_seq_length") or 512)
-        self.do_lower_case = bool(sb.get("do_lower_case", False))
-        pool_cfg = {}
-        for p in sorted(root.glob("1_*/config.json")):
-            pool_cfg = json.loads(p.read_text())
-            break
-        if pool_cfg.get("pooling_mode_cls_token"):
-            self.pooling = "cls"
-        elif pool_cfg.get("pooling_mode_max_tokens"):
-            self.pooling = "max"
-        else:
-            self.pooling = "mean"
-        tdir = _transformer_dir(root)
-        tok_file = tdir / "tokenizer.json"
-        if tok_file.exists():
-            self.tokenizer = tokenizers.Tokenizer.from_file(str(tok_file))
-        else:
-            self.tokenizer = require("transformers").AutoTokenizer.from_pretrained(str(tdir)).backend_tokenizer
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.max_seq_length)
-        self.dim = int(json.loads((tdir / "config.json").read_text()).get("hidden_size"))
-        onnx_path = export_onnx(root, Path(cache_dir) / _file_key(root))
+        onnx_path = export_onnx(self.root, Path(cache_dir) / _file_key(self.root))
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = int(threads or os.cpu_count() or 1)
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-        self.token_budget = token_budget
 
-    def _batches(self, lengths: np.ndarray, batch_size: int):
-        order = np.argsort(-lengths, kind="stable")
-        i = 0
-        while i < len(order):
-            longest = int(lengths[order[i]])
-            n = max(1, min(batch_size, self.token_budget // max(longest, 1)))
-            yield order[i : i + n]
-            i += n
-
-    def encode(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        if self.do_lower_case:
-            texts = [t.lower() for t in texts]
-        encodings = self.tokenizer.encode_batch(texts)
-        ids = [e.ids for e in encodings]
-        lengths = np.array([len(x) for x in ids])
-        bar = None
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(texts), desc="encode", unit="doc")
-        for sel in self._batches(lengths, batch_size):
-            width = int(lengths[sel].max())
-            input_ids = np.zeros((len(sel), width), dtype=np.int64)
-            mask = np.zeros((len(sel), width), dtype=np.int64)
-            for r, j in enumerate(sel):
-                input_ids[r, : lengths[j]] = ids[j]
-                mask[r, : lengths[j]] = 1
-            hidden = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
-            out[sel] = self._pool(hidden, mask)
-            if bar is not None:
-                bar.update(len(sel))
-        if bar is not None:
-            bar.close()
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
-
-    def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        m = mask[..., None].astype(np.float32)
-        if self.pooling == "max":
-            return np.where(m > 0, hidden, -1e9).max(axis=1)
-        return (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+    def _forward(self, batches):
+        for input_ids, mask in batches:
+            yield self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]

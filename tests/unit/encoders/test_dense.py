@@ -16,9 +16,14 @@ def test_default_model_resolves_to_packaged_weights():
     )
 
 
-def test_onnx_matches_sentence_transformers(onnx_encoder, scifact_small):
+@pytest.fixture(scope="module")
+def reference(scifact_small):
     texts = [d["title"] + " " + d["text"] for d in scifact_small[:24]] + ["short query", "x"]
-    ref = DenseEncoder(DenseConfig(backend="torch")).encode_documents(texts)
+    return texts, DenseEncoder(DenseConfig(backend="torch")).encode_documents(texts)
+
+
+def test_onnx_matches_sentence_transformers(onnx_encoder, reference):
+    texts, ref = reference
     ours = onnx_encoder.encode_documents(texts)
     assert ours.shape == (26, 384) and ours.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
@@ -27,6 +32,26 @@ def test_onnx_matches_sentence_transformers(onnx_encoder, scifact_small):
     # order of inputs does not matter (length bucketing restores it)
     rev = onnx_encoder.encode_documents(texts[::-1])[::-1]
     np.testing.assert_allclose(rev, ours, atol=1e-5)
+
+
+def test_bf16_matches_sentence_transformers(reference):
+    from retrievo.encoders.bf16 import cpu_has_bf16
+
+    texts, ref = reference
+    enc = DenseEncoder(DenseConfig(backend="bf16"))
+    ours = enc.encode_documents(texts)
+    cos = (ours * ref).sum(1)
+    # with native bf16 the products are rounded to bf16; without it torch emulates them - same bound
+    assert cos.min() >= 0.999, (cos.min(), cpu_has_bf16())
+    assert enc.fingerprint != DenseEncoder(DenseConfig(backend="onnx")).fingerprint
+
+
+def test_auto_backend_choice():
+    from retrievo.encoders.bf16 import cpu_has_bf16
+    from retrievo.encoders.dense import resolve_backend
+
+    assert resolve_backend("auto") == ("bf16" if cpu_has_bf16() else "onnx")
+    assert resolve_backend("torch") == "torch"
 
 
 def test_relevant_text_scores_higher(onnx_encoder):

@@ -1,0 +1,132 @@
+"""Shared machinery of the fast sentence encoders: the model's own tokenizer, truncation and pooling
+read from the sentence-transformers folder, and length bucketing.
+
+Texts are tokenised once, sorted by token count and cut into small batches padded only to their own
+longest text, so almost no arithmetic is spent on padding; the vectors are written back in input order.
+Subclasses supply the transformer forward pass (:meth:`_forward`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from retrievo._optional import require
+from retrievo.errors import ConfigError
+
+__all__ = ["BucketedEncoder", "model_folder", "transformer_dir"]
+
+
+def model_folder(path: str) -> Path:
+    """A local folder for a sentence-transformers model folder or hub name."""
+    if os.path.isdir(path):
+        return Path(path)
+    hub = require("huggingface_hub", package="huggingface_hub")
+    try:
+        return Path(hub.snapshot_download(path))
+    except Exception as exc:  # no hub access or unknown name
+        raise ConfigError(f"dense model {path!r} is neither a folder nor downloadable: {exc}") from exc
+
+
+def transformer_dir(root: Path) -> Path:
+    """The folder holding the transformer (sentence-transformers keeps it at the root or in ``0_*``)."""
+    if (root / "config.json").exists():
+        return root
+    for sub in sorted(root.glob("0_*")):
+        if (sub / "config.json").exists():
+            return sub
+    raise ConfigError(f"{root}: no config.json of a transformer model found")
+
+
+class BucketedEncoder:
+    """Tokenise, bucket by length, run :meth:`_forward`, pool and L2-normalise.
+
+    Args:
+        path: a sentence-transformers model folder or hub name.
+        max_seq_length: truncation in word pieces; default: the model's ``sentence_bert_config.json``.
+    """
+
+    def __init__(self, path: str, max_seq_length: int | None = None) -> None:
+        tokenizers = require("tokenizers")
+        self.root = model_folder(path)
+        sbert = self.root / "sentence_bert_config.json"
+        sb = json.loads(sbert.read_text()) if sbert.exists() else {}
+        self.max_seq_length = int(max_seq_length or sb.get("max_seq_length") or 512)
+        self.do_lower_case = bool(sb.get("do_lower_case", False))
+        pool_cfg: dict = {}
+        for p in sorted(self.root.glob("1_*/config.json")):
+            pool_cfg = json.loads(p.read_text())
+            break
+        if pool_cfg.get("pooling_mode_cls_token"):
+            self.pooling = "cls"
+        elif pool_cfg.get("pooling_mode_max_tokens"):
+            self.pooling = "max"
+        elif pool_cfg.get("pooling_mode_mean_sqrt_len_tokens"):
+            self.pooling = "mean_sqrt_len"
+        else:
+            self.pooling = "mean"
+        self.tdir = transformer_dir(self.root)
+        tok_file = self.tdir / "tokenizer.json"
+        if tok_file.exists():
+            self.tokenizer = tokenizers.Tokenizer.from_file(str(tok_file))
+        else:
+            self.tokenizer = require("transformers").AutoTokenizer.from_pretrained(str(self.tdir)).backend_tokenizer
+        # tokenizer.json files often carry their own padding/truncation (MiniLM's: 128); use the model's
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_seq_length)
+        self.config = json.loads((self.tdir / "config.json").read_text())
+        self.dim = int(self.config.get("hidden_size"))
+
+    def _forward(self, batches: list[tuple[np.ndarray, np.ndarray]]):  # pragma: no cover - abstract
+        """Yield the last hidden state ``(b, s, dim)`` float32 of each ``(input_ids, attention_mask)`` batch."""
+        raise NotImplementedError
+
+    def encode(self, texts: list[str], batch_size: int = 8, show_progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        if self.do_lower_case:
+            texts = [t.lower() for t in texts]
+        ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        lengths = np.array([len(x) for x in ids])
+        order = np.argsort(-lengths, kind="stable")
+        groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+        def padded():
+            for sel in groups:
+                width = int(lengths[sel].max())
+                input_ids = np.zeros((len(sel), width), dtype=np.int64)
+                mask = np.zeros((len(sel), width), dtype=np.int64)
+                for r, j in enumerate(sel):
+                    input_ids[r, : lengths[j]] = ids[j]
+                    mask[r, : lengths[j]] = 1
+                yield input_ids, mask
+
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), desc="encode", unit="doc")
+        batches = padded()
+        for sel, hidden in zip(groups, self._forward(batches), strict=True):
+            mask = (np.arange(hidden.shape[1])[None, :] < lengths[sel][:, None]).astype(np.float32)
+            out[sel] = self._pool(np.asarray(hidden, dtype=np.float32), mask)
+            if bar is not None:
+                bar.update(len(sel))
+        if bar is not None:
+            bar.close()
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        m = mask[..., None]
+        if self.pooling == "max":
+            return np.where(m > 0, hidden, -1e9).max(axis=1)
+        n = np.maximum(m.sum(axis=1), 1e-9)
+        s = (hidden * m).sum(axis=1)
+        return s / (np.sqrt(n) if self.pooling == "mean_sqrt_len" else n)
