@@ -17,7 +17,6 @@ import gzip
 import json
 import time
 
-import numba
 import numpy as np
 
 from _common import best_of, dataset_dir, header, write_section
@@ -107,11 +106,9 @@ def run_corpus(name, doc_tokens, query_tokens, rows):
     res_ref, _ = refs["numba"].retrieve(qtok, k=10, show_progress=False, backend_selection="numba", n_threads=2)
     ours_q = {}
     for threads in (1, 2):
-        numba.set_num_threads(threads)
-        ours.search(q_ids[:50], 10)
-        t = best_of(lambda: ours.search(q_ids, 10))
+        ours.search(q_ids[:50], 10, threads=threads)
+        t = best_of(lambda threads=threads: ours.search(q_ids, 10, threads=threads))
         ours_q[threads] = len(q_ids) / t
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     rows_o, _, counts = ours.search(q_ids, 10)
     overlap = np.mean([len(set(rows_o[i, :counts[i]]) & set(res_ref[i])) / max(1, min(10, counts[i]))
                        for i in range(len(q_ids))])

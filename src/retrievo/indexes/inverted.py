@@ -13,12 +13,15 @@ they are a :class:`BM25Stats` value that can be summed over segments or shards.
 
 Why by hand: bm25s scores with scipy/numba but owns its corpus and cannot take tombstones, incremental
 segments or filter masks; the kernel here does scatter-add and a bounded heap per query in one
-compiled loop (parallel over queries) and never touches documents a query does not match.
+compiled loop (queries split over threads) and never touches documents a query does not match.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numba as nb
 import numpy as np
@@ -131,18 +134,6 @@ def _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, al
     counts[qi] = size
 
 
-@nb.njit(parallel=True, cache=True)
-def _search_parallel(q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k):  # pragma: no cover - compiled
-    nq = len(q_indptr) - 1
-    out_idx = np.full((nq, k), -1, dtype=np.int64)
-    out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
-    counts = np.zeros(nq, dtype=np.int64)
-    for qi in nb.prange(nq):
-        _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
-                   out_idx, out_scores, counts)
-    return out_idx, out_scores, counts
-
-
 @nb.njit(nogil=True, cache=True)
 def _search_serial(q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k):  # pragma: no cover - compiled
     nq = len(q_indptr) - 1
@@ -153,6 +144,11 @@ def _search_serial(q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, al
         _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
                    out_idx, out_scores, counts)
     return out_idx, out_scores, counts
+
+
+@lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="retrievo-bm25")
 
 
 class InvertedIndex:
@@ -215,7 +211,11 @@ class InvertedIndex:
         return indptr, terms, np.ones(len(terms), dtype=np.float32)
 
     def search(
-        self, queries: list[np.ndarray], k: int, allowed: np.ndarray | None = None
+        self,
+        queries: list[np.ndarray],
+        k: int,
+        allowed: np.ndarray | None = None,
+        threads: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-k rows for each query (an array of term ids; repeated terms count repeatedly).
 
@@ -223,17 +223,31 @@ class InvertedIndex:
             queries: term ids per query; ids outside the vocabulary must have been dropped.
             k: results per query.
             allowed: optional boolean mask over rows; only rows where it is true are returned.
+            threads: worker threads for a batch (default: all cores). The compiled kernel releases the GIL,
+                so plain Python threads run it in parallel; numba's OpenMP layer is avoided on purpose,
+                because its spinning threads slow down PyTorch's own OpenMP pool in the same process.
 
         Returns:
             ``(rows, scores, counts)`` shaped ``(n, k)``, ``(n, k)``, ``(n,)``; padding rows are -1/-inf.
         """
-        q_indptr, q_terms, q_weights = self._queries_csr(queries)
+        k = max(int(k), 1)
         use_allowed = allowed is not None
         mask = np.asarray(allowed, dtype=np.bool_) if use_allowed else np.zeros(1, dtype=np.bool_)
-        kernel = _search_parallel if len(queries) > 1 and nb.get_num_threads() > 1 else _search_serial
-        return kernel(
+        threads = max(1, int(threads or os.cpu_count() or 1))
+        nq = len(queries)
+        if threads == 1 or nq < 32:
+            return self._run(queries, k, mask, use_allowed)
+        bounds = np.linspace(0, nq, min(threads, nq) + 1).astype(int)
+        parts = list(_pool(threads).map(
+            lambda ab: self._run(queries[ab[0]:ab[1]], k, mask, use_allowed), zip(bounds[:-1], bounds[1:], strict=True)
+        ))
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+    def _run(self, queries, k, mask, use_allowed):
+        q_indptr, q_terms, q_weights = self._queries_csr(queries)
+        return _search_serial(
             q_indptr, q_terms, q_weights, self.p_indptr, self.p_docs, self.p_impacts,
-            mask, use_allowed, self.n_rows, max(int(k), 1),
+            mask, use_allowed, self.n_rows, k,
         )
 
     def get_scores(self, query: np.ndarray) -> np.ndarray:
