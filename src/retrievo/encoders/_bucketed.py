@@ -41,6 +41,49 @@ def transformer_dir(root: Path) -> Path:
     raise ConfigError(f"{root}: no config.json of a transformer model found")
 
 
+_POOLING_NAMES = {"mean": "mean", "cls": "cls", "max": "max", "mean_sqrt_len_tokens": "mean_sqrt_len",
+                  "mean_sqrt_len": "mean_sqrt_len"}
+
+
+def _module_dirs(root: Path) -> tuple[Path, Path | None]:
+    """The transformer and pooling folders, from ``modules.json`` when the model has one."""
+    modules_file = root / "modules.json"
+    if not modules_file.exists():
+        return transformer_dir(root), None
+    tdir, pdir = None, None
+    for mod in json.loads(modules_file.read_text()):
+        kind = str(mod.get("type", "")).rsplit(".", 1)[-1]
+        path = root / mod.get("path", "")
+        if kind == "Transformer" and tdir is None:
+            tdir = path
+        elif kind == "Pooling":
+            pdir = path
+        elif kind not in ("Normalize", "Transformer"):
+            raise ConfigError(
+                f"{root}: module {kind!r} is not supported by the fast backends; use DenseConfig(backend='torch')"
+            )
+    return (tdir if tdir is not None else transformer_dir(root)), pdir
+
+
+def _pooling_mode(cfg: dict, root: Path) -> str:
+    """Pooling from a Pooling config of any sentence-transformers version (flags or ``pooling_mode``)."""
+    mode = cfg.get("pooling_mode")
+    if isinstance(mode, str):
+        if mode not in _POOLING_NAMES:
+            raise ConfigError(f"{root}: pooling {mode!r} is not supported by the fast backends; use backend='torch'")
+        return _POOLING_NAMES[mode]
+    if cfg.get("pooling_mode_cls_token"):
+        return "cls"
+    if cfg.get("pooling_mode_max_tokens"):
+        return "max"
+    if cfg.get("pooling_mode_mean_sqrt_len_tokens"):
+        return "mean_sqrt_len"
+    for flag in ("pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"):
+        if cfg.get(flag):
+            raise ConfigError(f"{root}: {flag} is not supported by the fast backends; use backend='torch'")
+    return "mean"
+
+
 class BucketedEncoder:
     """Tokenise, bucket by length, run :meth:`_forward`, pool and L2-normalise.
 
@@ -52,23 +95,16 @@ class BucketedEncoder:
     def __init__(self, path: str, max_seq_length: int | None = None) -> None:
         tokenizers = require("tokenizers")
         self.root = model_folder(path)
-        sbert = self.root / "sentence_bert_config.json"
+        self.tdir, pool_dir = _module_dirs(self.root)
+        sbert = self.tdir / "sentence_bert_config.json"
+        if not sbert.exists():
+            sbert = self.root / "sentence_bert_config.json"
         sb = json.loads(sbert.read_text()) if sbert.exists() else {}
-        self.max_seq_length = int(max_seq_length or sb.get("max_seq_length") or 512)
+        self.config = json.loads((self.tdir / "config.json").read_text())
+        self.max_seq_length = int(max_seq_length or sb.get("max_seq_length") or self._tokenizer_max_length())
         self.do_lower_case = bool(sb.get("do_lower_case", False))
-        pool_cfg: dict = {}
-        for p in sorted(self.root.glob("1_*/config.json")):
-            pool_cfg = json.loads(p.read_text())
-            break
-        if pool_cfg.get("pooling_mode_cls_token"):
-            self.pooling = "cls"
-        elif pool_cfg.get("pooling_mode_max_tokens"):
-            self.pooling = "max"
-        elif pool_cfg.get("pooling_mode_mean_sqrt_len_tokens"):
-            self.pooling = "mean_sqrt_len"
-        else:
-            self.pooling = "mean"
-        self.tdir = transformer_dir(self.root)
+        pool_cfg = json.loads((pool_dir / "config.json").read_text()) if pool_dir else {}
+        self.pooling = _pooling_mode(pool_cfg, self.root)
         tok_file = self.tdir / "tokenizer.json"
         if tok_file.exists():
             self.tokenizer = tokenizers.Tokenizer.from_file(str(tok_file))
@@ -77,8 +113,18 @@ class BucketedEncoder:
         # tokenizer.json files often carry their own padding/truncation (MiniLM's: 128); use the model's
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_seq_length)
-        self.config = json.loads((self.tdir / "config.json").read_text())
         self.dim = int(self.config.get("hidden_size"))
+
+    def _tokenizer_max_length(self) -> int:
+        """sentence-transformers >= 5 keeps the limit as the tokenizer's model_max_length (capped by positions)."""
+        limit = 512
+        tc = self.tdir / "tokenizer_config.json"
+        if tc.exists():
+            value = json.loads(tc.read_text()).get("model_max_length")
+            if isinstance(value, int) and 0 < value < 1_000_000:
+                limit = value
+        positions = self.config.get("max_position_embeddings")
+        return min(limit, positions) if isinstance(positions, int) and positions > 0 else limit
 
     def _forward(self, batches: list[tuple[np.ndarray, np.ndarray]]):  # pragma: no cover - abstract
         """Yield the last hidden state ``(b, s, dim)`` float32 of each ``(input_ids, attention_mask)`` batch."""

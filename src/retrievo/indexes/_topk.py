@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["topk_rows", "heap_push"]
+__all__ = ["drain_heaps", "heap_drain_sorted", "heap_push", "topk_rows", "update_heaps"]
 
 
 def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,3 +73,63 @@ def heap_push(h_scores, h_idx, size, k, score, idx):  # pragma: no cover - compi
     h_scores[pos] = score
     h_idx[pos] = idx
     return size
+
+
+@nb.njit(cache=True, inline="always")
+def heap_drain_sorted(h_scores, h_idx, size, out_scores, out_idx):  # pragma: no cover - compiled
+    """Empty a heap built by :func:`heap_push` into ``out_*[:size]``, best first (ties: lower index)."""
+    for r in range(size - 1, -1, -1):
+        out_scores[r] = h_scores[0]
+        out_idx[r] = h_idx[0]
+        last_s = h_scores[r]
+        last_i = h_idx[r]
+        pos = 0
+        while True:
+            left = 2 * pos + 1
+            if left >= r:
+                break
+            child = left
+            right = left + 1
+            if right < r and (h_scores[right] < h_scores[left]
+                              or (h_scores[right] == h_scores[left] and h_idx[right] > h_idx[left])):
+                child = right
+            if h_scores[child] < last_s or (h_scores[child] == last_s and h_idx[child] > last_i):
+                h_scores[pos] = h_scores[child]
+                h_idx[pos] = h_idx[child]
+                pos = child
+            else:
+                break
+        h_scores[pos] = last_s
+        h_idx[pos] = last_i
+
+
+@nb.njit(nogil=True, cache=True)
+def update_heaps(scores, base, mask, use_mask, h_scores, h_idx, sizes, q0, q1):  # pragma: no cover - compiled
+    """Offer the score block ``scores[q, j]`` (rows ``base + j``) to the running top-k heaps of queries q0..q1.
+
+    Columns must be offered in increasing row order across calls, so that on equal scores the earlier
+    (lower) row is kept. One well-predicted comparison per score in the common case.
+    """
+    k = h_scores.shape[1]
+    n = scores.shape[1]
+    for qi in range(q0, q1):
+        hs = h_scores[qi]
+        hi = h_idx[qi]
+        size = sizes[qi]
+        thresh = hs[0] if size == k else -np.inf
+        for j in range(n):
+            s = scores[qi, j]
+            if s <= thresh:
+                continue
+            if use_mask and not mask[j]:
+                continue
+            size = heap_push(hs, hi, size, k, s, base + j)
+            if size == k:
+                thresh = hs[0]
+        sizes[qi] = size
+
+
+@nb.njit(nogil=True, cache=True)
+def drain_heaps(h_scores, h_idx, sizes, out_scores, out_idx):  # pragma: no cover - compiled
+    for qi in range(h_scores.shape[0]):
+        heap_drain_sorted(h_scores[qi], h_idx[qi], sizes[qi], out_scores[qi], out_idx[qi])

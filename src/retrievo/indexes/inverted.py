@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from retrievo.config import BM25Config
-from retrievo.indexes._topk import heap_push
+from retrievo.indexes._topk import heap_drain_sorted, heap_push
 
 __all__ = ["BM25Stats", "InvertedIndex", "compute_stats"]
 
@@ -106,31 +106,7 @@ def _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, al
                     if use_allowed and not allowed[d]:
                         continue
                     size = heap_push(h_scores, h_idx, size, k, s, d)
-    # heap -> sorted, best first, ties by lower row
-    for r in range(size - 1, -1, -1):
-        out_scores[qi, r] = h_scores[0]
-        out_idx[qi, r] = h_idx[0]
-        # pop the root: move the last element up and sift it down
-        last_s = h_scores[r]
-        last_i = h_idx[r]
-        pos = 0
-        while True:
-            left = 2 * pos + 1
-            if left >= r:
-                break
-            child = left
-            right = left + 1
-            if right < r and (h_scores[right] < h_scores[left]
-                              or (h_scores[right] == h_scores[left] and h_idx[right] > h_idx[left])):
-                child = right
-            if h_scores[child] < last_s or (h_scores[child] == last_s and h_idx[child] > last_i):
-                h_scores[pos] = h_scores[child]
-                h_idx[pos] = h_idx[child]
-                pos = child
-            else:
-                break
-        h_scores[pos] = last_s
-        h_idx[pos] = last_i
+    heap_drain_sorted(h_scores, h_idx, size, out_scores[qi], out_idx[qi])
     counts[qi] = size
 
 
