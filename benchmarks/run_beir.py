@@ -18,7 +18,12 @@ import time
 
 import yaml
 
-from _common import HERE, SHARED, header, write_section
+from _common import CACHE, HERE, SHARED, header, write_section
+from retrievo.eval.compare import compare_runs
+from retrievo.eval.datasets import BeirDataset
+from retrievo.eval.runs import read_run
+
+RUNS = CACHE / "runs"
 
 
 def main() -> int:
@@ -34,7 +39,8 @@ def main() -> int:
         if args.only and s["dataset"] != args.only:
             continue
         cmd = s["command"].replace("{shared}", str(SHARED))
-        argv = shlex.split(cmd)
+        run_path = RUNS / f"{s['dataset']}-{s['method']}.trec"
+        argv = shlex.split(cmd) + ["--run-file", str(run_path)]  # an output location only
         if argv[0] == "retrievo":
             argv = [sys.executable, "-m", "retrievo", *argv[1:]]
         print(f"$ {cmd}", flush=True)
@@ -57,12 +63,26 @@ def main() -> int:
             f"{got['mrr@10']:.4f} | {exp.get('ndcg@10', '–')} | {status} | {secs:.0f} |"
         )
         print(rows[-1], flush=True)
+    crow = ["| dataset | A | B | nDCG@10 A | nDCG@10 B | B−A | p (paired t) | p (randomisation) | B>A / B<A / = |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for c in spec.get("comparisons", []):
+        if args.only and c["dataset"] != args.only:
+            continue
+        ra, rb = RUNS / f"{c['dataset']}-{c['a']}.trec", RUNS / f"{c['dataset']}-{c['b']}.trec"
+        data = next(s["command"].split()[2] for s in spec["settings"] if s["dataset"] == c["dataset"])
+        res = compare_runs(read_run(ra), read_run(rb), BeirDataset.from_path(data.replace("{shared}", str(SHARED))).qrels("test"))
+        m = next(r for r in res if r.measure == "ndcg@10")
+        crow.append(f"| {c['dataset']} | {c['a']} | {c['b']} | {m.a:.4f} | {m.b:.4f} | {m.diff:+.4f} | {m.p_ttest:.2g} | "
+                    f"{m.p_randomization:.2g} | {m.wins} / {m.losses} / {m.ties} |")
+        print(crow[-1], flush=True)
     cmds = "\n".join(f"- {s['dataset']} / {s['method']}: `{s['command']}`" for s in spec["settings"])
     body = header("Effectiveness on BEIR collections (beir.yaml)", ("sentence-transformers", "onnxruntime")) + (
         "\nEvery row is produced by the command listed below it in `benchmarks/beir.yaml`; `python benchmarks/run_beir.py`"
         " re-runs them all and rewrites this table. Seconds include indexing when the collection was not cached yet."
         " Settings were chosen on SciFact/ToolLens only; nfcorpus and limit-small are holdout sets, reported without"
-        " tuning.\n\n" + "\n".join(rows) + "\n\nCommands:\n" + cmds + "\n")
+        " tuning.\n\n" + "\n".join(rows) + "\n\nPaired significance of nDCG@10 over the test queries (the same as `retrievo "
+        "compare DATASET A.trec B.trec`; randomisation test with 10,000 trials):\n\n" + "\n".join(crow)
+        + "\n\nCommands:\n" + cmds + "\n")
     if not args.only:
         write_section("beir", body)
     return 1 if failures else 0
