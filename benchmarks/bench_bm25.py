@@ -53,24 +53,11 @@ def synthetic_tokens(n_docs: int, seed: int = 0):
 
 def build_ours(doc_tokens):
     from retrievo.config import BM25Config
-    from retrievo.indexes.inverted import InvertedIndex
+    from retrievo.indexes.inverted import InvertedIndex, term_frequencies
 
     vocab: dict[str, int] = {}
-    indptr = np.zeros(len(doc_tokens) + 1, np.int64)
-    terms, counts = [], []
-    doclen = np.zeros(len(doc_tokens), np.int32)
-    for i, toks in enumerate(doc_tokens):
-        tf: dict[int, int] = {}
-        for t in toks:
-            tid = vocab.get(t)
-            if tid is None:
-                tid = vocab[t] = len(vocab)
-            tf[tid] = tf.get(tid, 0) + 1
-        terms.append(np.fromiter(tf.keys(), np.int32, len(tf)))
-        counts.append(np.fromiter(tf.values(), np.int32, len(tf)))
-        indptr[i + 1] = indptr[i] + len(tf)
-        doclen[i] = len(toks)
-    idx = InvertedIndex(indptr, np.concatenate(terms), np.concatenate(counts), doclen,
+    indptr, terms, counts, doclen = term_frequencies(doc_tokens, vocab)
+    idx = InvertedIndex(indptr, terms, counts, doclen,
                         np.ones(len(doc_tokens), bool), len(vocab), BM25Config())
     return idx, vocab
 

@@ -28,51 +28,53 @@ def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @nb.njit(cache=True, inline="always")
+def _worse(s1, i1, s2, i2):  # pragma: no cover - compiled
+    """Whether entry (s1, i1) ranks below (s2, i2): lower score, or equal score and higher index."""
+    return s1 < s2 or (s1 == s2 and i1 > i2)
+
+
+@nb.njit(cache=True, inline="always")
+def _sift_down(h_scores, h_idx, size, score, idx):  # pragma: no cover - compiled
+    """Place (score, idx) at the root of a min-heap of ``size`` entries and sift it down."""
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        right = child + 1
+        if right < size and _worse(h_scores[right], h_idx[right], h_scores[child], h_idx[child]):
+            child = right
+        if not _worse(h_scores[child], h_idx[child], score, idx):
+            break
+        h_scores[pos] = h_scores[child]
+        h_idx[pos] = h_idx[child]
+        pos = child
+    h_scores[pos] = score
+    h_idx[pos] = idx
+
+
+@nb.njit(cache=True, inline="always")
 def heap_push(h_scores, h_idx, size, k, score, idx):  # pragma: no cover - compiled
     """Push into a min-heap of capacity ``k`` kept in two arrays; returns the new size.
 
     The heap root is the current k-th best; ties prefer the lower index (kept = better).
     """
-    if size < k:
-        pos = size
-        size += 1
-    else:
-        # reject if not better than the root
-        if score < h_scores[0] or (score == h_scores[0] and idx > h_idx[0]):
-            return size
-        pos = 0
-        # sift down from the root with the new element
-        while True:
-            left = 2 * pos + 1
-            if left >= size:
-                break
-            child = left
-            right = left + 1
-            if right < size and (
-                h_scores[right] < h_scores[left] or (h_scores[right] == h_scores[left] and h_idx[right] > h_idx[left])
-            ):
-                child = right
-            if h_scores[child] < score or (h_scores[child] == score and h_idx[child] > idx):
-                h_scores[pos] = h_scores[child]
-                h_idx[pos] = h_idx[child]
-                pos = child
-            else:
-                break
-        h_scores[pos] = score
-        h_idx[pos] = idx
+    if size == k:
+        if not _worse(h_scores[0], h_idx[0], score, idx):
+            return size  # not better than the current k-th best
+        _sift_down(h_scores, h_idx, size, score, idx)
         return size
-    # sift up
-    while pos > 0:
+    pos = size
+    while pos > 0:  # sift up
         parent = (pos - 1) // 2
-        if h_scores[parent] > score or (h_scores[parent] == score and h_idx[parent] < idx):
-            h_scores[pos] = h_scores[parent]
-            h_idx[pos] = h_idx[parent]
-            pos = parent
-        else:
+        if not _worse(score, idx, h_scores[parent], h_idx[parent]):
             break
+        h_scores[pos] = h_scores[parent]
+        h_idx[pos] = h_idx[parent]
+        pos = parent
     h_scores[pos] = score
     h_idx[pos] = idx
-    return size
+    return size + 1
 
 
 @nb.njit(cache=True, inline="always")
@@ -81,26 +83,7 @@ def heap_drain_sorted(h_scores, h_idx, size, out_scores, out_idx):  # pragma: no
     for r in range(size - 1, -1, -1):
         out_scores[r] = h_scores[0]
         out_idx[r] = h_idx[0]
-        last_s = h_scores[r]
-        last_i = h_idx[r]
-        pos = 0
-        while True:
-            left = 2 * pos + 1
-            if left >= r:
-                break
-            child = left
-            right = left + 1
-            if right < r and (h_scores[right] < h_scores[left]
-                              or (h_scores[right] == h_scores[left] and h_idx[right] > h_idx[left])):
-                child = right
-            if h_scores[child] < last_s or (h_scores[child] == last_s and h_idx[child] > last_i):
-                h_scores[pos] = h_scores[child]
-                h_idx[pos] = h_idx[child]
-                pos = child
-            else:
-                break
-        h_scores[pos] = last_s
-        h_idx[pos] = last_i
+        _sift_down(h_scores, h_idx, r, h_scores[r], h_idx[r])
 
 
 @nb.njit(nogil=True, cache=True)

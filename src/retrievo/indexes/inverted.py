@@ -19,6 +19,7 @@ compiled loop (queries split over threads) and never touches documents a query d
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,7 +31,7 @@ import scipy.sparse as sp
 from retrievo.config import BM25Config
 from retrievo.indexes._topk import heap_drain_sorted, heap_push
 
-__all__ = ["BM25Stats", "InvertedIndex", "compute_stats"]
+__all__ = ["BM25Stats", "InvertedIndex", "compute_stats", "term_frequencies"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,38 @@ def _search_serial(q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, al
         _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
                    out_idx, out_scores, counts)
     return out_idx, out_scores, counts
+
+
+def term_frequencies(
+    token_lists: Iterable[list[str]], vocab: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Document-major term frequencies of analysed documents; new terms are added to ``vocab``.
+
+    Returns:
+        ``(indptr, terms, counts, doclen)``: CSR rows of (term id, frequency) and each document's length.
+    """
+    indptr = [0]
+    terms_l: list[np.ndarray] = []
+    counts_l: list[np.ndarray] = []
+    doclen: list[int] = []
+    for tokens in token_lists:
+        tf: dict[int, int] = {}
+        for t in tokens:
+            tid = vocab.get(t)
+            if tid is None:
+                tid = vocab[t] = len(vocab)
+            tf[tid] = tf.get(tid, 0) + 1
+        terms_l.append(np.fromiter(tf.keys(), dtype=np.int32, count=len(tf)))
+        counts_l.append(np.fromiter(tf.values(), dtype=np.int32, count=len(tf)))
+        indptr.append(indptr[-1] + len(tf))
+        doclen.append(len(tokens))
+    empty = np.zeros(0, np.int32)
+    return (
+        np.asarray(indptr, dtype=np.int64),
+        np.concatenate(terms_l) if terms_l else empty,
+        np.concatenate(counts_l) if counts_l else empty,
+        np.asarray(doclen, dtype=np.int32),
+    )
 
 
 @lru_cache(maxsize=4)

@@ -47,7 +47,7 @@ from retrievo.errors import (
 )
 from retrievo.indexes.filters import compile_filter, parse_filter
 from retrievo.indexes.flat import FlatIndex
-from retrievo.indexes.inverted import InvertedIndex
+from retrievo.indexes.inverted import InvertedIndex, term_frequencies
 from retrievo.search.fusion import fuse
 from retrievo.store.segments import Segment, SegmentData, fsync_dir, segment_dirname, write_segment
 from retrievo.store.sqlite import DocStore, value_kind
@@ -369,39 +369,20 @@ class Collection:
 
     def _analyze(self, docs: list[Document], vocab: dict[str, int], show_progress: bool) -> SegmentData:
         fields = self.config.bm25.fields
-        indptr = np.zeros(len(docs) + 1, dtype=np.int64)
-        terms_l: list[np.ndarray] = []
-        counts_l: list[np.ndarray] = []
-        doclen = np.zeros(len(docs), dtype=np.int32)
-        iterator: Iterable[tuple[int, Document]] = enumerate(docs)
+        texts: Iterable[Document] = docs
         if show_progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(iterator, total=len(docs), desc="analyse", unit="doc")
-        for i, d in iterator:
-            tokens = self.analyzer.tokenize(d.content(fields))
-            doclen[i] = len(tokens)
-            tf: dict[int, int] = {}
-            for t in tokens:
-                tid = vocab.get(t)
-                if tid is None:
-                    tid = vocab[t] = len(vocab)
-                tf[tid] = tf.get(tid, 0) + 1
-            terms_l.append(np.fromiter(tf.keys(), dtype=np.int32, count=len(tf)))
-            counts_l.append(np.fromiter(tf.values(), dtype=np.int32, count=len(tf)))
-            indptr[i + 1] = indptr[i] + len(tf)
+            texts = tqdm(docs, desc="analyse", unit="doc")
+        indptr, terms, counts, doclen = term_frequencies(
+            (self.analyzer.tokenize(d.content(fields)) for d in texts), vocab
+        )
         dense = None
         if self.config.dense is not None:
             texts = [d.content(("title", "text")) for d in docs]
             dense = encode_with_cache(self.encoder, texts, self._embedding_cache(), show_progress=show_progress)
             self._check_vectors(dense)
-        return SegmentData(
-            tf_indptr=indptr,
-            tf_terms=np.concatenate(terms_l) if terms_l else np.zeros(0, np.int32),
-            tf_counts=np.concatenate(counts_l) if counts_l else np.zeros(0, np.int32),
-            doclen=doclen,
-            dense=dense,
-        )
+        return SegmentData(tf_indptr=indptr, tf_terms=terms, tf_counts=counts, doclen=doclen, dense=dense)
 
     def _check_vectors(self, dense: np.ndarray) -> None:
         if not np.isfinite(dense).all():

@@ -5,25 +5,14 @@ import pytest
 
 from retrievo.analysis.analyzer import Analyzer
 from retrievo.config import BM25Config
-from retrievo.indexes.inverted import InvertedIndex, compute_stats
+from retrievo.indexes.inverted import InvertedIndex, compute_stats, term_frequencies
 
 
 def build(token_lists, live=None, config=None):
     vocab: dict[str, int] = {}
-    indptr = [0]
-    terms, counts, doclen = [], [], []
-    for toks in token_lists:
-        tf: dict[int, int] = {}
-        for t in toks:
-            tid = vocab.setdefault(t, len(vocab))
-            tf[tid] = tf.get(tid, 0) + 1
-        terms += list(tf)
-        counts += list(tf.values())
-        doclen.append(len(toks))
-        indptr.append(len(terms))
+    indptr, terms, counts, doclen = term_frequencies(token_lists, vocab)
     live = np.ones(len(token_lists), bool) if live is None else np.asarray(live)
-    idx = InvertedIndex(np.array(indptr), np.array(terms, np.int32), np.array(counts, np.int32),
-                        np.array(doclen, np.int32), live, len(vocab), config or BM25Config())
+    idx = InvertedIndex(indptr, terms, counts, doclen, live, len(vocab), config or BM25Config())
     return idx, vocab
 
 
@@ -54,6 +43,14 @@ def test_dead_rows_excluded_from_statistics_and_results():
     s_fresh = fresh.get_scores(np.array([v2["a"], v2["b"]]))
     np.testing.assert_allclose(s_dead[[0, 2]], s_fresh, rtol=1e-6)
     assert s_dead[1] == 0
+
+
+def test_term_frequencies_hand_checked():
+    vocab = {"x": 0}
+    indptr, terms, counts, doclen = term_frequencies([["y", "x", "y"], [], ["z"]], vocab)
+    assert vocab == {"x": 0, "y": 1, "z": 2}
+    assert indptr.tolist() == [0, 2, 2, 3] and doclen.tolist() == [3, 0, 1]
+    assert dict(zip(terms[:2].tolist(), counts[:2].tolist(), strict=True)) == {1: 2, 0: 1}
 
 
 def test_stats_are_additive():
