@@ -25,7 +25,8 @@ def main() -> None:
         table = "\n".join(line for line in body.splitlines() if line.startswith("|"))
         parts.append(f"**{title.group(1) if title else name}**\n\n{table}\n")
     block = ("<!-- begin:results -->\nQuoted from [benchmarks/RESULTS.md](benchmarks/RESULTS.md) (machine, versions, "
-             "dates and commands are there) by `benchmarks/quote_readme.py`.\n\n" + "\n".join(parts) + "<!-- end:results -->")
+             "dates and commands are there) by `benchmarks/quote_readme.py`.\n\n"
+             "![nDCG@10 per dataset and method](benchmarks/beir.png)\n\n" + "\n".join(parts) + "<!-- end:results -->")
     readme = README.read_text()
     if "<!-- begin:results -->" in readme:
         readme = re.sub(r"<!-- begin:results -->.*?<!-- end:results -->", lambda _: block, readme, flags=re.S)
