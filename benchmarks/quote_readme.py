@@ -22,7 +22,14 @@ def main() -> None:
             continue
         body = m.group(1)
         title = re.search(r"^## (.*)$", body, re.M)
-        table = "\n".join(line for line in body.splitlines() if line.startswith("|"))
+        tables, current = [], []
+        for line in body.splitlines() + [""]:
+            if line.startswith("|"):
+                current.append(line)
+            elif current:
+                tables.append("\n".join(current))
+                current = []
+        table = "\n\n".join(tables)
         parts.append(f"**{title.group(1) if title else name}**\n\n{table}\n")
     block = ("<!-- begin:results -->\nQuoted from [benchmarks/RESULTS.md](benchmarks/RESULTS.md) (machine, versions, "
              "dates and commands are there) by `benchmarks/quote_readme.py`.\n\n"
