@@ -1,7 +1,14 @@
 """retrievo: an embedding-based retrieval engine (BM25, dense, hybrid) over an embedded on-disk store."""
 
 from retrievo._version import __version__
-from retrievo.config import AnalyzerConfig, BM25Config, CollectionConfig, DenseConfig, FusionConfig
+from retrievo.config import (
+    AnalyzerConfig,
+    BM25Config,
+    CollectionConfig,
+    DenseConfig,
+    DenseIndexConfig,
+    FusionConfig,
+)
 from retrievo.errors import (
     DocumentError,
     DuplicateIdError,
@@ -22,6 +29,7 @@ __all__ = [
     "Collection",
     "CollectionConfig",
     "DenseConfig",
+    "DenseIndexConfig",
     "Document",
     "DocumentError",
     "DuplicateIdError",

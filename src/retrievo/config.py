@@ -17,6 +17,7 @@ __all__ = [
     "AnalyzerConfig",
     "BM25Config",
     "DenseConfig",
+    "DenseIndexConfig",
     "FusionConfig",
     "CollectionConfig",
     "DEFAULT_DENSE_MODEL",
@@ -140,6 +141,32 @@ class DenseConfig(_Config):
             raise ConfigError(f"DenseConfig.batch_size must be >= 1, got {self.batch_size}")
 
 
+DENSE_INDEX_KINDS = ("flat", "int8", "binary")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenseIndexConfig(_Config):
+    """Which index serves dense search.
+
+    Args:
+        kind: ``"flat"`` (exact float32, memory-mapped), ``"int8"`` (scalar-quantised codes in RAM) or
+            ``"binary"`` (sign bits in RAM, Hamming distance); the compressed kinds re-rank their candidates
+            with the float32 vectors read from disk.
+        rescore_multiplier: candidates fetched from a compressed index per wanted result.
+    """
+
+    kind: str = "flat"
+    rescore_multiplier: int = 4
+
+    def __post_init__(self) -> None:
+        if self.kind not in DENSE_INDEX_KINDS:
+            raise ConfigError(f"DenseIndexConfig.kind must be one of {DENSE_INDEX_KINDS}, got {self.kind!r}")
+        if not isinstance(self.rescore_multiplier, int) or not (1 <= self.rescore_multiplier <= 10_000):
+            raise ConfigError(
+                f"DenseIndexConfig.rescore_multiplier must be an integer in [1, 10000], got {self.rescore_multiplier!r}"
+            )
+
+
 @dataclass(frozen=True, kw_only=True)
 class FusionConfig(_Config):
     """How hybrid search combines its signals.
@@ -177,6 +204,7 @@ class CollectionConfig(_Config):
         bm25: BM25 parameters.
         dense: the dense model, or ``None`` for a lexical-only collection.
         fusion: default hybrid fusion.
+        index: the dense index searched by default (see :class:`DenseIndexConfig`).
         max_segments: merge segments on commit once there are more than this many.
         max_deleted_fraction: merge a segment once this fraction of its rows is deleted.
     """
@@ -185,6 +213,7 @@ class CollectionConfig(_Config):
     bm25: BM25Config = field(default_factory=BM25Config)
     dense: DenseConfig | None = field(default_factory=DenseConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    index: DenseIndexConfig = field(default_factory=DenseIndexConfig)
     max_segments: int = 8
     max_deleted_fraction: float = 0.3
 
@@ -202,4 +231,5 @@ _SUBCONFIGS: dict[tuple[str, str], type[_Config]] = {
     ("CollectionConfig", "bm25"): BM25Config,
     ("CollectionConfig", "dense"): DenseConfig,
     ("CollectionConfig", "fusion"): FusionConfig,
+    ("CollectionConfig", "index"): DenseIndexConfig,
 }

@@ -76,3 +76,24 @@ def test_unchanged_text_is_not_reencoded_and_deletes_vanish(dense_coll):
     for method in ("dense", "hybrid", "bm25"):
         assert d["_id"] not in set(c.search(d["title"], k=20, method=method).ids[0])
     assert c.search("glaciers ice", k=1, method="dense").ids[0, 0] == "new-1"
+
+
+@pytest.mark.parametrize("kind", ["int8", "binary"])
+def test_compressed_indexes_through_the_collection(dense_coll, kind):
+    from retrievo import DenseIndexConfig
+
+    c, _, docs = dense_coll
+    q = ["protein folding in bacteria", docs[20]["title"]]
+    flat = c.search(q, k=5, method="dense")
+    # with every row a candidate, rescoring reproduces the exact ranking and scores
+    full = c.search(q, k=5, method="dense", index=DenseIndexConfig(kind=kind, rescore_multiplier=1000))
+    assert (full.ids == flat.ids).all()
+    np.testing.assert_allclose(full.scores, flat.scores, rtol=1e-5)
+    small = c.search(q, k=5, method="dense", index=kind)
+    assert small.ids[1, 0] == docs[20]["_id"]
+    flt = {"year": {"$lt": 2005}}
+    got = c.search(q, k=5, method="dense", index=kind, filter=flt)
+    meta = {d.id: d.metadata for d in c.get_many([i for row in got for i, _ in row]) if d}
+    assert all(meta[i]["year"] < 2005 for row in got for i, _ in row)
+    ram = c.dense_index(kind).nbytes
+    assert ram * (32 if kind == "binary" else 3.9) <= c.dense_index("flat").nbytes

@@ -55,6 +55,24 @@ def _fusion_from_args(args: argparse.Namespace):
     return FusionConfig(**kw) if kw else None
 
 
+def _add_index_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", choices=["flat", "int8", "binary"], default=None,
+                   help="dense index: exact flat, or int8/binary codes in RAM re-ranked with float vectors from disk")
+    p.add_argument("--rescore-multiplier", type=int, default=None,
+                   help="candidates from a compressed index per wanted result (default 4)")
+
+
+def _index_from_args(args: argparse.Namespace):
+    from retrievo.config import DenseIndexConfig
+
+    if args.index is None and args.rescore_multiplier is None:
+        return None
+    kw: dict[str, Any] = {"kind": args.index or "flat"}
+    if args.rescore_multiplier is not None:
+        kw["rescore_multiplier"] = args.rescore_multiplier
+    return DenseIndexConfig(**kw)
+
+
 def _add_fusion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion", choices=["convex", "rrf"], default=None, help="hybrid fusion (default convex)")
     p.add_argument("--weights", default=None, help="hybrid weights 'bm25,dense', e.g. 0.5,0.5")
@@ -86,7 +104,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     coll = Collection.open(args.collection, readonly=True)
     try:
-        res = coll.search(args.query, k=args.k, method=args.method, filter=args.filter, fusion=_fusion_from_args(args))
+        res = coll.search(args.query, k=args.k, method=args.method, filter=args.filter, fusion=_fusion_from_args(args),
+                          index=_index_from_args(args))
         rows = res.row(0)
         docs = coll.get_many([d for d, _ in rows])
         if args.json:
@@ -153,6 +172,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.dataset, method=args.method, split=args.split, config=_config_from_args(args),
         fusion=_fusion_from_args(args), collection_dir=args.collection, run_file=args.run_file,
         depth=args.depth, show_progress=True,  # progress goes to stderr; stdout stays JSON
+        index=_index_from_args(args),
     )
     if args.json:
         print(json.dumps(res.to_json()))
@@ -232,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", default=None, help='metadata filter as JSON, e.g. \'{"year": {"$gte": 2010}}\'')
     p.add_argument("--json", action="store_true")
     _add_fusion_args(p)
+    _add_index_args(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="describe a collection")
@@ -254,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_collection_config_args(p)
     _add_fusion_args(p)
+    _add_index_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", help="compare two TREC runs with paired significance tests")

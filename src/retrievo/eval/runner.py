@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from retrievo._paths import cache_root
-from retrievo.config import CollectionConfig, FusionConfig
+from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
 from retrievo.eval.runs import write_run
@@ -32,18 +32,25 @@ class EvalResult:
     collection: Path | None = None
     seconds_index: float = 0.0
     seconds_search: float = 0.0
+    index: str | None = None
+    index_bytes_in_ram: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object of ``retrievo eval --json``: exactly these keys."""
-        return {**{k: round(v, 4) for k, v in self.measures.items()}, "method": self.method,
-                "dataset": self.dataset, "queries": self.queries}
+        """The JSON object of ``retrievo eval --json``: exactly these keys (plus ``index`` and
+        ``index_bytes_in_ram`` when a dense index was chosen explicitly)."""
+        out = {**{k: round(v, 4) for k, v in self.measures.items()}, "method": self.method,
+               "dataset": self.dataset, "queries": self.queries}
+        if self.index is not None:
+            out["index"] = self.index
+            out["index_bytes_in_ram"] = self.index_bytes_in_ram
+        return out
 
 
 def default_collection_dir(dataset: BeirDataset, config: CollectionConfig) -> Path:
     """Where ``eval`` keeps the collection of a dataset and config, so later runs reuse it."""
-    key = hashlib.sha256(
-        (str(dataset.path) + json.dumps(config.to_dict(), sort_keys=True)).encode()
-    ).hexdigest()[:12]
+    # only what changes the stored data keys the folder; fusion and index are search-time settings
+    stored = {k: v for k, v in config.to_dict().items() if k not in ("fusion", "index")}
+    key = hashlib.sha256((str(dataset.path) + json.dumps(stored, sort_keys=True)).encode()).hexdigest()[:12]
     return cache_root() / "eval" / f"{dataset.name}-{key}"
 
 
@@ -83,6 +90,7 @@ def run_eval(
     run_file: str | Path | None = None,
     depth: int = 1000,
     show_progress: bool = True,
+    index: DenseIndexConfig | None = None,
 ) -> EvalResult:
     """Index (or reuse) ``dataset_dir``, search every query of ``split`` with ``method``, and measure.
 
@@ -94,6 +102,7 @@ def run_eval(
         collection_dir: where to keep the collection (default: a cache folder keyed by dataset and config).
         run_file: where to write the TREC run (default: next to the collection).
         depth: results per query in the run (BEIR uses 1000).
+        index: the dense index to search with (reported in the result); default: the collection's.
     """
     if method not in METHODS:
         from retrievo.errors import InvalidInputError
@@ -109,13 +118,20 @@ def run_eval(
     try:
         qids = list(queries)
         t0 = time.perf_counter()
-        results = coll.search([queries[q] for q in qids], k=depth, method=method, query_ids=qids, fusion=fusion)
+        results = coll.search([queries[q] for q in qids], k=depth, method=method, query_ids=qids, fusion=fusion,
+                              index=index)
         t_search = time.perf_counter() - t0
         run = results.to_run()
         measures = evaluate(run, qrels)
         label = method if method != "hybrid" else f"hybrid-{(fusion or config.fusion).method}"
+        if index is not None:
+            label += f"-{index.kind}"
         run_path = Path(run_file) if run_file else coll.path / "runs" / f"{dataset.name}-{split}-{label}.trec"
         write_run(run_path, run, tag=f"retrievo-{method}")
-        return EvalResult(method, dataset.name, len(qrels), measures, run, run_path, coll.path, t_index, t_search)
+        res = EvalResult(method, dataset.name, len(qrels), measures, run, run_path, coll.path, t_index, t_search)
+        if index is not None:
+            res.index = index.kind
+            res.index_bytes_in_ram = int(coll.dense_index(index).nbytes) if method != "bm25" else 0
+        return res
     finally:
         coll.close()

@@ -28,11 +28,6 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="retrievo-flat")
 
 
-def _product(qb: np.ndarray, task) -> np.ndarray:
-    mat, start, stop, _, _ = task
-    return qb @ np.asarray(mat[start:stop]).T
-
-
 class FlatIndex:
     """Exact search over one or more row blocks that together number rows ``0..n-1``.
 
@@ -49,7 +44,16 @@ class FlatIndex:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the vector data this index scans (memory-mapped from disk for the flat index)."""
         return sum(int(m.nbytes) for _, m in self.blocks)
+
+    def _prepare(self, queries: np.ndarray) -> np.ndarray:
+        """Queries in the form :meth:`_block_scores` takes (subclasses quantise them)."""
+        return queries
+
+    def _block_scores(self, qb: np.ndarray, mat: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Scores of a query block against rows ``start:stop`` of one block, ``(len(qb), stop - start)``."""
+        return qb @ np.asarray(mat[start:stop]).T
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, threads: int | None = None
@@ -59,7 +63,7 @@ class FlatIndex:
         Returns:
             ``(rows, scores, counts)`` with padding ``-1`` / ``-inf`` where fewer than k rows qualify.
         """
-        q = np.ascontiguousarray(queries, dtype=np.float32)
+        q = self._prepare(np.ascontiguousarray(queries, dtype=np.float32))
         nq = q.shape[0]
         k = max(int(k), 1)
         if allowed is None:
@@ -86,13 +90,14 @@ class FlatIndex:
             qb = q[q0 : q0 + _QUERY_BLOCK]
             hs, hi, sz = h_scores[q0 : q0 + len(qb)], h_idx[q0 : q0 + len(qb)], sizes[q0 : q0 + len(qb)]
             pipelined = len(tasks) > 1 and len(qb) >= 8  # a thread hand-off costs more than a tiny product
-            pending = pool.submit(_product, qb, tasks[0]) if pipelined else None
+            pending = pool.submit(self._block_scores, qb, *tasks[0][:3]) if pipelined else None
             for t in range(len(tasks)):
                 if pipelined:
                     scores = pending.result()
-                    pending = pool.submit(_product, qb, tasks[t + 1]) if t + 1 < len(tasks) else None
+                    if t + 1 < len(tasks):
+                        pending = pool.submit(self._block_scores, qb, *tasks[t + 1][:3])
                 else:
-                    scores = _product(qb, tasks[t])
+                    scores = self._block_scores(qb, *tasks[t][:3])
                 _, start, _, offset, m = tasks[t]
                 update_heaps(scores, offset + start, m, use_mask, hs, hi, sz, 0, len(qb))
         out_idx = np.full((nq, k), -1, dtype=np.int64)

@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import numpy as np
 from retrievo._paths import cache_root
 from retrievo._version import __version__
 from retrievo.analysis.analyzer import Analyzer
-from retrievo.config import CollectionConfig, FusionConfig
+from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig
 from retrievo.encoders.cache import EmbeddingCache, encode_with_cache
 from retrievo.errors import (
     CollectionExistsError,
@@ -76,6 +76,7 @@ class _State:
     vocab: dict[str, int]
     inverted: InvertedIndex | None
     flat: FlatIndex | None
+    compressed: dict[str, Any] = field(default_factory=dict)  # kind -> compressed index, built on first use
 
     @property
     def n_live(self) -> int:
@@ -534,6 +535,7 @@ class Collection:
         filter: dict[str, Any] | str | None = None,
         query_ids: Sequence[str] | None = None,
         fusion: FusionConfig | None = None,
+        index: DenseIndexConfig | str | None = None,
         show_progress: bool = False,
     ) -> SearchResults:
         """Search the last committed state.
@@ -545,6 +547,8 @@ class Collection:
             filter: a metadata filter (see :mod:`retrievo.indexes.filters`); top-k is exact within it.
             query_ids: ids for the result rows (default ``"0"``, ``"1"``, …).
             fusion: overrides the collection's fusion config for ``hybrid``.
+            index: the dense index to use (a kind name or a :class:`DenseIndexConfig`); default: the
+                collection's ``config.index``.
 
         Returns:
             :class:`SearchResults` shaped ``(len(queries), k)``.
@@ -565,6 +569,7 @@ class Collection:
             raise InvalidInputError(f"search: {len(query_ids)} query ids for {len(queries)} queries")
         if method in ("dense", "hybrid") and self.config.dense is None:
             raise InvalidInputError(f"search: method {method!r} needs a dense model, and {self.path} has none")
+        index_cfg = self._index_config(index)
         allowed = self.filter_mask(filter)
         state = self._state
         nq = len(queries)
@@ -573,11 +578,14 @@ class Collection:
         if method == "bm25":
             rows, scores, counts = self._search_bm25(state, queries, k, allowed)
         elif method == "dense":
-            rows, scores, counts = self._search_dense(state, queries, k, allowed)
+            rows, scores, counts = self._search_dense(state, queries, k, allowed, index_cfg)
         else:
             fusion = fusion or self.config.fusion
             depth = max(k, fusion.depth)
-            lists = [self._search_bm25(state, queries, depth, allowed), self._search_dense(state, queries, depth, allowed)]
+            lists = [
+                self._search_bm25(state, queries, depth, allowed),
+                self._search_dense(state, queries, depth, allowed, index_cfg),
+            ]
             weights = tuple(fusion.weights)
             if len(weights) != len(lists):
                 raise InvalidInputError(f"fusion.weights needs {len(lists)} weights (bm25, dense), got {weights}")
@@ -601,11 +609,36 @@ class Collection:
         assert state.inverted is not None
         return state.inverted.search(q_terms, k, allowed)
 
-    def _search_dense(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None):
+    def _index_config(self, index: DenseIndexConfig | str | None) -> DenseIndexConfig:
+        if index is None:
+            return self.config.index
+        if isinstance(index, str):
+            return self.config.index.replace(kind=index)
+        if isinstance(index, DenseIndexConfig):
+            return index
+        raise InvalidInputError(f"search: index must be a kind name or a DenseIndexConfig, got {type(index).__name__}")
+
+    def dense_index(self, index: DenseIndexConfig | str | None = None) -> Any:
+        """The dense index of the current generation for ``index`` (compressed ones are built on first use)."""
+        from retrievo.indexes.quantized import BinaryIndex, Int8Index, RescoringIndex
+
+        state = self._state
         if state.flat is None:
             raise InvalidInputError(f"{self.path}: no dense vectors are stored; re-index with a dense model")
+        cfg = self._index_config(index)
+        if cfg.kind == "flat":
+            return state.flat
+        coarse = state.compressed.get(cfg.kind)
+        if coarse is None:
+            cls = Int8Index if cfg.kind == "int8" else BinaryIndex
+            coarse = state.compressed[cfg.kind] = cls(state.flat.blocks, state.live)
+        return RescoringIndex(coarse, state.flat, cfg.rescore_multiplier)
+
+    def _search_dense(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
+                      index: DenseIndexConfig | None = None):
+        idx = self.dense_index(index)
         qv = self.encoder.encode_queries(queries)
-        return state.flat.search(qv, k, allowed)
+        return idx.search(qv, k, allowed)
 
     def info(self) -> dict[str, Any]:
         """A summary: counts, segments, vocabulary, model and index sizes (RAM and disk)."""
@@ -627,6 +660,9 @@ class Collection:
             "dense_dim": None if state.flat is None else state.flat.dim,
             "bm25_postings_bytes_in_ram": 0 if state.inverted is None else state.inverted.nbytes,
             "dense_bytes_on_disk_mmap": 0 if state.flat is None else state.flat.nbytes,
+            "dense_index": self.config.index.to_dict(),
+            "dense_index_bytes_in_ram": 0 if state.flat is None or self.config.index.kind == "flat"
+            else self.dense_index().nbytes,
             "bytes_on_disk": disk,
             "config": self.config.to_dict(),
         }
