@@ -144,17 +144,19 @@ class RescoringIndex:
         k = max(int(k), 1)
         cand, _, counts = self.coarse.search(q, k * self.rescore_multiplier, allowed, threads)
         nq = q.shape[0]
+        valid = cand >= 0
+        exact = np.full(cand.shape, -np.inf, dtype=np.float32)
+        if valid.any():
+            vecs = self._gather(cand[valid])
+            exact[valid] = np.einsum("ij,ij->i", vecs, np.repeat(q, counts, axis=0))
+        # best exact score first; ties by lower row; padding (-inf, row -1 -> a huge key) last
+        keys = np.where(valid, cand, np.iinfo(np.int64).max)
+        order = np.lexsort((keys, -exact), axis=1)[:, :k]
         out_idx = np.full((nq, k), -1, dtype=np.int64)
         out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
-        out_counts = np.zeros(nq, dtype=np.int64)
-        for i in range(nq):
-            rows = cand[i, : counts[i]]
-            if not len(rows):
-                continue
-            exact = self._gather(rows) @ q[i]
-            order = np.lexsort((rows, -exact))[:k]
-            n = len(order)
-            out_idx[i, :n] = rows[order]
-            out_scores[i, :n] = exact[order]
-            out_counts[i] = n
+        width = order.shape[1]
+        out_idx[:, :width] = np.take_along_axis(cand, order, axis=1)
+        out_scores[:, :width] = np.take_along_axis(exact, order, axis=1)
+        out_counts = np.minimum(counts, k)
+        out_idx[np.arange(k)[None, :] >= out_counts[:, None]] = -1
         return out_idx, out_scores, out_counts
