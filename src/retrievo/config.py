@@ -141,7 +141,7 @@ class DenseConfig(_Config):
             raise ConfigError(f"DenseConfig.batch_size must be >= 1, got {self.batch_size}")
 
 
-DENSE_INDEX_KINDS = ("flat", "int8", "binary")
+DENSE_INDEX_KINDS = ("flat", "int8", "binary", "hnsw", "ivf", "ivfpq")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,22 +149,38 @@ class DenseIndexConfig(_Config):
     """Which index serves dense search.
 
     Args:
-        kind: ``"flat"`` (exact float32, memory-mapped), ``"int8"`` (scalar-quantised codes in RAM) or
-            ``"binary"`` (sign bits in RAM, Hamming distance); the compressed kinds re-rank their candidates
-            with the float32 vectors read from disk.
+        kind: ``"flat"`` (exact float32, memory-mapped), ``"int8"`` (scalar-quantised codes in RAM),
+            ``"binary"`` (sign bits in RAM, Hamming distance) — these two re-rank their candidates with the
+            float32 vectors read from disk — or the approximate graph/cluster indexes ``"hnsw"``
+            (Malkov & Yashunin, TPAMI 2018), ``"ivf"`` and ``"ivfpq"`` (Jégou et al., TPAMI 2011), built
+            with faiss per segment.
         rescore_multiplier: candidates fetched from a compressed index per wanted result.
+        M, ef_construction, ef_search: HNSW graph degree, build beam and search beam.
+        nlist, nprobe: IVF cells (``None``: about 4·√n per segment) and cells visited per query.
+        pq_m, pq_bits: product quantiser sub-vectors and bits per sub-vector code (IVF-PQ).
     """
 
     kind: str = "flat"
     rescore_multiplier: int = 4
+    M: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+    nlist: int | None = None
+    nprobe: int = 16
+    pq_m: int = 48
+    pq_bits: int = 8
 
     def __post_init__(self) -> None:
         if self.kind not in DENSE_INDEX_KINDS:
             raise ConfigError(f"DenseIndexConfig.kind must be one of {DENSE_INDEX_KINDS}, got {self.kind!r}")
-        if not isinstance(self.rescore_multiplier, int) or not (1 <= self.rescore_multiplier <= 10_000):
-            raise ConfigError(
-                f"DenseIndexConfig.rescore_multiplier must be an integer in [1, 10000], got {self.rescore_multiplier!r}"
-            )
+        for name, lo, hi in (("rescore_multiplier", 1, 10_000), ("M", 2, 512), ("ef_construction", 1, 100_000),
+                             ("ef_search", 1, 100_000), ("nprobe", 1, 1_000_000), ("pq_m", 1, 4096),
+                             ("pq_bits", 1, 16)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not (lo <= value <= hi):
+                raise ConfigError(f"DenseIndexConfig.{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        if self.nlist is not None and (not isinstance(self.nlist, int) or self.nlist < 1):
+            raise ConfigError(f"DenseIndexConfig.nlist must be a positive integer or None, got {self.nlist!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

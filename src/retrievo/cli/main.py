@@ -56,21 +56,25 @@ def _fusion_from_args(args: argparse.Namespace):
 
 
 def _add_index_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", choices=["flat", "int8", "binary"], default=None,
-                   help="dense index: exact flat, or int8/binary codes in RAM re-ranked with float vectors from disk")
+    p.add_argument("--index", choices=["flat", "int8", "binary", "hnsw", "ivf", "ivfpq"], default=None,
+                   help="dense index: exact flat; int8/binary codes in RAM re-ranked with float vectors from disk; "
+                        "hnsw/ivf/ivfpq approximate (faiss)")
     p.add_argument("--rescore-multiplier", type=int, default=None,
                    help="candidates from a compressed index per wanted result (default 4)")
+    for flag, help_ in (("M", "HNSW graph degree"), ("ef-construction", "HNSW build beam"),
+                        ("ef-search", "HNSW search beam"), ("nlist", "IVF cells"), ("nprobe", "IVF cells per query"),
+                        ("pq-m", "PQ sub-vectors"), ("pq-bits", "bits per PQ code")):
+        p.add_argument(f"--{flag}", type=int, default=None, help=help_)
 
 
 def _index_from_args(args: argparse.Namespace):
     from retrievo.config import DenseIndexConfig
 
-    if args.index is None and args.rescore_multiplier is None:
+    names = ("rescore_multiplier", "M", "ef_construction", "ef_search", "nlist", "nprobe", "pq_m", "pq_bits")
+    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.index is None and not given:
         return None
-    kw: dict[str, Any] = {"kind": args.index or "flat"}
-    if args.rescore_multiplier is not None:
-        kw["rescore_multiplier"] = args.rescore_multiplier
-    return DenseIndexConfig(**kw)
+    return DenseIndexConfig(kind=args.index or "flat", **given)
 
 
 def _add_fusion_args(p: argparse.ArgumentParser) -> None:

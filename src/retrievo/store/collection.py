@@ -327,6 +327,7 @@ class Collection:
         if docs:
             data = self._analyze(docs, vocab, show_progress)
             seg_dir = write_segment(self.path / "segments", seg, data)
+            self._write_derived(seg_dir, data)
         new_terms = list(vocab)[start_vocab:]
         removed = set(self._pending_deletes) | {d.id for d in docs}
         kinds: dict[str, set[str]] = {}
@@ -361,6 +362,14 @@ class Collection:
         self._maybe_merge()
         self._state = self._load_state()
         return self.generation
+
+    def _write_derived(self, seg_dir: Path, data: SegmentData) -> None:
+        """Build the configured ANN index of a new segment before the segment is committed."""
+        cfg = self.config.index
+        if data.dense is not None and cfg.kind in ("hnsw", "ivf", "ivfpq"):
+            from retrievo.indexes.ann import build_segment_index, index_filename
+
+            build_segment_index(data.dense, cfg, seg_dir / index_filename(cfg))
 
     def _drop_empty_segments(self) -> None:
         live = {s for (s,) in self.store.conn.execute("SELECT DISTINCT seg FROM docs")}
@@ -427,7 +436,9 @@ class Collection:
                 by_seg.setdefault(s, []).append(r)
             for s in sorted(by_seg):
                 parts.append(Segment(self.path / "segments", s).data.take(np.array(by_seg[s])))
-            seg_dir = write_segment(self.path / "segments", new_seg, SegmentData.concat(parts))
+            merged = SegmentData.concat(parts)
+            seg_dir = write_segment(self.path / "segments", new_seg, merged)
+            self._write_derived(seg_dir, merged)
         try:
             self.store.begin()
             self.store.drop_segments(segs)
@@ -628,11 +639,31 @@ class Collection:
         cfg = self._index_config(index)
         if cfg.kind == "flat":
             return state.flat
+        if cfg.kind in ("hnsw", "ivf", "ivfpq"):
+            return self._ann_index(state, cfg)
         coarse = state.compressed.get(cfg.kind)
         if coarse is None:
             cls = Int8Index if cfg.kind == "int8" else BinaryIndex
             coarse = state.compressed[cfg.kind] = cls(state.flat.blocks, state.live)
         return RescoringIndex(coarse, state.flat, cfg.rescore_multiplier)
+
+    def _ann_index(self, state: _State, cfg: DenseIndexConfig) -> Any:
+        from retrievo.indexes.ann import AnnIndex, build_segment_index, index_filename, load_segment_index
+
+        name = index_filename(cfg)
+        segs = state.compressed.get(name)
+        if segs is None:
+            segs = []
+            for seg in state.segments:
+                path = seg.path / name
+                if path.exists():
+                    index = load_segment_index(path)
+                else:  # built once per segment and kept with it (segments are immutable)
+                    index = build_segment_index(seg.data.dense, cfg, None if self.readonly else path)
+                segs.append((state.offsets[seg.seg], index, seg.n_rows))
+            state.compressed[name] = segs
+        assert state.flat is not None
+        return AnnIndex(segs, state.flat, state.live, cfg)
 
     def _search_dense(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
                       index: DenseIndexConfig | None = None):

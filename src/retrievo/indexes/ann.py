@@ -1,0 +1,200 @@
+"""Approximate dense search (HNSW, IVF, IVF-PQ) with faiss, per segment, with filter strategies.
+
+Why faiss: it has well-tuned HNSW, IVF and PQ implementations, reads indexes memory-mapped, and — unlike
+hnswlib's Python predicate callbacks — applies an id bitmap *inside* graph and cell traversal
+(``IDSelectorBitmap`` in the search parameters), which is what filtered search and tombstones need.
+
+One faiss index is built per immutable segment (over all its rows; dead rows are masked at search time),
+saved next to the segment's vectors and reopened memory-mapped; a merge builds the merged segment's index.
+Filtered search picks its strategy by the estimated selectivity ``s = allowed / live`` (as analysed in
+the FANNS benchmark, Iff et al., 2024): exact search over the allowed rows when they are few, filtered
+traversal (bitmap inside HNSW/IVF) in the middle, and post-filtering with oversampling when the filter is
+broad; if a strategy returns fewer than k results while k allowed rows exist, exact search over the
+allowed rows completes it, so a search never returns fewer than ``min(k, allowed)`` results.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from retrievo._optional import require
+from retrievo.config import DenseIndexConfig
+from retrievo.indexes.flat import FlatIndex
+
+__all__ = ["AnnIndex", "build_segment_index", "index_filename"]
+
+EXACT_BELOW = 2048  # allowed rows at or under this count are searched exactly
+POSTFILTER_ABOVE = 0.5  # selectivity above which post-filtering with oversampling is used
+
+
+def index_filename(cfg: DenseIndexConfig) -> str:
+    """The file name of a segment's ANN index; the parameters that shape the structure are in the name."""
+    if cfg.kind == "hnsw":
+        return f"ann_hnsw_M{cfg.M}_efc{cfg.ef_construction}.faiss"
+    if cfg.kind == "ivf":
+        return f"ann_ivf_nl{cfg.nlist or 'auto'}.faiss"
+    return f"ann_ivfpq_nl{cfg.nlist or 'auto'}_m{cfg.pq_m}x{cfg.pq_bits}.faiss"
+
+
+def _nlist(cfg: DenseIndexConfig, n: int) -> int:
+    return max(1, min(cfg.nlist or int(4 * math.sqrt(n)), n))
+
+
+def build_segment_index(vectors: np.ndarray, cfg: DenseIndexConfig, path: Path | None = None):
+    """Build a faiss index over ``vectors`` (inner product); save it atomically to ``path`` if given."""
+    faiss = require("faiss", extra="ann", package="faiss-cpu")
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = x.shape
+    if cfg.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, cfg.M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.ef_construction
+    else:
+        nlist = _nlist(cfg, n)
+        quantizer = faiss.IndexFlatIP(d)
+        if cfg.kind == "ivf":
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            if d % cfg.pq_m:
+                from retrievo.errors import ConfigError
+
+                raise ConfigError(f"DenseIndexConfig.pq_m={cfg.pq_m} must divide the dimension {d}")
+            index = faiss.IndexIVFPQ(quantizer, d, nlist, cfg.pq_m, cfg.pq_bits, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        train = x if n <= 100_000 else x[rng.choice(n, 100_000, replace=False)]
+        if cfg.kind == "ivfpq" and len(train) < 2**cfg.pq_bits:
+            train = np.concatenate([train] * (-(-(2**cfg.pq_bits) // len(train))))
+        index.train(train)
+    index.add(x)
+    if path is not None:
+        tmp = path.with_suffix(".tmp")
+        faiss.write_index(index, str(tmp))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    return index
+
+
+def load_segment_index(path: Path):
+    faiss = require("faiss", extra="ann", package="faiss-cpu")
+    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+
+
+class AnnIndex:
+    """ANN search over segments, each with its own faiss index, plus the exact index for small filters.
+
+    Args:
+        segments: ``(offset, faiss index, n_rows)`` per segment, in row order.
+        flat: the exact index over the same rows (used for very selective filters and completion).
+        live: boolean mask of live rows.
+        cfg: search parameters (ef_search, nprobe).
+    """
+
+    def __init__(self, segments: list[tuple[int, object, int]], flat: FlatIndex, live: np.ndarray,
+                 cfg: DenseIndexConfig) -> None:
+        self.segments = segments
+        self.flat = flat
+        self.live = np.asarray(live, dtype=bool)
+        self.cfg = cfg
+        self.dim = flat.dim
+        self.last_strategy = ""
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate bytes of the ANN structures (graph links / codes / vectors they hold)."""
+        faiss = require("faiss", extra="ann", package="faiss-cpu")
+        total = 0
+        for _, index, n in self.segments:
+            if self.cfg.kind == "hnsw":
+                total += n * (self.dim * 4 + self.cfg.M * 2 * 4 + 8)
+            else:
+                ivf = faiss.extract_index_ivf(index)
+                code = self.dim * 4 if self.cfg.kind == "ivf" else self.cfg.pq_m * self.cfg.pq_bits // 8
+                total += n * (code + 8) + ivf.nlist * self.dim * 4
+        return total
+
+    def _params(self, bitmap_mask: np.ndarray | None):
+        faiss = require("faiss", extra="ann", package="faiss-cpu")
+        sel = None
+        if bitmap_mask is not None:
+            bits = np.packbits(bitmap_mask, bitorder="little")
+            sel = faiss.IDSelectorBitmap(len(bitmap_mask), faiss.swig_ptr(bits))
+            sel.bits_keep = bits  # the selector points into this array
+        if self.cfg.kind == "hnsw":
+            p = faiss.SearchParametersHNSW(efSearch=max(self.cfg.ef_search, 1))
+        else:
+            p = faiss.SearchParametersIVF(nprobe=self.cfg.nprobe)
+        if sel is not None:
+            p.sel = sel
+            p.sel_keep = sel
+        return p
+
+    def _search_segments(self, q: np.ndarray, k: int, mask: np.ndarray | None, use_bitmap: bool):
+        nq = q.shape[0]
+        all_rows = []
+        all_scores = []
+        for offset, index, n in self.segments:
+            seg_mask = None if mask is None else mask[offset : offset + n]
+            if seg_mask is not None and not seg_mask.any():
+                continue
+            params = self._params(seg_mask if use_bitmap else None)
+            kk = min(k, n)
+            scores, rows = index.search(q, kk, params=params)
+            rows = rows.astype(np.int64)
+            scores = scores.astype(np.float32)
+            bad = rows < 0
+            if seg_mask is not None and not use_bitmap:
+                bad |= ~seg_mask[np.where(rows < 0, 0, rows)]
+            rows = np.where(bad, -1, rows + offset)
+            scores = np.where(bad, -np.inf, scores)
+            all_rows.append(rows)
+            all_scores.append(scores)
+        if not all_rows:
+            return np.full((nq, 0), -1, np.int64), np.full((nq, 0), -np.inf, np.float32)
+        return np.concatenate(all_rows, axis=1), np.concatenate(all_scores, axis=1)
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(int(k), 1)
+        nq = q.shape[0]
+        mask = self.live if allowed is None else (self.live & np.asarray(allowed, dtype=bool))
+        n_allowed = int(mask.sum())
+        n_live = max(int(self.live.sum()), 1)
+        if n_allowed == 0:
+            self.last_strategy = "empty"
+            return (np.full((nq, k), -1, np.int64), np.full((nq, k), -np.inf, np.float32), np.zeros(nq, np.int64))
+        selectivity = n_allowed / n_live
+        if n_allowed <= max(EXACT_BELOW, k):
+            self.last_strategy = "exact"
+            return self.flat.search(q, k, mask, threads)
+        all_live = allowed is None and n_allowed == len(self.live)
+        if all_live:
+            self.last_strategy = "ann"
+            rows, scores = self._search_segments(q, k, None, False)
+        elif selectivity > POSTFILTER_ABOVE:
+            self.last_strategy = "postfilter"
+            over = int(math.ceil(k / selectivity * 1.5)) + 10
+            rows, scores = self._search_segments(q, over, mask, False)
+        else:
+            self.last_strategy = "filtered-traversal"
+            rows, scores = self._search_segments(q, k, mask, True)
+        out_idx = np.full((nq, k), -1, dtype=np.int64)
+        out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        counts = np.zeros(nq, dtype=np.int64)
+        keys = np.where(rows >= 0, rows, np.iinfo(np.int64).max)
+        order = np.lexsort((keys, -scores), axis=1)[:, :k]
+        width = order.shape[1]
+        out_idx[:, :width] = np.take_along_axis(rows, order, axis=1)
+        out_scores[:, :width] = np.take_along_axis(scores, order, axis=1)
+        counts[:] = (out_idx >= 0).sum(axis=1)
+        # never fewer than min(k, allowed): complete short rows exactly
+        short = np.flatnonzero(counts < min(k, n_allowed))
+        if len(short):
+            r2, s2, c2 = self.flat.search(q[short], k, mask, threads)
+            out_idx[short], out_scores[short], counts[short] = r2, s2, c2
+        return out_idx, out_scores, counts
