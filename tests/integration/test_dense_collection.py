@@ -97,3 +97,39 @@ def test_compressed_indexes_through_the_collection(dense_coll, kind):
     assert all(meta[i]["year"] < 2005 for row in got for i, _ in row)
     ram = c.dense_index(kind).nbytes
     assert ram * (32 if kind == "binary" else 3.9) <= c.dense_index("flat").nbytes
+
+
+def test_plan_index_for_a_memory_budget(dense_coll):
+    c, _, _ = dense_coll
+    n, dim = len(c), 384
+    roomy = c.plan_index(budget_bytes=10**9)
+    best = max(p["expected_recall@10"] for p in roomy["candidates"])
+    assert roomy["chosen"]["expected_recall@10"] == best == 1.0  # ties go to the smaller index
+    assert roomy["chosen"]["bytes_in_ram"] == min(
+        p["bytes_in_ram"] for p in roomy["candidates"] if round(p["expected_recall@10"], 3) == 1.0)
+    tight = c.plan_index(budget_bytes=n * dim // 8 * 2)  # room for sign bits, not for int8 codes
+    assert tight["chosen"]["index"] == "binary"
+    assert {p["index"] for p in tight["candidates"]} == {"flat", "hnsw", "int8", "ivfpq", "binary"}
+    assert all(0.0 <= p["expected_recall@10"] <= 1.0 for p in tight["candidates"])
+    assert c.plan_index(budget_bytes=10)["chosen"] is None
+
+
+def test_hnsw_collection_builds_per_segment_and_survives_updates(tmp_path, scifact_small, onnx_encoder):
+    from retrievo import DenseIndexConfig
+
+    cfg = CollectionConfig(dense=DenseConfig(backend="onnx"), index=DenseIndexConfig(kind="hnsw", M=8))
+    c = Collection.create(tmp_path / "h", cfg, encoder=onnx_encoder)
+    c.add(scifact_small[:40])
+    c.commit()
+    seg_files = list((tmp_path / "h" / "segments").glob("seg_*/ann_hnsw_*.faiss"))
+    assert len(seg_files) == 1  # built with the segment, before its commit
+    target = scifact_small[7]
+    assert c.search(target["title"], k=1, method="dense").ids[0, 0] == target["_id"]
+    c.add(scifact_small[40:60])
+    c.delete([target["_id"]])
+    c.commit()
+    assert target["_id"] not in set(c.search(target["title"], k=10, method="dense").ids[0])
+    c.close()
+    again = Collection.open(tmp_path / "h", readonly=True, encoder=onnx_encoder)
+    assert again.config.index.kind == "hnsw" and len(again) == 59
+    assert again.search(scifact_small[50]["title"], k=1, method="dense").ids[0, 0] == scifact_small[50]["_id"]

@@ -148,6 +148,40 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_bytes(text: str) -> int:
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    t = text.strip().lower().replace(" ", "")
+    num = t.rstrip("abgikm")
+    unit = t[len(num):]
+    if unit not in units or not num:
+        from retrievo.errors import InvalidInputError
+
+        raise InvalidInputError(f"--memory-budget: cannot read {text!r}; use e.g. 500MB, 2GiB or 1000000")
+    return int(float(num) * units[unit])
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from retrievo.store.collection import Collection
+
+    coll = Collection.open(args.collection, readonly=not args.apply)
+    try:
+        plan = coll.plan_index(_parse_bytes(args.memory_budget), apply=args.apply)
+    finally:
+        coll.close()
+    if args.json:
+        print(json.dumps(plan, indent=2))
+        return 0
+    print(f"{plan['documents']} documents, budget {plan['budget_bytes']:,} bytes; "
+          f"recall@10 measured on {plan['calibration_vectors']} stored vectors")
+    print(f"{'index':8s} {'bytes in RAM':>16s} {'recall@10':>10s}  fits")
+    for c in plan["candidates"]:
+        print(f"{c['index']:8s} {c['bytes_in_ram']:16,d} {c['expected_recall@10']:10.4f}  {'yes' if c['fits'] else 'no'}")
+    chosen = plan["chosen"]
+    print(f"chosen: {chosen['index']}" + (" (applied to the collection)" if plan["applied"] else "")
+          if chosen else "no index fits this budget")
+    return 0
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     from retrievo.store.collection import Collection
 
@@ -263,6 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("collection")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("plan", help="choose the dense index that fits a memory budget, with its expected recall")
+    p.add_argument("collection")
+    p.add_argument("--memory-budget", required=True, help="RAM for the dense index, e.g. 500MB or 2GiB")
+    p.add_argument("--apply", action="store_true", help="make the choice the collection's default index")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("delete", help="delete documents by id")
     p.add_argument("collection")

@@ -47,6 +47,21 @@ class FlatIndex:
         """Bytes of the vector data this index scans (memory-mapped from disk for the flat index)."""
         return sum(int(m.nbytes) for _, m in self.blocks)
 
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of global ``rows`` (read from the memory maps in increasing order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        offsets = np.array([o for o, _ in self.blocks], dtype=np.int64)
+        out = np.empty((len(rows), self.blocks[0][1].shape[1] if self.blocks else 0), dtype=self.blocks[0][1].dtype
+                       if self.blocks else np.float32)
+        which = np.searchsorted(offsets, rows, side="right") - 1
+        for b in np.unique(which):
+            sel = np.flatnonzero(which == b)
+            offset, mat = self.blocks[b]
+            local = rows[sel] - offset
+            order = np.argsort(local, kind="stable")
+            out[sel[order]] = np.asarray(mat[local[order]])
+        return out
+
     def _prepare(self, queries: np.ndarray) -> np.ndarray:
         """Queries in the form :meth:`_block_scores` takes (subclasses quantise them)."""
         return queries

@@ -119,23 +119,11 @@ class RescoringIndex:
         self.full = full
         self.rescore_multiplier = int(rescore_multiplier)
         self.dim = full.dim
-        self._offsets = np.array([o for o, _ in full.blocks], dtype=np.int64)
 
     @property
     def nbytes(self) -> int:
         """Bytes held in RAM (the codes); the float vectors stay on disk."""
         return self.coarse.nbytes
-
-    def _gather(self, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
-        which = np.searchsorted(self._offsets, rows, side="right") - 1
-        for b in np.unique(which):
-            sel = np.flatnonzero(which == b)
-            offset, mat = self.full.blocks[b]
-            local = rows[sel] - offset
-            order = np.argsort(local)  # read the memory map in increasing order
-            out[sel[order]] = np.asarray(mat[local[order]])
-        return out
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, threads: int | None = None
@@ -147,7 +135,7 @@ class RescoringIndex:
         valid = cand >= 0
         exact = np.full(cand.shape, -np.inf, dtype=np.float32)
         if valid.any():
-            vecs = self._gather(cand[valid])
+            vecs = self.full.gather(cand[valid])
             exact[valid] = np.einsum("ij,ij->i", vecs, np.repeat(q, counts, axis=0))
         # best exact score first; ties by lower row; padding (-inf, row -1 -> a huge key) last
         keys = np.where(valid, cand, np.iinfo(np.int64).max)

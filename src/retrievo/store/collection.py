@@ -671,6 +671,32 @@ class Collection:
         qv = self.encoder.encode_queries(queries)
         return idx.search(qv, k, allowed)
 
+    def plan_index(self, budget_bytes: int, sample_docs: int = 20_000, apply: bool = False) -> dict[str, Any]:
+        """Choose the dense index that fits ``budget_bytes`` of RAM and report its expected recall@10.
+
+        Calibrates on up to ``sample_docs`` stored vectors (see :mod:`retrievo.indexes.budget`). With
+        ``apply=True`` the choice becomes the collection's default index (written to ``manifest.json``).
+        """
+        from retrievo.indexes.budget import plan_dense_index
+
+        state = self._state
+        if state.flat is None:
+            raise InvalidInputError(f"{self.path}: no dense vectors are stored; nothing to plan")
+        rows = np.flatnonzero(state.live)
+        rng = np.random.default_rng(0)
+        pick = np.sort(rng.choice(rows, min(sample_docs, len(rows)), replace=False))
+        sample = state.flat.gather(pick)
+        chosen, plans = plan_dense_index(sample, len(rows), budget_bytes)
+        if apply and chosen is not None:
+            self._acquire_write_lock()
+            self.config = self.config.replace(index=chosen.config)
+            manifest = json.loads((self.path / "manifest.json").read_text())
+            manifest["config"] = self.config.to_dict()
+            _write_json_atomic(self.path / "manifest.json", manifest)
+        return {"budget_bytes": budget_bytes, "documents": len(rows), "calibration_vectors": len(pick),
+                "chosen": None if chosen is None else chosen.to_dict(), "candidates": [p.to_dict() for p in plans],
+                "applied": bool(apply and chosen is not None)}
+
     def info(self) -> dict[str, Any]:
         """A summary: counts, segments, vocabulary, model and index sizes (RAM and disk)."""
         state = self._state
