@@ -86,9 +86,13 @@ def main() -> None:
 
     cfg = DenseIndexConfig(kind="hnsw", M=32, ef_construction=200)
 
+    live = np.ones(len(x), bool)
+    views: dict[int, AnnIndex] = {}
+
     def ours_search(obj, ef, qq):
-        idx = AnnIndex([(0, obj, len(x))], flat, np.ones(len(x), bool), cfg.replace(ef_search=ef))
-        return idx.search(qq, 10)[0]
+        if ef not in views:  # one searcher per efSearch, as a collection keeps one per generation
+            views[ef] = AnnIndex([(0, obj, len(x))], flat, live, cfg.replace(ef_search=ef))
+        return views[ef].search(qq, 10)[0]
 
     run("retrievo (HNSW)", lambda: build_segment_index(x, cfg),
         lambda o, ef: ours_search(o, ef, q), lambda o, ef, v: ours_search(o, ef, v[None]))

@@ -10,7 +10,7 @@ import re
 from _common import HERE, RESULTS
 
 README = HERE.parent / "README.md"
-SECTIONS = ("beir", "bm25-speed", "dense-speed", "encode-speed", "quantized")
+SECTIONS = ("beir", "bm25-speed", "dense-speed", "encode-speed", "quantized", "ann", "filters")
 
 
 def main() -> None:

@@ -98,9 +98,12 @@ class AnnIndex:
         self.segments = segments
         self.flat = flat
         self.live = np.asarray(live, dtype=bool)
+        self.n_live = int(self.live.sum())
+        self.all_live = self.n_live == len(self.live)
         self.cfg = cfg
         self.dim = flat.dim
         self.last_strategy = ""
+        self._plain_params = None
 
     @property
     def nbytes(self) -> int:
@@ -117,6 +120,8 @@ class AnnIndex:
         return total
 
     def _params(self, bitmap_mask: np.ndarray | None):
+        if bitmap_mask is None and self._plain_params is not None:
+            return self._plain_params
         faiss = require("faiss", extra="ann", package="faiss-cpu")
         sel = None
         if bitmap_mask is not None:
@@ -130,6 +135,8 @@ class AnnIndex:
         if sel is not None:
             p.sel = sel
             p.sel_keep = sel
+        else:
+            self._plain_params = p
         return p
 
     def _search_segments(self, q: np.ndarray, k: int, mask: np.ndarray | None, use_bitmap: bool):
@@ -162,9 +169,13 @@ class AnnIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(int(k), 1)
         nq = q.shape[0]
-        mask = self.live if allowed is None else (self.live & np.asarray(allowed, dtype=bool))
-        n_allowed = int(mask.sum())
-        n_live = max(int(self.live.sum()), 1)
+        if allowed is None:  # O(1) per call: counts are cached
+            mask = self.live
+            n_allowed = self.n_live
+        else:
+            mask = self.live & np.asarray(allowed, dtype=bool)
+            n_allowed = int(mask.sum())
+        n_live = max(self.n_live, 1)
         if n_allowed == 0:
             self.last_strategy = "empty"
             return (np.full((nq, k), -1, np.int64), np.full((nq, k), -np.inf, np.float32), np.zeros(nq, np.int64))
@@ -172,8 +183,7 @@ class AnnIndex:
         if n_allowed <= max(EXACT_BELOW, k):
             self.last_strategy = "exact"
             return self.flat.search(q, k, mask, threads)
-        all_live = allowed is None and n_allowed == len(self.live)
-        if all_live:
+        if allowed is None and self.all_live:
             self.last_strategy = "ann"
             rows, scores = self._search_segments(q, k, None, False)
         elif selectivity > POSTFILTER_ABOVE:

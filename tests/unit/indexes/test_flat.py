@@ -32,3 +32,24 @@ def test_flat_pads_when_fewer_rows_allowed():
     rows, scores, counts = idx.search(np.ones((1, 4), np.float32), 3, allowed)
     assert counts[0] == 2 and sorted(rows[0, :2].tolist()) == [1, 3]
     assert rows[0, 2] == -1 and np.isneginf(scores[0, 2])
+
+
+def test_selective_mask_uses_subset_path_and_equals_brute_force():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1000, 16)).astype(np.float32)
+    q = rng.normal(size=(5, 16)).astype(np.float32)
+    live = np.ones(1000, bool)
+    live[10] = False
+    allowed = np.zeros(1000, bool)
+    allowed[rng.choice(1000, 40, replace=False)] = True
+    allowed[10] = True  # dead: must not come back
+    idx = FlatIndex([(0, x[:600]), (600, x[600:])], live)
+    rows, scores, counts = idx.search(q, 8, allowed)
+    ok = np.flatnonzero(allowed & live)
+    full = q @ x.T
+    for i in range(5):
+        expected = ok[np.argsort(-full[i, ok], kind="stable")][:8]
+        assert rows[i].tolist() == expected.tolist()
+        np.testing.assert_allclose(scores[i], full[i, expected], rtol=1e-5)
+    assert counts.tolist() == [8] * 5
+    np.testing.assert_array_equal(idx.gather(np.array([599, 600, 3])), x[[599, 600, 3]])
