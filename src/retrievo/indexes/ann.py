@@ -185,6 +185,17 @@ class AnnIndex:
             return self.flat.search(q, k, mask, threads)
         if allowed is None and self.all_live:
             self.last_strategy = "ann"
+            if len(self.segments) == 1:  # fast path: faiss already returns sorted, padded rows
+                offset, index, n = self.segments[0]
+                scores, rows = index.search(q, min(k, n), params=self._params(None))
+                out_idx = np.full((nq, k), -1, dtype=np.int64)
+                out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
+                found = rows >= 0
+                out_idx[:, : rows.shape[1]] = np.where(found, rows + offset, -1)
+                out_scores[:, : rows.shape[1]] = np.where(found, scores, -np.inf)
+                counts = found.sum(axis=1).astype(np.int64)
+                if (counts >= min(k, n_allowed)).all():
+                    return out_idx, out_scores, counts
             rows, scores = self._search_segments(q, k, None, False)
         elif selectivity > POSTFILTER_ABOVE:
             self.last_strategy = "postfilter"
