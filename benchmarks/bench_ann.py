@@ -42,6 +42,10 @@ def generate(n: int, nq: int, dim: int = 384, seed: int = 0):
 
 
 def rss_mb() -> float:
+    """Current resident set size (not the peak, which earlier steps of this script already set)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -132,7 +136,7 @@ def main() -> None:
     run("usearch", usearch_build, lambda o, ef: usearch_search(o, ef, q), lambda o, ef, v: usearch_search(o, ef, v[None]))
 
     # table: for each library, the fastest setting reaching recall >= 0.95
-    rows = ["| library | build s | RSS growth MB | efSearch | recall@10 | batch q/s | single q/s |",
+    rows = ["| library | build s | RSS growth MB (index kept) | efSearch | recall@10 | batch q/s | single q/s |",
             "|---|---|---|---|---|---|---|"]
     for name, pts in results.items():
         for ef, rec, qb, q1 in pts:
