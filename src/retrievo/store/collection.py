@@ -76,7 +76,7 @@ class _State:
     vocab: dict[str, int]
     inverted: InvertedIndex | None
     flat: FlatIndex | None
-    compressed: dict[str, Any] = field(default_factory=dict)  # kind -> compressed index, built on first use
+    compressed: dict[Any, Any] = field(default_factory=dict)  # derived indexes, built on first use
 
     @property
     def n_live(self) -> int:
@@ -663,7 +663,10 @@ class Collection:
                 segs.append((state.offsets[seg.seg], index, seg.n_rows))
             state.compressed[name] = segs
         assert state.flat is not None
-        return AnnIndex(segs, state.flat, state.live, cfg)
+        key = ("searcher", cfg)  # one searcher per generation and search parameters (caches live counts)
+        if key not in state.compressed:
+            state.compressed[key] = AnnIndex(segs, state.flat, state.live, cfg)
+        return state.compressed[key]
 
     def _search_dense(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
                       index: DenseIndexConfig | None = None):
