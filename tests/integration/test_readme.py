@@ -1,0 +1,17 @@
+"""The README's Python example runs as written (in a temp folder, with the real default model)."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    block = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    coll = namespace["coll"]
+    assert len(coll) == 1 and coll.get("d1").text == "Aspirin reduces fever and pain."
+    res = namespace["res"]
+    assert res.ids.shape == (1, 10) and res.counts[0] == 1 and res.ids[0, 0] == "d2"  # filtered to year >= 2020
