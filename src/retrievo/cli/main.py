@@ -141,8 +141,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         for key in ("path", "documents", "generation", "vocabulary", "dense_model", "dense_dim",
-                    "bm25_postings_bytes_in_ram", "dense_bytes_on_disk_mmap", "bytes_on_disk"):
+                    "bm25_postings_bytes_in_ram", "dense_bytes_on_disk_mmap", "dense_index_bytes_in_ram",
+                    "bytes_on_disk"):
             print(f"{key:28s} {info[key]}")
+        print(f"{'dense_index':28s} " + ", ".join(f"{k}={v}" for k, v in info["dense_index"].items()))
         print(f"{'segments':28s} " + ", ".join(f"#{s['segment']}: {s['live']}/{s['rows']} live" for s in info["segments"]))
         print(f"{'metadata fields':28s} " + (", ".join(f"{k} ({'/'.join(v)})" for k, v in info["fields"].items()) or "none"))
     return 0
