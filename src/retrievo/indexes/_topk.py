@@ -5,26 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["drain_heaps", "heap_drain_sorted", "heap_push", "topk_rows", "update_heaps"]
-
-
-def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-k of a 2-D score matrix, best first; ties broken by lower column index.
-
-    Entries equal to ``-inf`` are excluded by the caller through the returned scores.
-    """
-    n = scores.shape[1]
-    k_eff = min(k, n)
-    if k_eff == 0:
-        return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
-    if k_eff < n:
-        part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-    else:
-        part = np.tile(np.arange(n), (scores.shape[0], 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -part_scores), axis=1)
-    idx = np.take_along_axis(part, order, axis=1)
-    return idx.astype(np.int64), np.take_along_axis(part_scores, order, axis=1)
+__all__ = ["drain_heaps", "heap_drain_sorted", "heap_push", "update_heaps"]
 
 
 @nb.njit(cache=True, inline="always")

@@ -91,10 +91,12 @@ class AnnIndex:
         flat: the exact index over the same rows (used for very selective filters and completion).
         live: boolean mask of live rows.
         cfg: search parameters (ef_search, nprobe).
+        exact_below: filters allowing at most this many rows are searched exactly (0: always use the index).
     """
 
     def __init__(self, segments: list[tuple[int, object, int]], flat: FlatIndex, live: np.ndarray,
-                 cfg: DenseIndexConfig) -> None:
+                 cfg: DenseIndexConfig, exact_below: int = EXACT_BELOW) -> None:
+        self.exact_below = int(exact_below)
         self.segments = segments
         self.flat = flat
         self.live = np.asarray(live, dtype=bool)
@@ -180,7 +182,7 @@ class AnnIndex:
             self.last_strategy = "empty"
             return (np.full((nq, k), -1, np.int64), np.full((nq, k), -np.inf, np.float32), np.zeros(nq, np.int64))
         selectivity = n_allowed / n_live
-        if n_allowed <= max(EXACT_BELOW, k):
+        if self.exact_below and n_allowed <= max(self.exact_below, k):
             self.last_strategy = "exact"
             return self.flat.search(q, k, mask, threads)
         if allowed is None and self.all_live:

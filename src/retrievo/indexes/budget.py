@@ -98,13 +98,9 @@ def plan_dense_index(
             from retrievo.indexes import ann
 
             seg = ann.build_segment_index(x, cfg.replace(nlist=max(1, int(4 * np.sqrt(n)))) if cfg.kind != "hnsw" else cfg)
-            idx = ann.AnnIndex([(0, seg, n)], flat, live, cfg)
-            old, ann.EXACT_BELOW = ann.EXACT_BELOW, 0  # measure the index itself, not the exact fallback
-        try:
-            found, _, _ = idx.search(q, 11)
-        finally:
-            if cfg.kind in ("hnsw", "ivfpq"):
-                ann.EXACT_BELOW = old
+            # measure the index itself, not the exact fallback for small allowed sets
+            idx = ann.AnnIndex([(0, seg, n)], flat, live, cfg, exact_below=0)
+        found, _, _ = idx.search(q, 11)
         got = [[r for r in row if r != self_row][:10] for row, self_row in zip(found, qi, strict=True)]
         rec = float(np.mean([len(set(a) & set(b)) / max(len(b), 1) for a, b in zip(got, truth, strict=True)]))
         size = ram_bytes(cfg, n_total, dim)

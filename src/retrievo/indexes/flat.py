@@ -63,13 +63,13 @@ class FlatIndex:
         return out
 
     def _search_subset(self, q: np.ndarray, k: int, rows: np.ndarray):
-        """Exact top-k over a small set of rows: gather their vectors, one product, one sort."""
+        """Top-k over a small set of rows: gather their stored rows (vectors or codes), one scoring, one sort."""
         nq = q.shape[0]
         out_idx = np.full((nq, k), -1, dtype=np.int64)
         out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
         counts = np.full(nq, min(k, len(rows)), dtype=np.int64)
         if len(rows):
-            scores = q @ self.gather(rows).T
+            scores = self._block_scores(q, self.gather(rows), 0, len(rows))
             order = np.lexsort((np.broadcast_to(rows, scores.shape), -scores), axis=1)[:, :k]
             out_idx[:, : order.shape[1]] = rows[order]
             out_scores[:, : order.shape[1]] = np.take_along_axis(scores, order, axis=1)
@@ -98,7 +98,7 @@ class FlatIndex:
             mask = None if self.all_live else self.live
         else:
             mask = self.live & np.asarray(allowed, dtype=bool)
-        if mask is not None and type(self) is FlatIndex:
+        if mask is not None:
             allowed_rows = np.flatnonzero(mask)
             if len(allowed_rows) * 8 <= len(mask):  # selective: score only the allowed rows
                 return self._search_subset(q, k, allowed_rows)

@@ -70,7 +70,7 @@ def compute_stats(
 
 
 @nb.njit(cache=True, inline="always")
-def _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
+def _one_query(qi, q_indptr, q_terms, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
                out_idx, out_scores, counts):  # pragma: no cover - compiled
     acc = np.zeros(n_docs, dtype=np.float32)
     h_scores = np.empty(k, dtype=np.float32)
@@ -79,10 +79,9 @@ def _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, al
     touched = 0
     for j in range(q_indptr[qi], q_indptr[qi + 1]):
         t = q_terms[j]
-        w = q_weights[j]
         touched += p_indptr[t + 1] - p_indptr[t]
         for p in range(p_indptr[t], p_indptr[t + 1]):
-            acc[p_docs[p]] += w * p_impacts[p]
+            acc[p_docs[p]] += p_impacts[p]
     if touched * 4 >= n_docs:
         # dense accumulator: one sequential scan beats revisiting the postings
         # one well-predicted branch per row: below the current k-th best (or zero) -> skip
@@ -112,13 +111,13 @@ def _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, al
 
 
 @nb.njit(nogil=True, cache=True)
-def _search_serial(q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k):  # pragma: no cover - compiled
+def _search_serial(q_indptr, q_terms, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k):  # pragma: no cover - compiled
     nq = len(q_indptr) - 1
     out_idx = np.full((nq, k), -1, dtype=np.int64)
     out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
     counts = np.zeros(nq, dtype=np.int64)
     for qi in range(nq):
-        _one_query(qi, q_indptr, q_terms, q_weights, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
+        _one_query(qi, q_indptr, q_terms, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
                    out_idx, out_scores, counts)
     return out_idx, out_scores, counts
 
@@ -211,13 +210,13 @@ class InvertedIndex:
         return self.p_indptr.nbytes + self.p_docs.nbytes + self.p_impacts.nbytes
 
     @staticmethod
-    def _queries_csr(queries: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _queries_csr(queries: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         # repeated terms are simply visited twice by the kernel, which adds their impacts twice
         lengths = np.fromiter((len(q) for q in queries), dtype=np.int64, count=len(queries))
         indptr = np.zeros(len(queries) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
         terms = np.concatenate(queries).astype(np.int64, copy=False) if len(queries) else np.zeros(0, np.int64)
-        return indptr, terms, np.ones(len(terms), dtype=np.float32)
+        return indptr, terms
 
     def search(
         self,
@@ -253,9 +252,9 @@ class InvertedIndex:
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
     def _run(self, queries, k, mask, use_allowed):
-        q_indptr, q_terms, q_weights = self._queries_csr(queries)
+        q_indptr, q_terms = self._queries_csr(queries)
         return _search_serial(
-            q_indptr, q_terms, q_weights, self.p_indptr, self.p_docs, self.p_impacts,
+            q_indptr, q_terms, self.p_indptr, self.p_docs, self.p_impacts,
             mask, use_allowed, self.n_rows, k,
         )
 

@@ -7,7 +7,6 @@ pytest.importorskip("faiss")
 
 from retrievo.config import DenseIndexConfig  # noqa: E402
 from retrievo.errors import ConfigError  # noqa: E402
-from retrievo.indexes import ann  # noqa: E402
 from retrievo.indexes.ann import AnnIndex, build_segment_index, load_segment_index  # noqa: E402
 from retrievo.indexes.flat import FlatIndex  # noqa: E402
 
@@ -73,11 +72,11 @@ def test_filters_by_selectivity(data, selectivity, strategy):
     assert recall(rows, exact, k=int(counts[0])) >= 0.95
 
 
-def test_never_fewer_than_k_when_traversal_falls_short(data, monkeypatch):
+def test_never_fewer_than_k_when_traversal_falls_short(data):
     x, q, live = data
     # a tiny beam with a selective filter makes HNSW miss results; exact completion must fill them in
-    monkeypatch.setattr(ann, "EXACT_BELOW", 1)
-    idx, flat = make(x, live, DenseIndexConfig(kind="hnsw", M=4, ef_construction=8, ef_search=1))
+    weak, flat = make(x, live, DenseIndexConfig(kind="hnsw", M=4, ef_construction=8, ef_search=1))
+    idx = AnnIndex(weak.segments, flat, live, weak.cfg, exact_below=0)
     allowed = np.zeros(6000, bool)
     allowed[np.random.default_rng(2).choice(6000, 300, replace=False)] = True
     _, _, counts = idx.search(q, 10, allowed)
