@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import ir_measures
 
@@ -43,7 +43,3 @@ def per_query(
         if metric.query_id in out[name]:
             out[name][metric.query_id] = float(metric.value)
     return out
-
-
-def measure_names() -> Sequence[str]:
-    return list(DEFAULT_MEASURES)
