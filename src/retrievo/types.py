@@ -68,6 +68,10 @@ class Document:
             if isinstance(value, float) and not math.isfinite(value):
                 raise DocumentError(f"{where} (id {self.id!r}): metadata field {key!r} is not finite")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form ``{"id", "title", "text", "metadata"}`` that :meth:`from_any` reads back."""
+        return {"id": self.id, "title": self.title, "text": self.text, "metadata": dict(self.metadata)}
+
     def content(self, fields: tuple[str, ...] = ("title", "text")) -> str:
         """The text that gets indexed: the chosen fields joined by a space (BEIR's convention)."""
         parts = [self.title if f == "title" else self.text for f in fields]

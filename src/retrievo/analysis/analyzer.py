@@ -56,5 +56,21 @@ class Analyzer:
                 return self.tokenize(text)
         return [cache[t] for t in tokens]
 
+    def term_spans(self, text: str, terms: set[str] | frozenset[str]) -> list[tuple[int, int]]:
+        """Character spans ``[start, end)`` of the tokens of ``text`` whose index term is in ``terms``.
+
+        Used to highlight the words that matched a query; each token is analysed as :meth:`tokenize`
+        would analyse it, but offsets refer to the original text.
+        """
+        if not terms:
+            return []
+        spans = []
+        for m in self._pattern.finditer(text):
+            tok = m.group(0)
+            term = self.tokenize(tok)
+            if len(term) == 1 and term[0] in terms:
+                spans.append((m.start(), m.end()))
+        return spans
+
     def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:
         return [self.tokenize(t) for t in texts]

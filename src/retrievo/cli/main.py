@@ -1,4 +1,4 @@
-"""The ``retrievo`` command line: index, search, info, eval, compare, quickstart.
+"""The ``retrievo`` command line: index, search, info, eval, compare, serve, quickstart.
 
 Errors raised on purpose (:class:`~retrievo.errors.RetrievoError`) are printed as one line on stderr with
 exit status 2; nothing is changed by a command that fails that way.
@@ -268,6 +268,49 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import secrets
+    from pathlib import Path
+
+    import uvicorn
+
+    from retrievo.server import ServerSettings, create_app
+
+    root = Path(args.path)
+    if (root / "manifest.json").exists():
+        raise RetrievoError(f"{root} is a collection; serve the folder that holds collections (here {root.parent})")
+    fields: dict[str, Any] = {}
+    if args.config:
+        try:
+            fields = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RetrievoError(f"--config {args.config}: {exc}") from exc
+        if not isinstance(fields, dict):
+            raise RetrievoError(f"--config {args.config}: expected a JSON object of server settings")
+    if args.read_auth:
+        fields["read_auth"] = True
+    if args.commit_interval is not None:
+        fields["commit_interval"] = args.commit_interval
+    if args.cors_origin:
+        fields["cors_origins"] = args.cors_origin
+    key = os.environ.get("RETRIEVO_API_KEY") or fields.get("api_key")
+    if not key:
+        key = secrets.token_urlsafe(24)
+        print(f"retrievo serve: no API key configured (RETRIEVO_API_KEY or the config file's api_key); "
+              f"writes need this generated one: {key}", file=sys.stderr, flush=True)
+    fields["api_key"] = key
+    try:
+        settings = ServerSettings(**fields)
+    except ValueError as exc:
+        raise RetrievoError(f"server settings: {exc}") from exc
+    app = create_app(root, settings)
+    print(f"retrievo {__version__} serving {root.resolve()} on http://{args.host}:{args.port}/ "
+          f"(API at /v1, spec at /openapi.json)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrievo", description="Embedding-based retrieval engine.")
     parser.add_argument("--version", action="version", version=f"retrievo {__version__}")
@@ -333,6 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=10000)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("serve", help="serve the collections in a folder over HTTP (API, OpenAPI spec, search page)")
+    p.add_argument("path", help="folder holding the collections (created if missing)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--config", default=None, help="JSON file of server settings (api_key, limits, ...)")
+    p.add_argument("--read-auth", action="store_true", help="require the API key on read routes too")
+    p.add_argument("--commit-interval", type=float, default=None, help="seconds between background commits")
+    p.add_argument("--cors-origin", action="append", default=None, help="allow this origin (repeatable); off by default")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("quickstart", help="index the bundled SciFact, search it and evaluate")
     _add_collection_config_args(p)

@@ -1,0 +1,415 @@
+"""The HTTP API (FastAPI) and the search page: a thin layer over :class:`~retrievo.store.collection.Collection`.
+
+Routes are versioned under ``/v1``; ``/openapi.json`` is the spec and ``/docs`` renders it; ``/`` is a
+search page (plain HTML + JavaScript served from the package, no build step).
+
+- Reads (search, get a document, stats) are answered from the last committed generation by each
+  collection's read-only view; writes (upsert, delete) are validated, logged durably and acknowledged
+  with ``202``, then committed in the background (see :mod:`retrievo.server.service`).
+- Write routes need the API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, compared in
+  constant time); with ``read_auth`` the read routes need it too. Without a configured key every write
+  is refused.
+- Limits on body size (413), batch size (413), number of queries (413), k, offset and query length
+  (422). Every error has the JSON body ``{"error": {"status", "type", "message"}}``; library errors map
+  to HTTP statuses in :data:`STATUS`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from retrievo import __version__
+from retrievo.config import CollectionConfig
+from retrievo.errors import (
+    CollectionExistsError,
+    ConfigError,
+    FormatVersionError,
+    InvalidInputError,
+    MissingDependencyError,
+    NotFoundError,
+    RetrievoError,
+)
+from retrievo.server.schemas import (
+    CollectionSummary,
+    CommitResponse,
+    CreateCollection,
+    ErrorBody,
+    IdsRequest,
+    SearchRequest,
+    SearchResponse,
+    ServerSettings,
+    WriteAck,
+)
+from retrievo.server.service import CollectionService, Registry, UnavailableError
+from retrievo.store.collection import CollectionLockedError
+
+__all__ = ["create_app", "STATUS"]
+
+log = logging.getLogger("retrievo.server")
+
+#: library error -> HTTP status (the most specific class wins; unknown RetrievoErrors are 400)
+STATUS: dict[type[BaseException], int] = {
+    NotFoundError: 404,
+    CollectionExistsError: 409,
+    CollectionLockedError: 409,
+    UnavailableError: 503,
+    MissingDependencyError: 503,
+    FormatVersionError: 503,
+    ConfigError: 400,
+    InvalidInputError: 400,
+    RetrievoError: 400,
+}
+
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines")
+PAGE = resources.files("retrievo.server") / "page"
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the server's API key")
+_bearer = HTTPBearer(auto_error=False, description="the server's API key as a bearer token")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)
+}
+
+
+def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"status": status, "type": kind, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``max_bytes`` (declared or streamed) with 413."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.max_bytes:
+                    resp = _error(413, "PayloadTooLarge", f"request body over the limit of {self.max_bytes} bytes")
+                    await resp(scope, receive, send)
+                    return
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, f"request body over the limit of {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(root: str | Path, settings: ServerSettings | None = None) -> FastAPI:
+    """The server app over the collections in folder ``root`` (each sub-folder is one collection)."""
+    settings = settings or ServerSettings()
+    registry = Registry(Path(root), settings.commit_interval)
+    started = time.time()
+    counters = {"requests": 0, "searches": 0, "queries": 0, "writes": 0}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await run_in_threadpool(registry.open_all)  # replays every write-ahead log before serving
+        try:
+            yield
+        finally:
+            await run_in_threadpool(registry.close)
+
+    app = FastAPI(
+        title="retrievo",
+        version=__version__,
+        summary="BM25, dense and hybrid retrieval over embedded collections",
+        lifespan=lifespan,
+        responses=ERRORS,
+    )
+    app.state.registry = registry
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+
+    # -- errors --------------------------------------------------------------------------------------
+    @app.exception_handler(RetrievoError)
+    async def _retrievo_error(request: Request, exc: RetrievoError) -> JSONResponse:
+        status = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 400)
+        return _error(status, type(exc).__name__, str(exc).strip("'\""))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors()[:5]:
+            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+            parts.append(f"{loc}: {e.get('msg', 'invalid')}")
+        return _error(422, "ValidationError", "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge",
+                 415: "UnsupportedMediaType", 422: "ValidationError"}
+        return _error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail),
+                      headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "InternalError", "internal error; see the server log")
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Any) -> Response:
+        counters["requests"] += 1
+        return await call_next(request)
+
+    # -- auth ----------------------------------------------------------------------------------------
+    def _check_key(key: str | None, bearer: HTTPAuthorizationCredentials | None) -> None:
+        provided = bearer.credentials if bearer is not None else key
+        expected = settings.api_key
+        if expected is None:
+            raise HTTPException(401, "writes are disabled: the server has no API key configured",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not provided:
+            raise HTTPException(401, "missing API key (Authorization: Bearer KEY or X-API-Key: KEY)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(provided.encode("utf-8", "surrogatepass"), expected.encode()):
+            raise HTTPException(401, "wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+    def write_auth(key: str | None = Security(_api_key_header),
+                   bearer: HTTPAuthorizationCredentials | None = Security(_bearer)) -> None:
+        _check_key(key, bearer)
+
+    def read_auth(key: str | None = Security(_api_key_header),
+                  bearer: HTTPAuthorizationCredentials | None = Security(_bearer)) -> None:
+        if settings.read_auth:
+            _check_key(key, bearer)
+
+    def summary(svc: CollectionService) -> CollectionSummary:
+        coll = svc.reader
+        return CollectionSummary(
+            name=svc.name, documents=len(coll), generation=coll.generation, pending=svc.pending,
+            dense_model=None if coll.config.dense is None else coll.config.dense.model, error=svc.error,
+        )
+
+    # -- page and health -------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse((PAGE / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/page/{asset}", include_in_schema=False)
+    def page_asset(asset: str) -> Response:
+        types = {"app.js": "text/javascript", "style.css": "text/css"}
+        if asset not in types:
+            raise HTTPException(404, f"no page asset {asset!r}")
+        return Response((PAGE / asset).read_text(encoding="utf-8"), media_type=types[asset])
+
+    @app.get("/v1/health", tags=["server"])
+    def health() -> JSONResponse:
+        failed = {s.name: s.error for s in registry.services() if s.error}
+        if failed:
+            return _error(503, "Unavailable", f"collection commit failed: {failed}")
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/v1/stats", tags=["server"], dependencies=[Depends(read_auth)])
+    def stats() -> dict[str, Any]:
+        return {
+            "version": __version__, "uptime_s": round(time.time() - started, 3), **counters,
+            "collections": {s.name: summary(s).model_dump() for s in registry.services()},
+        }
+
+    # -- collections ---------------------------------------------------------------------------------
+    @app.get("/v1/collections", tags=["collections"], dependencies=[Depends(read_auth)])
+    def list_collections() -> list[CollectionSummary]:
+        return [summary(registry.get(n)) for n in registry.names()]
+
+    @app.post("/v1/collections", status_code=201, tags=["collections"], dependencies=[Depends(write_auth)])
+    def create_collection(body: CreateCollection) -> CollectionSummary:
+        config = CollectionConfig.from_dict(body.config) if body.config else CollectionConfig()
+        if not body.dense:
+            config = config.replace(dense=None)
+        return summary(registry.create(body.name, config))
+
+    @app.get("/v1/collections/{name}", tags=["collections"], dependencies=[Depends(read_auth)])
+    def collection_info(name: str) -> dict[str, Any]:
+        svc = registry.get(name)
+        return {**summary(svc).model_dump(), "info": svc.reader.info()}
+
+    # -- search ----------------------------------------------------------------------------------------
+    @app.post("/v1/collections/{name}/search", tags=["search"], dependencies=[Depends(read_auth)])
+    def search(name: str, req: SearchRequest) -> SearchResponse:
+        t0 = time.perf_counter()
+        if (req.query is None) == (req.queries is None):
+            raise HTTPException(422, "give exactly one of 'query' and 'queries'")
+        queries = [req.query] if req.query is not None else list(req.queries or [])
+        if not queries:
+            raise HTTPException(422, "queries: at least one query is required")
+        if len(queries) > settings.max_queries:
+            raise HTTPException(413, f"queries: {len(queries)} queries, the limit is {settings.max_queries}")
+        for i, q in enumerate(queries):
+            if len(q) > settings.max_query_chars:
+                raise HTTPException(422, f"queries[{i}]: {len(q)} characters, the limit is {settings.max_query_chars}")
+            if not q.strip():
+                raise HTTPException(422, f"queries[{i}]: the query is empty")
+        if req.k > settings.max_k:
+            raise HTTPException(422, f"k: {req.k} is over the limit of {settings.max_k}")
+        if req.offset > settings.max_offset:
+            raise HTTPException(422, f"offset: {req.offset} is over the limit of {settings.max_offset}")
+        svc = registry.get(name)
+        coll = svc.reader
+        fusion = None
+        if req.fusion is not None:
+            changes = {k: (tuple(v) if isinstance(v, list) else v)
+                       for k, v in req.fusion.model_dump().items() if v is not None}
+            fusion = coll.config.fusion.replace(**changes)
+        generation = coll.generation
+        res = coll.search(queries, k=req.offset + req.k, method=req.method, filter=req.filter,
+                          fusion=fusion, index=req.index)
+        counters["searches"] += 1
+        counters["queries"] += len(queries)
+        pages = [res.row(i)[req.offset:] for i in range(len(queries))]
+        docs = {}
+        if req.include_text or req.highlight:
+            want = sorted({doc_id for hits in pages for doc_id, _ in hits})
+            docs = {d.id: d for d in coll.get_many(want) if d is not None}
+        results = []
+        for q, hits in zip(queries, pages, strict=True):
+            terms = set(coll.analyzer.tokenize(q)) if req.highlight else set()
+            out = []
+            for rank, (doc_id, score) in enumerate(hits, start=req.offset + 1):
+                hit: dict[str, Any] = {"id": doc_id, "score": float(score), "rank": rank}
+                d = docs.get(doc_id)
+                if d is not None and req.include_text:
+                    hit.update(title=d.title, text=d.text, metadata=dict(d.metadata))
+                if d is not None and req.highlight:
+                    hit["highlights"] = {"title": coll.analyzer.term_spans(d.title, terms),
+                                         "text": coll.analyzer.term_spans(d.text, terms)}
+                out.append(hit)
+            results.append({"query": q, "hits": out})
+        return SearchResponse(collection=name, generation=generation, method=req.method, results=results,
+                              took_ms=round((time.perf_counter() - t0) * 1000, 3))
+
+    # -- documents -------------------------------------------------------------------------------------
+    @app.get("/v1/collections/{name}/documents/{doc_id:path}", tags=["documents"],
+             dependencies=[Depends(read_auth)])
+    def get_document(name: str, doc_id: str) -> dict[str, Any]:
+        return registry.get(name).reader.get(doc_id).to_dict()
+
+    @app.post("/v1/collections/{name}/lookup", tags=["documents"], dependencies=[Depends(read_auth)])
+    def lookup_documents(name: str, body: IdsRequest) -> dict[str, Any]:
+        """Several committed documents by id: ``{"documents": [...], "missing": [ids]}``."""
+        if len(body.ids) > settings.max_batch:
+            raise HTTPException(413, f"{len(body.ids)} ids in one request, the limit is {settings.max_batch}")
+        found = registry.get(name).reader.get_many(body.ids)
+        return {"documents": [d.to_dict() for d in found if d is not None],
+                "missing": [i for i, d in zip(body.ids, found, strict=True) if d is None]}
+
+    upsert_body = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"oneOf": [
+                    {"type": "array", "items": {"$ref": "#/components/schemas/DocumentBody"}},
+                    {"type": "object", "properties": {"documents": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/DocumentBody"}}},
+                     "required": ["documents"]},
+                ]}},
+                "application/x-ndjson": {"schema": {"type": "string", "description": "one document per line"}},
+            },
+        }
+    }
+
+    @app.post("/v1/collections/{name}/documents", status_code=202, tags=["documents"],
+              dependencies=[Depends(write_auth)], openapi_extra=upsert_body)
+    async def upsert_documents(name: str, request: Request) -> WriteAck:
+        svc = await run_in_threadpool(registry.get, name)
+        raw = await request.body()
+        ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if ctype in NDJSON_TYPES:
+            docs = _parse_ndjson(raw)
+        elif ctype in ("application/json", ""):
+            docs = _parse_json_docs(raw)
+        else:
+            raise HTTPException(415, f"Content-Type {ctype!r}: send application/json or application/x-ndjson")
+        if len(docs) > settings.max_batch:
+            raise HTTPException(413, f"{len(docs)} documents in one request, the limit is {settings.max_batch}")
+        n, seq = await run_in_threadpool(svc.upsert, docs)
+        counters["writes"] += 1
+        return WriteAck(acknowledged=n, seq=seq)
+
+    @app.delete("/v1/collections/{name}/documents/{doc_id:path}", status_code=202, tags=["documents"],
+                dependencies=[Depends(write_auth)])
+    def delete_document(name: str, doc_id: str) -> WriteAck:
+        n, seq = registry.get(name).delete([doc_id])
+        counters["writes"] += 1
+        return WriteAck(acknowledged=n, seq=seq)
+
+    @app.post("/v1/collections/{name}/delete", status_code=202, tags=["documents"],
+              dependencies=[Depends(write_auth)])
+    def delete_documents(name: str, body: IdsRequest) -> WriteAck:
+        if len(body.ids) > settings.max_batch:
+            raise HTTPException(413, f"{len(body.ids)} ids in one request, the limit is {settings.max_batch}")
+        n, seq = registry.get(name).delete(body.ids)
+        counters["writes"] += 1
+        return WriteAck(acknowledged=n, seq=seq)
+
+    @app.post("/v1/collections/{name}/commit", tags=["documents"], dependencies=[Depends(write_auth)])
+    def commit(name: str) -> CommitResponse:
+        svc = registry.get(name)
+        generation = svc.commit()
+        return CommitResponse(generation=generation, documents=len(svc.reader))
+
+    return app
+
+
+def _parse_json_docs(raw: bytes) -> list[Any]:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"body: not valid JSON: {exc}") from exc
+    if isinstance(data, dict) and set(data) == {"documents"}:
+        data = data["documents"]
+    if not isinstance(data, list):
+        raise InvalidInputError('body: expected a JSON array of documents or {"documents": [...]}')
+    return data
+
+
+def _parse_ndjson(raw: bytes) -> list[Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"body: not UTF-8: {exc}") from exc
+    docs = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            docs.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"body line {lineno}: not valid JSON: {exc.msg}") from exc
+    return docs

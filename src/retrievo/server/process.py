@@ -1,0 +1,89 @@
+"""Run ``retrievo serve`` as a child process on loopback (used by the tests and the load benchmark)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+__all__ = ["ServerProcess", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """``python -m retrievo serve ROOT`` with an API key, started and stopped by the caller.
+
+    Example::
+
+        with ServerProcess(tmp_path, api_key="k") as srv:
+            httpx.get(srv.url + "/v1/health")
+    """
+
+    def __init__(self, root: str | Path, api_key: str = "test-key", port: int | None = None,
+                 args: list[str] | None = None, log: str | Path | None = None) -> None:
+        self.root = Path(root)
+        self.api_key = api_key
+        self.port = port or free_port()
+        self.args = list(args or [])
+        self.log_path = Path(log) if log else None
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        env = {**os.environ, "RETRIEVO_API_KEY": self.api_key}
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "retrievo", "serve", str(self.root), "--port", str(self.port), *self.args],
+            env=env, stdout=out, stderr=out,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with status {self.proc.returncode} before it was ready")
+            try:
+                if httpx.get(self.url + "/v1/health", timeout=1.0).status_code in (200, 503):
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"server on port {self.port} not ready after {timeout} s")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks run (a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM and wait (a clean shutdown)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,236 @@
+"""The collections a server holds: safe names, a reader and a writer per collection, and a committer.
+
+Each served collection has
+
+- a **writer** (:class:`~retrievo.store.collection.Collection` opened for writing, which takes the
+  collection's process lock) touched only by the collection's committer thread;
+- a **reader** (the same folder opened read-only, one SQLite connection per request thread) that answers
+  searches and document reads from the last committed generation; it is refreshed after each commit,
+  and a search in flight keeps the immutable state it started with, so no request ever sees a
+  half-written commit;
+- a :class:`~retrievo.store.wal.WriteAheadLog`. A write request is validated, appended to the log
+  (fsynced) and only then acknowledged with ``202``; the committer drains the log into the writer and
+  commits (every ``commit_interval`` seconds, or at once when a client calls ``/commit``), then truncates
+  the log. At start-up whatever the log still holds is replayed and committed before the first request
+  is served, so an acknowledged write is never lost, whenever the process dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retrievo.config import CollectionConfig
+from retrievo.errors import CollectionExistsError, InvalidInputError, NotFoundError, RetrievoError
+from retrievo.store.collection import Collection
+from retrievo.store.wal import WAL_FILENAME, WriteAheadLog
+from retrievo.types import Document
+
+__all__ = ["Registry", "CollectionService", "check_name", "UnavailableError"]
+
+log = logging.getLogger("retrievo.server")
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class UnavailableError(RetrievoError):
+    """The collection cannot take the request now (its committer failed, or the server is stopping)."""
+
+
+def check_name(name: str) -> str:
+    """A collection name that is one plain folder name: letters, digits, ``_ . -``; no ``..``."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise InvalidInputError(
+            f"collection name {name!r} is not allowed: use 1-64 letters, digits, '_', '.', '-', "
+            "starting with a letter or digit, and no '..'"
+        )
+    return name
+
+
+@dataclass
+class _Waiter:
+    seq: int
+    event: threading.Event
+
+
+class CollectionService:
+    """One collection behind the server: reads, logged writes and a background committer."""
+
+    def __init__(self, name: str, path: Path, commit_interval: float = 1.0) -> None:
+        self.name = name
+        self.path = path
+        self.commit_interval = commit_interval
+        self.writer = Collection.open(path)
+        encoder = self.writer.encoder if self.writer.has_dense else None
+        self.reader = Collection.open(path, readonly=True, encoder=encoder)
+        self.wal = WriteAheadLog(path / WAL_FILENAME)
+        self.error: str | None = None
+        self._applied = 0  # highest WAL seq committed to the collection
+        self._cond = threading.Condition()
+        self._stop = False
+        self._kick = False
+        self.replayed = self._commit_pending()  # replay what a previous process acknowledged
+        self._thread = threading.Thread(target=self._run, name=f"retrievo-commit-{name}", daemon=True)
+        self._thread.start()
+
+    # -- writes --------------------------------------------------------------------------------------
+    def _check_available(self) -> None:
+        if self.error is not None:
+            raise UnavailableError(f"collection {self.name!r} cannot take writes: {self.error}")
+        if self._stop:
+            raise UnavailableError("the server is shutting down")
+
+    def upsert(self, docs: Iterable[Any]) -> tuple[int, int]:
+        """Validate, log durably and acknowledge; returns ``(count, seq)``. Committed in the background."""
+        self._check_available()
+        batch = self.writer._validate(docs, "documents")
+        if not batch:
+            raise InvalidInputError("documents: the request holds no documents")
+        seq = self.wal.append("upsert", [d.to_dict() for d in batch])
+        return len(batch), seq
+
+    def delete(self, ids: list[str]) -> tuple[int, int]:
+        self._check_available()
+        bad = [i for i in ids if not isinstance(i, str) or not i]
+        if bad or not ids:
+            raise InvalidInputError(f"ids: a non-empty list of non-empty strings is required, got {bad[:3]!r}")
+        seq = self.wal.append("delete", list(dict.fromkeys(ids)))
+        return len(ids), seq
+
+    def commit(self, timeout: float = 60.0) -> int:
+        """Wait until everything acknowledged so far is committed; returns the visible generation."""
+        self._check_available()
+        target = self.wal.last_seq()
+        with self._cond:
+            self._kick = True
+            self._cond.notify_all()
+            deadline = time.monotonic() + timeout
+            while self._applied < target and self.error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise UnavailableError(f"commit of {self.name!r} did not finish within {timeout:.0f} s")
+                self._cond.wait(left)
+        if self.error is not None:
+            raise UnavailableError(f"collection {self.name!r}: commit failed: {self.error}")
+        return self.reader.generation
+
+    # -- committer -----------------------------------------------------------------------------------
+    def _commit_pending(self) -> int:
+        """Apply every logged operation to the writer, commit, refresh the reader, truncate the log."""
+        ops = list(self.wal.read(self._applied))
+        if not ops:
+            return 0
+        hi = ops[-1][0]
+        try:
+            for _seq, op, payload in ops:
+                if op == "upsert":
+                    self.writer.upsert([Document.from_any(d) for d in payload])
+                else:
+                    self.writer.delete(payload)
+            self.writer.commit()
+        except Exception:
+            self.writer.rollback()
+            raise
+        self.wal.truncate(hi)
+        self.reader.refresh()
+        with self._cond:
+            self._applied = hi
+            self._cond.notify_all()
+        return len(ops)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._kick and not self._stop:
+                    self._cond.wait(self.commit_interval)
+                self._kick = False
+                stop = self._stop
+            try:
+                self._commit_pending()
+            except Exception as exc:  # keep the log: nothing acknowledged is dropped
+                log.exception("commit of %s failed", self.name)
+                with self._cond:
+                    self.error = f"{type(exc).__name__}: {exc}"
+                    self._cond.notify_all()
+                return
+            if stop:
+                return
+
+    @property
+    def pending(self) -> int:
+        return len(self.wal)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=120)
+        self.wal.close()
+        self.reader.close()
+        self.writer.close()
+
+
+class Registry:
+    """The collections under one data folder, opened on first use."""
+
+    def __init__(self, root: Path, commit_interval: float = 1.0) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.commit_interval = commit_interval
+        self._open: dict[str, CollectionService] = {}
+        self._lock = threading.Lock()
+
+    def _path(self, name: str) -> Path:
+        path = (self.root / check_name(name)).resolve()
+        if path.parent != self.root:  # belt and braces: the name must stay one level under the root
+            raise InvalidInputError(f"collection name {name!r} escapes the data folder")
+        return path
+
+    def names(self) -> list[str]:
+        return sorted(
+            p.name for p in self.root.iterdir()
+            if p.is_dir() and NAME_RE.match(p.name) and (p / "manifest.json").exists()
+        )
+
+    def get(self, name: str) -> CollectionService:
+        path = self._path(name)
+        with self._lock:
+            svc = self._open.get(name)
+            if svc is None:
+                if not (path / "manifest.json").exists():
+                    raise NotFoundError(f"no collection named {name!r}")
+                svc = self._open[name] = CollectionService(name, path, self.commit_interval)
+            return svc
+
+    def create(self, name: str, config: CollectionConfig) -> CollectionService:
+        path = self._path(name)
+        with self._lock:
+            if path.exists():
+                raise CollectionExistsError(f"collection {name!r} already exists")
+            try:
+                Collection.create(path, config).close()
+            except BaseException:
+                shutil.rmtree(path, ignore_errors=True)
+                raise
+        return self.get(name)
+
+    def open_all(self) -> None:
+        for name in self.names():
+            self.get(name)
+
+    def services(self) -> list[CollectionService]:
+        with self._lock:
+            return list(self._open.values())
+
+    def close(self) -> None:
+        with self._lock:
+            for svc in self._open.values():
+                svc.close()
+            self._open.clear()
