@@ -48,6 +48,7 @@ from retrievo.server.schemas import (
     CollectionSummary,
     CommitResponse,
     CreateCollection,
+    DocumentBody,
     ErrorBody,
     IdsRequest,
     SearchRequest,
@@ -329,17 +330,18 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         return {"documents": [d.to_dict() for d in found if d is not None],
                 "missing": [i for i, d in zip(body.ids, found, strict=True) if d is None]}
 
+    doc_schema = DocumentBody.model_json_schema()
+    docs_schema = {"type": "array", "items": doc_schema, "minItems": 1, "maxItems": settings.max_batch}
     upsert_body = {
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {"schema": {"oneOf": [
-                    {"type": "array", "items": {"$ref": "#/components/schemas/DocumentBody"}},
-                    {"type": "object", "properties": {"documents": {
-                        "type": "array", "items": {"$ref": "#/components/schemas/DocumentBody"}}},
-                     "required": ["documents"]},
+                    docs_schema,
+                    {"type": "object", "properties": {"documents": docs_schema}, "required": ["documents"],
+                     "additionalProperties": False},
                 ]}},
-                "application/x-ndjson": {"schema": {"type": "string", "description": "one document per line"}},
+                "application/x-ndjson": {"schema": {**docs_schema, "description": "one JSON document per line"}},
             },
         }
     }

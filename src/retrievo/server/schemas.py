@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,8 +51,11 @@ class ErrorBody(_Strict):
     error: ErrorDetail
 
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
 class CreateCollection(_Strict):
-    name: str = Field(description="1-64 letters, digits, '_', '.', '-'")
+    name: str = Field(pattern=NAME_PATTERN, description="1-64 letters, digits, '_', '.', '-' (no '..')")
     config: dict[str, Any] | None = Field(
         None, description="a CollectionConfig as JSON (see retrievo.config); default: BM25 + dense MiniLM"
     )
@@ -76,10 +79,12 @@ class Fusion(_Strict):
 
 
 class SearchRequest(_Strict):
-    query: str | None = Field(None, description="one query (or use queries)")
-    queries: list[str] | None = Field(None, description="a batch of queries")
-    k: int = Field(10, ge=1, description="results per query (page size)")
-    offset: int = Field(0, ge=0, description="results to skip (pagination)")
+    query: str | None = Field(None, min_length=1, max_length=4096, description="one query (or use queries)")
+    queries: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
+        None, min_length=1, max_length=100, description="a batch of queries"
+    )
+    k: int = Field(10, ge=1, le=1000, description="results per query (page size)")
+    offset: int = Field(0, ge=0, le=10_000, description="results to skip (pagination)")
     method: Literal["bm25", "dense", "hybrid"] = "bm25"
     fusion: Fusion | None = None
     filter: dict[str, Any] | None = Field(None, description='metadata filter, e.g. {"year": {"$gte": 2020}}')
@@ -114,7 +119,7 @@ class SearchResponse(_Strict):
 
 
 class DocumentBody(_Strict):
-    id: str
+    id: str = Field(min_length=1)
     title: str = ""
     text: str
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -126,7 +131,7 @@ class WriteAck(_Strict):
 
 
 class IdsRequest(_Strict):
-    ids: list[str]
+    ids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=1000)
 
 
 class CommitResponse(_Strict):

@@ -11,7 +11,7 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,10 +57,27 @@ def open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8", newline="")
 
 
+def _checked_lines(fh: Iterable[str], path: Path) -> Iterator[str]:
+    """The lines of ``fh``; undecodable bytes or a corrupt archive become a :class:`SourceFormatError`."""
+    it = iter(fh)
+    lineno = 0
+    while True:
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise SourceFormatError(f"{path}:{lineno + 1}: not valid UTF-8 ({exc.reason})") from exc
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile, truncated archives
+            raise SourceFormatError(f"{path}:{lineno + 1}: cannot be read ({exc})") from exc
+        lineno += 1
+        yield line
+
+
 def iter_jsonl(path: Path, fields: FieldMap | None = None) -> Iterator[Document]:
     fields = fields or FieldMap()
     with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
+        for lineno, line in enumerate(_checked_lines(fh, path), start=1):
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
@@ -77,14 +94,23 @@ def iter_csv(path: Path, fields: FieldMap | None = None) -> Iterator[Document]:
     fields = fields or FieldMap()
     delimiter = "\t" if path.name.endswith((".tsv", ".tsv.gz")) else ","
     with open_text(path) as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
-        header = reader.fieldnames or []
+        reader = csv.DictReader(_checked_lines(fh, path), delimiter=delimiter)
+        try:
+            header = reader.fieldnames or []
+        except csv.Error as exc:
+            raise SourceFormatError(f"{path}:1: unreadable CSV header ({exc})") from exc
         id_col = fields.id if fields.id in header else ("_id" if fields.id == "id" and "_id" in header else None)
         if id_col is None:
             raise SourceFormatError(f"{path}:1: header has no id column {fields.id!r} (columns: {header})")
         if fields.text not in header:
             raise SourceFormatError(f"{path}:1: header has no text column {fields.text!r} (columns: {header})")
-        for record in reader:
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise SourceFormatError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from exc
             where = f"{path}:{reader.line_num}"
             if None in record:
                 raise SourceFormatError(f"{where}: more fields than the header has")

