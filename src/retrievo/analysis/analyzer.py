@@ -43,34 +43,33 @@ class Analyzer:
         """Split ``text`` into terms (tokens after lowercasing, stopword removal and stemming)."""
         if self.config.lowercase:
             text = text.lower()
-        tokens = [t for t in self._pattern.findall(text) if t not in self._stop]
+        return self._stem_all([t for t in self._pattern.findall(text) if t not in self._stop])
+
+    def _stem_all(self, tokens: list[str]) -> list[str]:
         if self._stemmer is None:
             return tokens
         cache = self._stem_cache
         missing = [t for t in set(tokens) if t not in cache]
         if missing:
+            if len(cache) + len(missing) > 2_000_000:  # keep memory bounded on huge vocabularies
+                cache.clear()
             for t, s in zip(missing, self._stemmer.stemWords(missing), strict=True):
                 cache[t] = s
-            if len(cache) > 2_000_000:  # keep memory bounded on huge vocabularies
-                cache.clear()
-                return self.tokenize(text)
         return [cache[t] for t in tokens]
 
     def term_spans(self, text: str, terms: set[str] | frozenset[str]) -> list[tuple[int, int]]:
         """Character spans ``[start, end)`` of the tokens of ``text`` whose index term is in ``terms``.
 
         Used to highlight the words that matched a query; each token is analysed as :meth:`tokenize`
-        would analyse it, but offsets refer to the original text.
+        analyses it, but offsets refer to the original text.
         """
         if not terms:
             return []
-        spans = []
-        for m in self._pattern.finditer(text):
-            tok = m.group(0)
-            term = self.tokenize(tok)
-            if len(term) == 1 and term[0] in terms:
-                spans.append((m.start(), m.end()))
-        return spans
+        matches = [m for m in self._pattern.finditer(text)]
+        toks = [m.group(0).lower() if self.config.lowercase else m.group(0) for m in matches]
+        keep = [i for i, t in enumerate(toks) if t not in self._stop]
+        stems = self._stem_all([toks[i] for i in keep])
+        return [(matches[i].start(), matches[i].end()) for i, s in zip(keep, stems, strict=True) if s in terms]
 
     def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:
         return [self.tokenize(t) for t in texts]

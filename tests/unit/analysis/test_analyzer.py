@@ -24,3 +24,15 @@ def test_no_stem_no_stop():
 def test_unknown_stemmer_is_clear():
     with pytest.raises(ConfigError, match="unknown language"):
         Analyzer(AnalyzerConfig(stemmer="klingon"))
+
+
+def test_term_spans_mark_tokens_whose_terms_match():
+    from retrievo.analysis.analyzer import Analyzer
+
+    a = Analyzer()
+    text = "Microglia: the brain's Immune cells; the CELLS of brains."
+    terms = set(a.tokenize("immune cell brain"))
+    spans = a.term_spans(text, terms)
+    assert [text[s:e] for s, e in spans] == ["brain", "Immune", "cells", "CELLS", "brains"]
+    assert a.term_spans(text, set()) == [] and a.term_spans("", terms) == []
+    assert a.term_spans(text, set(a.tokenize("the of"))) == []  # stopwords are not terms

@@ -1,0 +1,188 @@
+"""Load and crash benchmark of ``retrievo serve`` on loopback.
+
+Load: wrk (Debian package ``wrk``, a C load generator, so the client costs the 2-core machine little)
+runs for ``--seconds`` at ``--connections`` concurrent connections against a real server process:
+
+1. read-only BM25 searches (SciFact test queries, k=10, with text and highlights) on a lexical SciFact
+   collection;
+2. the same searches mixed with writes: ``--write-fraction`` of the requests upsert 1-3 new documents
+   (acknowledged when logged; a background commit every second makes them searchable);
+3. read-only hybrid searches (BM25 + MiniLM, the query encoded per request) on the dense SciFact
+   collection (its vectors come from the embedding cache; nothing is re-encoded).
+
+Reported: requests/s, p50/p90/p99 latency, errors (socket errors + non-2xx answers), and for the mixed run
+the documents acknowledged and found afterwards. Then the crash loop of :mod:`retrievo.server.chaos`
+(``--kills`` SIGKILLs under a write stream) reports kills survived and documents lost.
+
+    python benchmarks/bench_server.py            # ~4 minutes; writes the "server" section of RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from _common import dataset_dir, header, write_section
+from retrievo import Collection, CollectionConfig
+from retrievo.eval.datasets import BeirDataset
+from retrievo.eval.runner import ensure_collection
+from retrievo.server.chaos import crash_loop
+from retrievo.server.process import ServerProcess
+from retrievo.store.loaders import load_documents
+
+LUA = r"""
+local queries = {}
+for line in io.lines("%(queries)s") do queries[#queries + 1] = line end
+local write_fraction = %(write_fraction)f
+local method = "%(method)s"
+local counter = 0
+local threads = {}
+acked = 0
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  math.randomseed(tid * 7919)
+end
+function request()
+  if math.random() < write_fraction then
+    counter = counter + 1
+    local n = math.random(1, 3)
+    local docs = {}
+    for j = 1, n do
+      docs[j] = string.format('{"id":"load-%%d-%%d-%%d","text":"loadtestword document %%d part %%d about cells"}',
+                              tid, counter, j, counter, j)
+    end
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.headers["Authorization"] = "Bearer %(key)s"
+    return wrk.format("POST", "/v1/collections/%(coll)s/documents", nil, "[" .. table.concat(docs, ",") .. "]")
+  end
+  local q = queries[math.random(#queries)]
+  wrk.headers["Content-Type"] = "application/json"
+  return wrk.format("POST", "/v1/collections/%(coll)s/search", nil,
+                    string.format('{"query":%%s,"k":10,"method":"%%s"}', q, method))
+end
+function response(status, headers, body)
+  if status == 202 then
+    local n = tonumber(string.match(body, '"acknowledged":(%%d+)'))
+    acked = acked + (n or 0)
+  end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + (t:get("acked") or 0) end
+  io.write(string.format("ACKED %%d\n", total))
+  for _, p in ipairs({50, 90, 99}) do
+    io.write(string.format("P%%d %%.3f\n", p, latency:percentile(p) / 1000.0))
+  end
+  io.write(string.format("REQUESTS %%d\nERRORS %%d %%d %%d %%d %%d\n", summary.requests,
+    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status,
+    summary.errors.timeout))
+end
+"""
+
+
+def run_wrk(url: str, coll: str, queries_file: Path, method: str, write_fraction: float, seconds: int,
+            connections: int, threads: int, key: str, tmp: Path) -> dict:
+    script = tmp / f"load-{coll}-{method}-{write_fraction}.lua"
+    script.write_text(LUA % {"queries": queries_file, "write_fraction": write_fraction, "method": method,
+                             "key": key, "coll": coll})
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    vals = {m.group(1): m.group(2) for m in re.finditer(r"^(ACKED|P50|P90|P99|REQUESTS|ERRORS) (.+)$", out, re.M)}
+    errors = [int(x) for x in vals["ERRORS"].split()]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests": int(vals["REQUESTS"]), "rps": int(vals["REQUESTS"]) / seconds,
+        "p50_ms": float(vals["P50"]), "p90_ms": float(vals["P90"]), "p99_ms": float(vals["P99"]),
+        "socket_errors": sum(errors[:3]) + errors[4], "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "acked_docs": int(vals["ACKED"]),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1, help="wrk threads (1 leaves a core to the server)")
+    ap.add_argument("--write-fraction", type=float, default=0.1)
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--no-write", action="store_true", help="print only; do not touch RESULTS.md")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install wrk")
+
+    data = BeirDataset.from_path(dataset_dir("scifact"))
+    tmp = Path(tempfile.mkdtemp(prefix="retrievo-load-"))
+    root = tmp / "served"
+    root.mkdir()
+    print("building the lexical SciFact collection ...")
+    lex = Collection.create(root / "scifact-bm25", CollectionConfig(dense=None))
+    lex.add(load_documents(data.path))
+    lex.commit()
+    n_lex = len(lex)
+    lex.close()
+    print("copying the dense SciFact collection (vectors from the embedding cache) ...")
+    dense, _ = ensure_collection(data, CollectionConfig(), show_progress=True)
+    shutil.copytree(dense.path, root / "scifact", ignore=shutil.ignore_patterns("write.lock", "eval-source.json"))
+    dense.close()
+    queries_file = tmp / "queries.txt"
+    qs = list(data.queries("test").values())
+    queries_file.write_text("\n".join(json.dumps(q) for q in qs) + "\n")
+
+    key = "bench-key"
+    rows = []
+    with ServerProcess(root, api_key=key, args=["--commit-interval", "1.0"], log=tmp / "server.log") as srv:
+        httpx.post(srv.url + "/v1/collections/scifact/search", json={"query": "warm up", "method": "hybrid"},
+                   timeout=120)
+        plan = [("read-only", "scifact-bm25", "bm25", 0.0), ("mixed", "scifact-bm25", "bm25", args.write_fraction),
+                ("read-only", "scifact", "hybrid", 0.0)]
+        for kind, coll, method, wf in plan:
+            print(f"wrk: {kind} {method} on {coll}, {args.connections} connections, {args.seconds} s ...")
+            r = run_wrk(srv.url, coll, queries_file, method, wf, args.seconds, args.connections, args.threads,
+                        key, tmp)
+            if wf:
+                c = httpx.post(srv.url + f"/v1/collections/{coll}/commit", headers=srv.headers, timeout=300).json()
+                r["found_docs"] = c["documents"] - n_lex
+            r.update(kind=kind, coll=coll, method=method, write_fraction=wf)
+            print(json.dumps(r))
+            rows.append(r)
+    print(f"crash loop: {args.kills} SIGKILLs under a write stream ...")
+    rep = crash_loop(tmp / "chaos", kills=args.kills, seed=2026)
+    print(rep)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    body = header("HTTP server: load and crash", ("fastapi", "uvicorn", "httpx")) + (
+        f"\nLoad generator: wrk {args.threads} thread, {args.connections} connections, {args.seconds} s per "
+        "row, on the same 2-core machine as the server (one uvicorn process). Searches are SciFact test "
+        "queries at random, k=10 with text and highlighted spans in the answer. `python benchmarks/bench_server.py`.\n\n"
+        "| load | collection | method | writes | requests/s | p50 ms | p90 ms | p99 ms | errors | non-2xx | docs acknowledged / found |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+    )
+    for r in rows:
+        docs = f"{r['acked_docs']} / {r['found_docs']}" if r["write_fraction"] else "—"
+        body += (f"| {r['kind']} | {r['coll']} | {r['method']} | {r['write_fraction']:.0%} | {r['rps']:,.0f} | "
+                 f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['socket_errors']} | "
+                 f"{r['non_2xx']} | {docs} |\n")
+    body += (
+        f"\nCrash loop (`retrievo.server.chaos.crash_loop`, 2 writer threads sending upserts of 1-5 documents and "
+        f"deletes, SIGKILL after 0.2-1.0 s, restart, check): **{rep.kills} kills, {rep.restarts_ok} restarts "
+        f"that opened the collection, {rep.searches_ok} searches OK; {rep.acknowledged_upserts} documents and "
+        f"{rep.acknowledged_deletes} deletes acknowledged, {rep.lost_upserts} documents lost, "
+        f"{rep.resurrected_deletes} deletes undone** ({rep.seconds:.0f} s).\n"
+    )
+    print(body)
+    if not args.no_write:
+        write_section("server", body)
+
+
+if __name__ == "__main__":
+    main()
