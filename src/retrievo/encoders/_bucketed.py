@@ -17,18 +17,20 @@ import numpy as np
 from retrievo._optional import require
 from retrievo.errors import ConfigError
 
-__all__ = ["BucketedEncoder", "model_folder", "transformer_dir"]
+__all__ = [
+    "BucketedEncoder", "length_batches", "load_tokenizer", "model_folder", "pad_batch", "transformer_dir",
+]
 
 
-def model_folder(path: str) -> Path:
-    """A local folder for a sentence-transformers model folder or hub name."""
+def model_folder(path: str, kind: str = "dense") -> Path:
+    """A local folder for a sentence-transformers model folder or hub name (``kind`` names it in errors)."""
     if os.path.isdir(path):
         return Path(path)
     hub = require("huggingface_hub", package="huggingface_hub")
     try:
         return Path(hub.snapshot_download(path))
     except Exception as exc:  # no hub access or unknown name
-        raise ConfigError(f"dense model {path!r} is neither a folder nor downloadable: {exc}") from exc
+        raise ConfigError(f"{kind} model {path!r} is neither a folder nor downloadable: {exc}") from exc
 
 
 def transformer_dir(root: Path) -> Path:
@@ -39,6 +41,46 @@ def transformer_dir(root: Path) -> Path:
         if (sub / "config.json").exists():
             return sub
     raise ConfigError(f"{root}: no config.json of a transformer model found")
+
+
+def load_tokenizer(tdir: Path, max_length: int):
+    """The model's fast tokenizer (``tokenizer.json``, else via transformers), unpadded, truncating to
+    ``max_length`` word pieces (special tokens included), whatever padding/truncation the file carries."""
+    tok_file = tdir / "tokenizer.json"
+    if tok_file.exists():
+        tokenizer = require("tokenizers").Tokenizer.from_file(str(tok_file))
+    else:
+        tokenizer = require("transformers").AutoTokenizer.from_pretrained(str(tdir)).backend_tokenizer
+    # tokenizer.json files often carry their own padding/truncation (MiniLM's: 128); use the model's
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    return tokenizer
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Positions of the texts, longest first, cut into batches of at most ``batch_size`` texts; with
+    ``max_tokens``, a batch of short texts grows past ``batch_size`` while ``texts * longest <= max_tokens``."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    if max_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    groups, start = [], 0
+    while start < len(order):
+        width = max(int(lengths[order[start]]), 1)  # the longest of the batch: sorted, so the first
+        size = max(batch_size, max_tokens // width)
+        groups.append(order[start : start + size])
+        start += size
+    return groups
+
+
+def pad_batch(ids: list[list[int]], lengths: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(input_ids, attention_mask)`` int64 of the texts ``sel``, right-padded with 0 to their longest."""
+    width = int(lengths[sel].max())
+    input_ids = np.zeros((len(sel), width), dtype=np.int64)
+    mask = np.zeros((len(sel), width), dtype=np.int64)
+    for r, j in enumerate(sel):
+        input_ids[r, : lengths[j]] = ids[j]
+        mask[r, : lengths[j]] = 1
+    return input_ids, mask
 
 
 _POOLING_NAMES = {"mean": "mean", "cls": "cls", "max": "max", "mean_sqrt_len_tokens": "mean_sqrt_len",
@@ -93,7 +135,6 @@ class BucketedEncoder:
     """
 
     def __init__(self, path: str, max_seq_length: int | None = None) -> None:
-        tokenizers = require("tokenizers")
         self.root = model_folder(path)
         self.tdir, pool_dir = _module_dirs(self.root)
         sbert = self.tdir / "sentence_bert_config.json"
@@ -105,14 +146,7 @@ class BucketedEncoder:
         self.do_lower_case = bool(sb.get("do_lower_case", False))
         pool_cfg = json.loads((pool_dir / "config.json").read_text()) if pool_dir else {}
         self.pooling = _pooling_mode(pool_cfg, self.root)
-        tok_file = self.tdir / "tokenizer.json"
-        if tok_file.exists():
-            self.tokenizer = tokenizers.Tokenizer.from_file(str(tok_file))
-        else:
-            self.tokenizer = require("transformers").AutoTokenizer.from_pretrained(str(self.tdir)).backend_tokenizer
-        # tokenizer.json files often carry their own padding/truncation (MiniLM's: 128); use the model's
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.max_seq_length)
+        self.tokenizer = load_tokenizer(self.tdir, self.max_seq_length)
         self.dim = int(self.config.get("hidden_size"))
 
     def _tokenizer_max_length(self) -> int:
@@ -138,18 +172,11 @@ class BucketedEncoder:
             texts = [t.lower() for t in texts]
         ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
         lengths = np.array([len(x) for x in ids])
-        order = np.argsort(-lengths, kind="stable")
-        groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        groups = length_batches(lengths, batch_size)
 
         def padded():
             for sel in groups:
-                width = int(lengths[sel].max())
-                input_ids = np.zeros((len(sel), width), dtype=np.int64)
-                mask = np.zeros((len(sel), width), dtype=np.int64)
-                for r, j in enumerate(sel):
-                    input_ids[r, : lengths[j]] = ids[j]
-                    mask[r, : lengths[j]] = 1
-                yield input_ids, mask
+                yield pad_batch(ids, lengths, sel)
 
         bar = None
         if show_progress:
