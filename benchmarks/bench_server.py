@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--write-fraction", type=float, default=0.1)
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--no-write", action="store_true", help="print only; do not touch RESULTS.md")
+    ap.add_argument("--note", default="", help="a sentence about the conditions, added to the section")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
@@ -163,7 +164,8 @@ def main() -> None:
     body = header("HTTP server: load and crash", ("fastapi", "uvicorn", "httpx")) + (
         f"\nLoad generator: wrk {args.threads} thread, {args.connections} connections, {args.seconds} s per "
         "row, on the same 2-core machine as the server (one uvicorn process). Searches are SciFact test "
-        "queries at random, k=10 with text and highlighted spans in the answer. `python benchmarks/bench_server.py`.\n\n"
+        "queries at random, k=10 with text and highlighted spans in the answer. `python benchmarks/bench_server.py`. "
+        + args.note + "\n\n"
         "| load | collection | method | writes | requests/s | p50 ms | p90 ms | p99 ms | errors | non-2xx | docs acknowledged / found |\n"
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )

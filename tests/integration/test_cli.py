@@ -82,3 +82,10 @@ def test_eval_json_and_compare(tmp_path, subset):
         "--run-file", str(tmp_path / "b.trec"), "--collection", str(tmp_path / "ec2"))
     cmp = run("compare", str(folder), str(tmp_path / "a.trec"), str(tmp_path / "b.trec")).stdout
     assert "ndcg@10" in cmp and "p(rand)" in cmp
+
+
+def test_cli_method_list_matches_the_engine():
+    from retrievo.cli.main import METHODS as CLI_METHODS
+    from retrievo.store.collection import METHODS
+
+    assert CLI_METHODS == METHODS

@@ -15,6 +15,9 @@ from typing import Any
 from retrievo._version import __version__
 from retrievo.errors import RetrievoError
 
+# the methods of Collection.search (kept here so --help does not import the engine)
+METHODS = ("bm25", "dense", "splade", "hybrid", "bm25+splade", "dense+splade", "bm25+dense+splade")
+
 __all__ = ["main", "build_parser"]
 
 
@@ -23,6 +26,9 @@ def _add_collection_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=None, help="dense model: sentence-transformers name or folder (default all-MiniLM-L6-v2)")
     g.add_argument("--no-dense", action="store_true", help="lexical-only collection (no dense model)")
     g.add_argument("--backend", choices=["auto", "bf16", "onnx", "torch"], default=None, help="dense encoder backend (default auto)")
+    g.add_argument("--splade", action="store_true", help="also store SPLADE vectors (default model: splade-tiny)")
+    g.add_argument("--splade-model", default=None, help="SPLADE model name or folder (implies --splade)")
+    g.add_argument("--doc-top-n", type=int, default=None, help="keep each document's n largest SPLADE weights")
     g.add_argument("--k1", type=float, default=None, help="BM25 k1 (default 0.9)")
     g.add_argument("--b", type=float, default=None, help="BM25 b (default 0.4)")
 
@@ -39,7 +45,13 @@ def _config_from_args(args: argparse.Namespace):
         if args.backend:
             kw["backend"] = args.backend
         dense = DenseConfig(**kw)
-    return CollectionConfig(bm25=bm25, dense=dense)
+    sparse = None
+    if getattr(args, "splade", False) or getattr(args, "splade_model", None) or getattr(args, "doc_top_n", None):
+        from retrievo.config import SparseConfig
+
+        kw = {"model": args.splade_model} if args.splade_model else {}
+        sparse = SparseConfig(**kw, doc_top_n=args.doc_top_n)
+    return CollectionConfig(bm25=bm25, dense=dense, sparse=sparse)
 
 
 def _fusion_from_args(args: argparse.Namespace):
@@ -77,9 +89,23 @@ def _index_from_args(args: argparse.Namespace):
     return DenseIndexConfig(kind=args.index or "flat", **given)
 
 
+def _add_sparse_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sparse-mode", choices=["exact", "approx"], default=None,
+                   help="SPLADE search: exact, or approx (Seismic blocks; default: the collection's)")
+    p.add_argument("--query-cut", type=int, default=None, help="approx: the query's largest terms visited")
+    p.add_argument("--heap-factor", type=float, default=None, help="approx: block skipping threshold in (0, 1]")
+
+
+def _sparse_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    kw = {k: getattr(args, a) for k, a in (("mode", "sparse_mode"), ("query_cut", "query_cut"),
+                                          ("heap_factor", "heap_factor")) if getattr(args, a, None) is not None}
+    return kw or None
+
+
 def _add_fusion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion", choices=["convex", "rrf"], default=None, help="hybrid fusion (default convex)")
-    p.add_argument("--weights", default=None, help="hybrid weights 'bm25,dense', e.g. 0.5,0.5")
+    p.add_argument("--weights", default=None,
+                   help="fusion weights, one per signal in the method's order, e.g. 0.5,0.5 (default equal)")
     p.add_argument("--rrf-k", type=float, default=None, help="RRF constant (default 60)")
 
 
@@ -109,7 +135,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     coll = Collection.open(args.collection, readonly=True)
     try:
         res = coll.search(args.query, k=args.k, method=args.method, filter=args.filter, fusion=_fusion_from_args(args),
-                          index=_index_from_args(args))
+                          index=_index_from_args(args), sparse=_sparse_from_args(args))
         rows = res.row(0)
         docs = coll.get_many([d for d, _ in rows])
         if args.json:
@@ -212,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.dataset, method=args.method, split=args.split, config=_config_from_args(args),
         fusion=_fusion_from_args(args), collection_dir=args.collection, run_file=args.run_file,
         depth=args.depth, show_progress=True,  # progress goes to stderr; stdout stays JSON
-        index=_index_from_args(args),
+        index=_index_from_args(args), sparse=_sparse_from_args(args),
     )
     if args.json:
         print(json.dumps(res.to_json()))
@@ -331,11 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("collection")
     p.add_argument("query")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--method", choices=["bm25", "dense", "hybrid"], default="bm25")
+    p.add_argument("--method", choices=METHODS, default="bm25",
+                   help="a signal, hybrid (= bm25+dense), or signals fused with '+'")
     p.add_argument("--filter", default=None, help='metadata filter as JSON, e.g. \'{"year": {"$gte": 2010}}\'')
     p.add_argument("--json", action="store_true")
     _add_fusion_args(p)
     _add_index_args(p)
+    _add_sparse_args(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="describe a collection")
@@ -357,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a method on a BEIR folder")
     p.add_argument("dataset")
-    p.add_argument("--method", choices=["bm25", "dense", "hybrid"], default="bm25")
+    p.add_argument("--method", choices=METHODS, default="bm25",
+                   help="a signal, hybrid (= bm25+dense), or signals fused with '+'")
     p.add_argument("--split", default="test")
     p.add_argument("--collection", default=None, help="collection folder (default: a cache folder)")
     p.add_argument("--run-file", default=None, help="where to write the TREC run")
@@ -366,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_collection_config_args(p)
     _add_fusion_args(p)
     _add_index_args(p)
+    _add_sparse_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", help="compare two TREC runs with paired significance tests")

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from retrievo._paths import cache_root
-from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig
+from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig, SparseConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
 from retrievo.eval.runs import write_run
-from retrievo.store.collection import METHODS, Collection
+from retrievo.store.collection import Collection, method_signals
 from retrievo.store.loaders import load_documents
 
 __all__ = ["EvalResult", "default_collection_dir", "ensure_collection", "run_eval"]
@@ -34,15 +34,19 @@ class EvalResult:
     seconds_search: float = 0.0
     index: str | None = None
     index_bytes_in_ram: int | None = None
+    sparse_mode: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of ``retrievo eval --json``: exactly these keys (plus ``index`` and
-        ``index_bytes_in_ram`` when a dense index was chosen explicitly)."""
+        ``index_bytes_in_ram`` when a dense index was chosen explicitly, and ``sparse_mode`` when a SPLADE
+        search mode was)."""
         out = {**{k: round(v, 4) for k, v in self.measures.items()}, "method": self.method,
                "dataset": self.dataset, "queries": self.queries}
         if self.index is not None:
             out["index"] = self.index
             out["index_bytes_in_ram"] = self.index_bytes_in_ram
+        if self.sparse_mode is not None:
+            out["sparse_mode"] = self.sparse_mode
         return out
 
 
@@ -50,6 +54,8 @@ def default_collection_dir(dataset: BeirDataset, config: CollectionConfig) -> Pa
     """Where ``eval`` keeps the collection of a dataset and config, so later runs reuse it."""
     # only what changes the stored data keys the folder; fusion and index are search-time settings
     stored = {k: v for k, v in config.to_dict().items() if k not in ("fusion", "index")}
+    if stored.get("sparse") is None:  # keeps the folders of collections made before SPLADE existed
+        stored.pop("sparse", None)
     key = hashlib.sha256((str(dataset.path) + json.dumps(stored, sort_keys=True)).encode()).hexdigest()[:12]
     return cache_root() / "eval" / f"{dataset.name}-{key}"
 
@@ -91,27 +97,32 @@ def run_eval(
     depth: int = 1000,
     show_progress: bool = True,
     index: DenseIndexConfig | None = None,
+    sparse: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Index (or reuse) ``dataset_dir``, search every query of ``split`` with ``method``, and measure.
 
     Args:
         dataset_dir: a BEIR folder.
-        method: ``bm25``, ``dense`` or ``hybrid``.
-        config: the collection config (default: BM25 + MiniLM; ``bm25`` alone skips the dense model).
+        method: a search method of :meth:`Collection.search`: ``bm25``, ``dense``, ``splade``, ``hybrid`` or
+            signals joined by ``+`` (``bm25+dense+splade``).
+        config: the collection config (default: BM25 + MiniLM); the dense model is dropped when the method
+            does not use it, and SPLADE (``SparseConfig()``) is added when it does.
         fusion: hybrid fusion override.
         collection_dir: where to keep the collection (default: a cache folder keyed by dataset and config).
         run_file: where to write the TREC run (default: next to the collection).
         depth: results per query in the run (BEIR uses 1000).
         index: the dense index to search with (reported in the result); default: the collection's.
+        sparse: SPLADE search settings (``mode``, ``query_cut``, ``heap_factor``); default: the config's.
     """
-    if method not in METHODS:
-        from retrievo.errors import InvalidInputError
-
-        raise InvalidInputError(f"eval: unknown method {method!r}; use one of {METHODS}")
+    signals = method_signals(method)
     dataset = BeirDataset.from_path(dataset_dir)
     config = config or CollectionConfig()
-    if method == "bm25":
+    if "dense" not in signals:
         config = config.replace(dense=None)
+    if "splade" not in signals:
+        config = config.replace(sparse=None)
+    elif config.sparse is None:
+        config = config.replace(sparse=SparseConfig())
     qrels = dataset.qrels(split)
     queries = dataset.queries(split)
     coll, t_index = ensure_collection(dataset, config, Path(collection_dir) if collection_dir else None, show_progress)
@@ -119,11 +130,13 @@ def run_eval(
         qids = list(queries)
         t0 = time.perf_counter()
         results = coll.search([queries[q] for q in qids], k=depth, method=method, query_ids=qids, fusion=fusion,
-                              index=index)
+                              index=index, sparse=sparse)
         t_search = time.perf_counter() - t0
         run = results.to_run()
         measures = evaluate(run, qrels)
-        label = method if method != "hybrid" else f"hybrid-{(fusion or config.fusion).method}"
+        label = method if len(signals) == 1 else f"{method}-{(fusion or config.fusion).method}"
+        if sparse and sparse.get("mode"):
+            label += f"-{sparse['mode']}"
         if index is not None:
             label += f"-{index.kind}"
         run_path = Path(run_file) if run_file else coll.path / "runs" / f"{dataset.name}-{split}-{label}.trec"
@@ -131,7 +144,9 @@ def run_eval(
         res = EvalResult(method, dataset.name, len(qrels), measures, run, run_path, coll.path, t_index, t_search)
         if index is not None:
             res.index = index.kind
-            res.index_bytes_in_ram = int(coll.dense_index(index).nbytes) if method != "bm25" else 0
+            res.index_bytes_in_ram = int(coll.dense_index(index).nbytes) if "dense" in signals else 0
+        if sparse and sparse.get("mode"):
+            res.sparse_mode = sparse["mode"]
         return res
     finally:
         coll.close()

@@ -215,7 +215,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         coll = svc.reader
         return CollectionSummary(
             name=svc.name, documents=len(coll), generation=coll.generation, pending=svc.pending,
-            dense_model=None if coll.config.dense is None else coll.config.dense.model, error=svc.error,
+            dense_model=None if coll.config.dense is None else coll.config.dense.model,
+            sparse_model=None if coll.config.sparse is None else coll.config.sparse.model, error=svc.error,
         )
 
     # -- page and health -------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
             fusion = coll.config.fusion.replace(**changes)
         generation = coll.generation
         res = coll.search(queries, k=req.offset + req.k, method=req.method, filter=req.filter,
-                          fusion=fusion, index=req.index)
+                          fusion=fusion, index=req.index, sparse=req.sparse_mode)
         counters["searches"] += 1
         counters["queries"] += len(queries)
         pages = [res.row(i)[req.offset:] for i in range(len(queries))]

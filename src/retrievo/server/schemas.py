@@ -68,6 +68,7 @@ class CollectionSummary(_Strict):
     generation: int
     pending: int = Field(description="acknowledged operations not yet committed")
     dense_model: str | None
+    sparse_model: str | None = None
     error: str | None = None
 
 
@@ -85,10 +86,13 @@ class SearchRequest(_Strict):
     )
     k: int = Field(10, ge=1, le=1000, description="results per query (page size)")
     offset: int = Field(0, ge=0, le=10_000, description="results to skip (pagination)")
-    method: Literal["bm25", "dense", "hybrid"] = "bm25"
+    method: Literal["bm25", "dense", "splade", "hybrid", "bm25+splade", "dense+splade", "bm25+dense+splade"] = Field(
+        "bm25", description="a signal, hybrid (= bm25+dense), or signals fused with '+'"
+    )
     fusion: Fusion | None = None
     filter: dict[str, Any] | None = Field(None, description='metadata filter, e.g. {"year": {"$gte": 2020}}')
     index: Literal["flat", "int8", "binary", "hnsw", "ivf", "ivfpq"] | None = None
+    sparse_mode: Literal["exact", "approx"] | None = Field(None, description="SPLADE: exact or Seismic approx")
     include_text: bool = True
     highlight: bool = True
 

@@ -68,8 +68,15 @@ class CollectionService:
         self.path = path
         self.commit_interval = commit_interval
         self.writer = Collection.open(path)
+        try:
+            self.writer._acquire_write_lock()  # one writing process per collection: fail now, not at commit
+        except Exception:
+            self.writer.close()
+            raise
         encoder = self.writer.encoder if self.writer.has_dense else None
         self.reader = Collection.open(path, readonly=True, encoder=encoder)
+        if self.writer.has_sparse:  # one SPLADE model in memory, shared by both views
+            self.reader.set_sparse_encoder(self.writer.sparse_encoder)
         self.wal = WriteAheadLog(path / WAL_FILENAME)
         self.error: str | None = None
         self._applied = 0  # highest WAL seq committed to the collection

@@ -35,7 +35,7 @@ import numpy as np
 from retrievo._paths import cache_root
 from retrievo._version import __version__
 from retrievo.analysis.analyzer import Analyzer
-from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig
+from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig, SparseConfig
 from retrievo.encoders.cache import EmbeddingCache, encode_with_cache
 from retrievo.errors import (
     CollectionExistsError,
@@ -53,10 +53,25 @@ from retrievo.store.segments import Segment, SegmentData, fsync_dir, segment_dir
 from retrievo.store.sqlite import DocStore, value_kind
 from retrievo.types import Document, SearchResults
 
-__all__ = ["Collection", "FORMAT_VERSION", "METHODS"]
+__all__ = ["Collection", "FORMAT_VERSION", "METHODS", "SIGNALS", "method_signals"]
 
 FORMAT_VERSION = 1
-METHODS = ("bm25", "dense", "hybrid")
+SIGNALS = ("bm25", "dense", "splade")
+#: single signals, ``hybrid`` (= ``bm25+dense``) and any ``+``-joined set of signals, e.g. ``bm25+dense+splade``
+METHODS = ("bm25", "dense", "splade", "hybrid", "bm25+splade", "dense+splade", "bm25+dense+splade")
+
+
+def method_signals(method: str) -> tuple[str, ...]:
+    """The signals a search method fuses: ``"hybrid"`` → ``("bm25", "dense")``, ``"a+b"`` → ``("a", "b")``."""
+    if not isinstance(method, str):
+        raise InvalidInputError(f"search: method must be a string, got {type(method).__name__}")
+    parts = ("bm25", "dense") if method == "hybrid" else tuple(method.split("+"))
+    bad = [p for p in parts if p not in SIGNALS]
+    if bad or len(set(parts)) != len(parts):
+        raise InvalidInputError(
+            f"search: unknown method {method!r}; use one of {METHODS} or signals from {SIGNALS} joined by '+'"
+        )
+    return parts
 
 
 class CollectionLockedError(RetrievoError):
@@ -76,6 +91,7 @@ class _State:
     vocab: dict[str, int]
     inverted: InvertedIndex | None
     flat: FlatIndex | None
+    sparse: Any = None  # SparseIndex (exact postings) over the live rows, when the collection has SPLADE
     compressed: dict[Any, Any] = field(default_factory=dict)  # derived indexes, built on first use
 
     @property
@@ -117,6 +133,7 @@ class Collection:
         self.store = DocStore(path / "collection.sqlite", readonly=readonly)
         self.analyzer = Analyzer(config.analyzer)
         self._encoder = encoder
+        self._sparse_encoder: Any = None
         self._emb_cache: EmbeddingCache | None = None
         self._lock_fh: Any = None
         self._pending: dict[str, Document] = {}
@@ -220,6 +237,28 @@ class Collection:
 
             self._encoder = DenseEncoder(self.config.dense)
         return self._encoder
+
+    @property
+    def has_sparse(self) -> bool:
+        return self.config.sparse is not None
+
+    @property
+    def sparse_encoder(self) -> Any:
+        """The SPLADE encoder of ``config.sparse`` (loaded on first use; vectors cached by content)."""
+        if self.config.sparse is None:
+            raise InvalidInputError(f"{self.path}: this collection has no sparse model (config.sparse is None)")
+        if self._sparse_encoder is None:
+            from retrievo.encoders.sparse import SparseVectorCache, SpladeEncoder
+
+            c = self.config.sparse
+            self._sparse_encoder = SpladeEncoder(c.model, backend=c.backend, max_length=c.max_length,
+                                                 batch_size=c.batch_size, doc_top_n=c.doc_top_n,
+                                                 cache=SparseVectorCache(cache_root() / "sparse.sqlite"))
+        return self._sparse_encoder
+
+    def set_sparse_encoder(self, encoder: Any) -> None:
+        """Use ``encoder`` (e.g. one shared by several collections) instead of loading ``config.sparse``."""
+        self._sparse_encoder = encoder
 
     # -- writes ------------------------------------------------------------------------------------
     def _acquire_write_lock(self) -> None:
@@ -392,7 +431,13 @@ class Collection:
             texts = [d.content(("title", "text")) for d in docs]
             dense = encode_with_cache(self.encoder, texts, self._embedding_cache(), show_progress=show_progress)
             self._check_vectors(dense)
-        return SegmentData(tf_indptr=indptr, tf_terms=terms, tf_counts=counts, doclen=doclen, dense=dense)
+        data = SegmentData(tf_indptr=indptr, tf_terms=terms, tf_counts=counts, doclen=doclen, dense=dense)
+        if self.config.sparse is not None:
+            texts = [d.content(("title", "text")) for d in docs]
+            csr = self.sparse_encoder.encode_documents(texts, show_progress=show_progress)
+            self._check_sparse(csr)
+            data.set_sparse(csr)
+        return data
 
     def _check_vectors(self, dense: np.ndarray) -> None:
         if not np.isfinite(dense).all():
@@ -400,6 +445,22 @@ class Collection:
         if self._state.flat is not None and self._state.flat.dim and dense.shape[1] != self._state.flat.dim:
             raise InvalidInputError(
                 f"dense vectors have dimension {dense.shape[1]} but the collection holds {self._state.flat.dim}"
+            )
+
+    def _stored_sparse_vocab(self) -> int | None:
+        for seg in self._state.segments:
+            if seg.data.has_sparse:
+                return seg.data.sparse_vocab
+        return None
+
+    def _check_sparse(self, csr: Any) -> None:
+        if csr.nnz and (not np.isfinite(csr.data).all() or (csr.data < 0).any()):
+            raise InvalidInputError("the sparse encoder returned negative, NaN or inf weights; nothing was committed")
+        stored = self._stored_sparse_vocab()
+        if stored is not None and csr.shape[1] != stored:
+            raise InvalidInputError(
+                f"sparse vectors have a vocabulary of {csr.shape[1]} terms but the collection's hold {stored}: "
+                "the sparse encoder does not match the one the collection was built with"
             )
 
     # -- merging -----------------------------------------------------------------------------------
@@ -492,13 +553,19 @@ class Collection:
         inverted = None
         flat = None
         if segments:
-            data = SegmentData.concat([s.data for s in segments]) if len(segments) > 1 else segments[0].data
+            data = (SegmentData.concat([s.data for s in segments], with_dense=False) if len(segments) > 1
+                    else segments[0].data)
             inverted = InvertedIndex(
                 data.tf_indptr, data.tf_terms, data.tf_counts, data.doclen, live, len(vocab_list), self.config.bm25
             )
             if self.config.dense is not None and all(s.data.dense is not None for s in segments):
                 flat = FlatIndex([(offsets[s.seg], s.data.dense) for s in segments], live)
-        return _State(generation, segments, offsets, n, ids, live, vocab, inverted, flat)
+        sparse = None
+        if segments and self.config.sparse is not None and all(s.data.has_sparse for s in segments):
+            from retrievo.indexes.sparse import SparseIndex
+
+            sparse = SparseIndex(data.sparse_csr(), live, exact=True, approx=False)
+        return _State(generation, segments, offsets, n, ids, live, vocab, inverted, flat, sparse)
 
     # -- reads -------------------------------------------------------------------------------------
     def get(self, doc_id: str) -> Document:
@@ -548,18 +615,22 @@ class Collection:
         fusion: FusionConfig | None = None,
         index: DenseIndexConfig | str | None = None,
         show_progress: bool = False,
+        sparse: SparseConfig | dict[str, Any] | str | None = None,
     ) -> SearchResults:
         """Search the last committed state.
 
         Args:
             queries: one query or a list of them (a single query is a batch of one).
             k: results per query.
-            method: ``"bm25"``, ``"dense"`` or ``"hybrid"`` (BM25 + dense fused).
+            method: a signal (``"bm25"``, ``"dense"``, ``"splade"``), ``"hybrid"`` (= ``"bm25+dense"``), or
+                signals joined by ``+`` and fused, e.g. ``"bm25+dense+splade"``.
             filter: a metadata filter (see :mod:`retrievo.indexes.filters`); top-k is exact within it.
             query_ids: ids for the result rows (default ``"0"``, ``"1"``, …).
             fusion: overrides the collection's fusion config for ``hybrid``.
             index: the dense index to use (a kind name or a :class:`DenseIndexConfig`); default: the
                 collection's ``config.index``.
+            sparse: SPLADE search settings: ``"exact"`` / ``"approx"``, or a dict / :class:`SparseConfig`
+                overriding ``mode``, ``query_cut``, ``heap_factor`` of the collection's ``config.sparse``.
 
         Returns:
             :class:`SearchResults` shaped ``(len(queries), k)``.
@@ -572,34 +643,43 @@ class Collection:
         if not isinstance(k, int | np.integer) or k < 1:
             raise InvalidInputError(f"search: k must be a positive integer, got {k!r}")
         k = int(k)
-        if method not in METHODS:
-            raise InvalidInputError(f"search: unknown method {method!r}; use one of {METHODS}")
+        signals = method_signals(method)
         if query_ids is None:
             query_ids = [str(i) for i in range(len(queries))]
         elif len(query_ids) != len(queries):
             raise InvalidInputError(f"search: {len(query_ids)} query ids for {len(queries)} queries")
-        if method in ("dense", "hybrid") and self.config.dense is None:
+        if "dense" in signals and self.config.dense is None:
             raise InvalidInputError(f"search: method {method!r} needs a dense model, and {self.path} has none")
+        if "splade" in signals and self.config.sparse is None:
+            raise InvalidInputError(
+                f"search: method {method!r} needs a sparse (SPLADE) model, and {self.path} has none; "
+                "create the collection with CollectionConfig(sparse=SparseConfig()) or --splade"
+            )
         index_cfg = self._index_config(index)
+        sparse_cfg = self._sparse_config(sparse) if "splade" in signals else None
         allowed = self.filter_mask(filter)
         state = self._state
         nq = len(queries)
         if state.inverted is None or nq == 0:
             return SearchResults.from_lists([[] for _ in range(nq)], k, tuple(query_ids), method)
-        if method == "bm25":
-            rows, scores, counts = self._search_bm25(state, queries, k, allowed)
-        elif method == "dense":
-            rows, scores, counts = self._search_dense(state, queries, k, allowed, index_cfg)
+        def run(signal: str, depth: int):
+            if signal == "bm25":
+                return self._search_bm25(state, queries, depth, allowed)
+            if signal == "dense":
+                return self._search_dense(state, queries, depth, allowed, index_cfg)
+            return self._search_sparse(state, queries, depth, allowed, sparse_cfg)
+
+        if len(signals) == 1:
+            rows, scores, counts = run(signals[0], k)
         else:
             fusion = fusion or self.config.fusion
+            weights = tuple(fusion.weights) if fusion.weights is not None else (1.0 / len(signals),) * len(signals)
+            if len(weights) != len(signals):
+                raise InvalidInputError(
+                    f"fusion.weights needs {len(signals)} weights ({', '.join(signals)}), got {weights}"
+                )
             depth = max(k, fusion.depth)
-            lists = [
-                self._search_bm25(state, queries, depth, allowed),
-                self._search_dense(state, queries, depth, allowed, index_cfg),
-            ]
-            weights = tuple(fusion.weights)
-            if len(weights) != len(lists):
-                raise InvalidInputError(f"fusion.weights needs {len(lists)} weights (bm25, dense), got {weights}")
+            lists = [run(sig, depth) for sig in signals]
             rows = np.full((nq, k), -1, dtype=np.int64)
             scores = np.full((nq, k), -np.inf, dtype=np.float32)
             counts = np.zeros(nq, dtype=np.int64)
@@ -619,6 +699,59 @@ class Collection:
         ]
         assert state.inverted is not None
         return state.inverted.search(q_terms, k, allowed)
+
+    def _sparse_config(self, sparse: SparseConfig | dict[str, Any] | str | None) -> SparseConfig:
+        base = self.config.sparse
+        assert base is not None
+        if sparse is None:
+            return base
+        if isinstance(sparse, str):
+            return base.replace(mode=sparse)
+        if isinstance(sparse, SparseConfig):
+            return sparse
+        if isinstance(sparse, Mapping):
+            allowed = {"mode", "query_cut", "heap_factor"}
+            bad = sorted(set(sparse) - allowed)
+            if bad:
+                raise InvalidInputError(f"search: sparse settings {bad} are not search-time; use some of {sorted(allowed)}")
+            return base.replace(**dict(sparse))
+        raise InvalidInputError(f"search: sparse must be a mode name, a dict or a SparseConfig, got {type(sparse).__name__}")
+
+    def sparse_index(self, mode: str = "exact") -> Any:
+        """The SPLADE index of the current generation (the approximate one is built on first use)."""
+        state = self._state
+        if state.sparse is None:
+            raise InvalidInputError(f"{self.path}: no sparse vectors are stored; create the collection with a SPLADE model")
+        if mode == "exact":
+            return state.sparse
+        cfg = self.config.sparse
+        assert cfg is not None
+        key = ("seismic", cfg.n_postings, cfg.centroid_fraction, cfg.summary_energy)
+        idx = state.compressed.get(key)
+        if idx is None:
+            from retrievo.indexes.sparse import SeismicParams, SparseIndex
+
+            params = SeismicParams(n_postings=cfg.n_postings, centroid_fraction=cfg.centroid_fraction,
+                                   summary_energy=cfg.summary_energy)
+            data = SegmentData.concat([s.data for s in state.segments], with_dense=False)
+            idx = state.compressed[key] = SparseIndex(data.sparse_csr(), state.live, exact=False, approx=params)
+        return idx
+
+    def _search_sparse(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
+                       cfg: SparseConfig | None):
+        assert cfg is not None
+        if state.sparse is None:
+            raise InvalidInputError(f"{self.path}: no sparse vectors are stored; create the collection with a SPLADE model")
+        qv = self.sparse_encoder.encode_queries(queries)
+        if qv.shape[1] != state.sparse.vocab_size:
+            raise InvalidInputError(
+                f"the query encoder's vocabulary has {qv.shape[1]} terms but the collection's sparse vectors "
+                f"use {state.sparse.vocab_size}: the sparse encoder does not match the collection's"
+            )
+        idx = self.sparse_index(cfg.mode) if state.segments else state.sparse
+        if cfg.mode == "approx":
+            return idx.search(qv, k, allowed, mode="approx", query_cut=cfg.query_cut, heap_factor=cfg.heap_factor)
+        return idx.search(qv, k, allowed, mode="exact")
 
     def _index_config(self, index: DenseIndexConfig | str | None) -> DenseIndexConfig:
         if index is None:
@@ -720,6 +853,11 @@ class Collection:
             "dense_dim": None if state.flat is None else state.flat.dim,
             "bm25_postings_bytes_in_ram": 0 if state.inverted is None else state.inverted.nbytes,
             "dense_bytes_on_disk_mmap": 0 if state.flat is None else state.flat.nbytes,
+            "sparse_model": None if self.config.sparse is None else self.config.sparse.model,
+            "sparse_vocabulary": None if state.sparse is None else state.sparse.vocab_size,
+            "sparse_nnz_per_doc": None if state.sparse is None or not state.n_live
+            else round(float(state.sparse.p_indptr[-1]) / state.n_live, 1),
+            "sparse_index_bytes_in_ram": 0 if state.sparse is None else int(state.sparse.nbytes),
             "dense_index": self.config.index.to_dict(),
             "dense_index_bytes_in_ram": 0 if state.flat is None or self.config.index.kind == "flat"
             else self.dense_index().nbytes,

@@ -56,6 +56,7 @@ async function loadCollections() {
       o.value = c.name;
       o.textContent = `${c.name} (${c.documents} docs)`;
       o.dataset.dense = c.dense_model ? "1" : "";
+      o.dataset.sparse = c.sparse_model ? "1" : "";
       sel.appendChild(o);
     }
     if (!cols.length) setStatus("No collections yet: create one with the API or `retrievo index`.");
@@ -67,11 +68,13 @@ async function loadCollections() {
 
 function updateMethods() {
   const opt = $("collection").selectedOptions[0];
-  const dense = opt ? opt.dataset.dense === "1" : false;
-  for (const v of ["dense", "hybrid"]) {
+  const has = { dense: opt ? opt.dataset.dense === "1" : false, splade: opt ? opt.dataset.sparse === "1" : false };
+  has.hybrid = has.dense;
+  for (const v of ["dense", "hybrid", "splade"]) {
     const input = document.querySelector(`input[name="method"][value="${v}"]`);
-    input.disabled = !dense;
-    if (!dense && input.checked) document.querySelector('input[value="bm25"]').checked = true;
+    input.disabled = !has[v];
+    input.parentElement.hidden = v === "splade" && !has[v];
+    if (!has[v] && input.checked) document.querySelector('input[value="bm25"]').checked = true;
   }
 }
 
