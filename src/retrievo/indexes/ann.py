@@ -83,6 +83,12 @@ def load_segment_index(path: Path):
     return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
 
 
+def _swig_ptr(a: np.ndarray):
+    import faiss
+
+    return faiss.swig_ptr(a)
+
+
 class AnnIndex:
     """ANN search over segments, each with its own faiss index, plus the exact index for small filters.
 
@@ -189,7 +195,11 @@ class AnnIndex:
             self.last_strategy = "ann"
             if len(self.segments) == 1:  # fast path: faiss already returns sorted, padded rows
                 offset, index, n = self.segments[0]
-                scores, rows = index.search(q, min(k, n), params=self._params(None))
+                kk = min(k, n)
+                scores = np.empty((nq, kk), dtype=np.float32)
+                rows = np.empty((nq, kk), dtype=np.int64)
+                # the SWIG entry point directly: faiss' Python wrapper costs ~10 µs a call, a tenth of a query
+                index.search_c(nq, _swig_ptr(q), kk, _swig_ptr(scores), _swig_ptr(rows), self._params(None))
                 out_idx = np.full((nq, k), -1, dtype=np.int64)
                 out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
                 found = rows >= 0
