@@ -10,7 +10,8 @@ import re
 from _common import HERE, RESULTS
 
 README = HERE.parent / "README.md"
-SECTIONS = ("beir", "bm25-speed", "dense-speed", "encode-speed", "quantized", "ann", "filters")
+SECTIONS = ("beir", "bm25-speed", "dense-speed", "encode-speed", "quantized", "ann", "filters", "sparse_encode",
+            "sparse_encode_scifact", "sparse", "server")
 
 
 def main() -> None:
