@@ -18,15 +18,22 @@ Approximate Retrieval over Learned Sparse Representations", SIGIR 2024):
   computed on the document's ``doc_cut`` largest entries (Seismic's ``RandomKmeansInvertedIndexApprox``);
   clusters under ``min_cluster_size`` are dissolved into the others;
 - summaries: each block gets the per-term maximum over its documents, pruned to the largest entries that
-  hold ``summary_energy`` (α) of its L1 mass and quantised to 8 bits (``code × step`` with a per-block
-  step). A list's summaries are stored transposed (term → (block, code)), so scoring all the blocks of a
-  list touches only the summary entries of the query's terms;
+  hold ``summary_energy`` (α) of its L1 mass and quantised to 8 bits (``code × step``, a step per block).
+  A list's summaries are stored transposed — its summary terms ascending (uint16 term, uint8 count, an
+  absolute offset every 64 terms) and their entries ``block << 8 | code`` — so scoring all the blocks of a
+  list touches only the entries of the query's terms (found by a short scan, then binary search; their
+  cold entries are prefetched before they are added up);
 - search: the query's ``query_cut`` largest terms are visited in decreasing weight; for each, every block
   gets its summary score, and a block is skipped when that score is below ``heap_factor × (current k-th
   best)`` — as in Seismic's code, a larger ``heap_factor`` prunes more (1.0 trusts the summaries as upper
   bounds; below 1 is safer). The blocks of the first list are visited best summary first. Documents of a
-  visited block are scored exactly against the forward index (the full document vectors) and pushed into
-  the heap, each document once per query (an epoch array marks the visited ones).
+  visited block are scored against the forward index (the full document vectors, with a dense query) and
+  pushed into the heap, each document once per query (uint8 epoch marks). Documents to score pass through
+  a short queue whose rows are prefetched, so memory latency overlaps the scoring of the previous ones,
+  across block and list boundaries. The forward weights are float16 (as in Seismic: half the memory
+  traffic; scores within ~1e-3 relative) once terms + float32 weights would exceed 32 MiB, float32 below
+  (``forward_precision="auto"``; "float16"/"float32" force either). Approximate results therefore carry
+  scores computed from those weights; the exact mode uses its own float32 postings.
 
 Both modes return ``(rows, scores, counts)`` arrays shaped ``(n, k), (n, k), (n,)`` padded with -1/-inf,
 best first, ties broken by the lower row, and honour an ``allowed`` row mask (deleted rows, metadata
@@ -42,6 +49,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
@@ -124,7 +132,8 @@ def _as_csr(x, what: str, n_cols: int | None = None) -> sp.csr_matrix:
         raise InvalidInputError(
             f"{what} have {x.shape[1]} columns but the index vocabulary has {n_cols} terms; "
             "encode them with the same model/vocabulary as the documents")
-    m = sp.csr_matrix(x, dtype=np.float32)  # may share the caller's arrays: copy before changing them
+    # may share the caller's arrays: copied below before anything is changed
+    m = x if isinstance(x, sp.csr_matrix) and x.dtype == np.float32 else sp.csr_matrix(x, dtype=np.float32)
     if not np.all(np.isfinite(m.data)):
         row, term = _first_bad(m, ~np.isfinite(m.data))
         raise InvalidInputError(f"{what}: row {row} has a NaN or infinite weight at term {term}")
@@ -664,14 +673,14 @@ def _prefetch_row(f_indptr, f_terms, f_w, d):  # pragma: no cover - compiled
 
 @nb.njit(nogil=True, cache=True)
 def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, pr_docs, block_ptr, block_off, b_step,
-                   s_list_ptr, s_terms, s_counts, s_ck, s_entries, allowed, use_allowed, n_rows,
-                   vocab_size, max_blocks, k, query_cut, heap_factor, first_sorted):  # pragma: no cover - compiled
+                   s_list_ptr, s_terms, s_counts, s_ck, s_entries, allowed, use_allowed, qd, visited, state,
+                   max_blocks, k, query_cut, heap_factor, first_sorted):  # pragma: no cover - compiled
+    """Seismic search of a batch of queries. ``qd`` (zeros, one per term), ``visited`` (epoch marks, one per
+    row) and ``state`` (the last epoch) are per-thread scratch reused across calls; qd is left zeroed."""
     nq = len(q_indptr) - 1
     out_idx = np.full((nq, k), -1, dtype=np.int64)
     out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
     counts = np.zeros(nq, dtype=np.int64)
-    qd = np.zeros(vocab_size, dtype=np.float32)
-    visited = np.zeros(n_rows, dtype=np.uint8)  # epoch marks: small enough to stay in cache
     dots = np.zeros(max(max_blocks, 1), dtype=np.float32)
     longest_q = 1
     for qi in range(nq):
@@ -688,9 +697,11 @@ def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, pr_docs, bloc
         qs, qe = q_indptr[qi], q_indptr[qi + 1]
         if qe == qs:
             continue
-        epoch = qi % 255 + 1
-        if epoch == 1 and qi > 0:
+        epoch = state[0] + 1
+        if epoch > 255:  # uint8 marks (small enough to stay in cache): clear them every 255 queries
             visited[:] = 0
+            epoch = 1
+        state[0] = epoch
         for j in range(qs, qe):
             qd[q_terms[j]] = q_w[j]
         order = np.argsort(-q_w[qs:qe], kind="mergesort")
@@ -821,7 +832,11 @@ class SparseIndex:
         exact: build the term-major postings of exact search.
         approx: build the Seismic structures of approximate search: True (default parameters), False, or
             a :class:`SeismicParams`.
+        forward_precision: weights of the forward vectors that approximate search scores: "auto" (float32
+            while terms + weights take at most 32 MiB, float16 above), "float16" or "float32".
         threads: threads for the approximate build (default: all cores).
+
+    ``nbytes`` / :meth:`nbytes_by_part` give the memory held; :meth:`save` / :meth:`load` persist it.
     """
 
     def __init__(self, docs, live: np.ndarray | None = None, *, exact: bool = True,
@@ -929,6 +944,16 @@ class SparseIndex:
         self.pr_docs, self.block_ptr, self.block_off, self.b_step = pr_docs, block_ptr, block_off, b_step
         self.max_blocks = int(n_blocks.max()) if v else 0
 
+    def _scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This thread's dense query buffer, visited marks and epoch, kept between calls (a single-query
+        call then allocates and page-faults nothing)."""
+        tls = self.__dict__.setdefault("_tls", threading.local())
+        sc = getattr(tls, "scratch", None)
+        if sc is None:
+            sc = tls.scratch = (np.zeros(self.vocab_size, dtype=np.float32),
+                                np.zeros(self.n_rows, dtype=np.uint8), np.zeros(1, dtype=np.int64))
+        return sc
+
     # --------------------------------------------------------------------------------------------- info
 
     def _arrays_names(self) -> tuple[str, ...]:
@@ -1003,8 +1028,8 @@ class SparseIndex:
                     q_indptr[a:b + 1] - q_indptr[a], q_terms[q_indptr[a]:q_indptr[b]],
                     q_w[q_indptr[a]:q_indptr[b]], self.f_indptr, self.f_terms, self.f_w, self.pr_docs,
                     self.block_ptr, self.block_off, self.b_step, self.s_list_ptr, self.s_terms,
-                    self.s_counts, self.s_ck, self.s_entries, mask, use_allowed, self.n_rows,
-                    self.vocab_size, self.max_blocks, k, int(query_cut), float(heap_factor), bool(first_sorted))
+                    self.s_counts, self.s_ck, self.s_entries, mask, use_allowed, *self._scratch(),
+                    self.max_blocks, k, int(query_cut), float(heap_factor), bool(first_sorted))
         nq = q.shape[0]
         threads = max(1, int(threads or os.cpu_count() or 1))
         if threads == 1 or nq < 2 * threads:
