@@ -30,7 +30,10 @@ def main() -> None:
             elif current:
                 tables.append("\n".join(current))
                 current = []
-        table = "\n\n".join(tables)
+        long = [t for t in tables if t.count("\n") > 30]  # full sweeps stay in RESULTS.md only
+        table = "\n\n".join(t for t in tables if t not in long)
+        if long:
+            table += "\n\n(The full sweep is in RESULTS.md.)"
         parts.append(f"**{title.group(1) if title else name}**\n\n{table}\n")
     block = ("<!-- begin:results -->\nQuoted from [benchmarks/RESULTS.md](benchmarks/RESULTS.md) (machine, versions, "
              "dates and commands are there) by `benchmarks/quote_readme.py`.\n\n"
