@@ -191,3 +191,14 @@ def test_read_auth_and_page(tmp_path):
         # CORS is off by default: no allow-origin header on a cross-origin request
         r = httpx.get(srv.url + "/v1/health", headers={"Origin": "http://evil.example"})
         assert "access-control-allow-origin" not in r.headers
+
+
+def test_commit_after_restart_returns_at_once(tmp_path):
+    """Sequence numbers persist across restarts; a commit with nothing new must not wait for old ones."""
+    with ServerProcess(tmp_path, api_key=KEY) as srv:
+        httpx.post(srv.url + "/v1/collections", json={"name": "c", "dense": False}, headers=srv.headers)
+        httpx.post(srv.url + "/v1/collections/c/documents", json=[{"id": "a", "text": "hello"}], headers=srv.headers)
+        assert httpx.post(srv.url + "/v1/collections/c/commit", headers=srv.headers, timeout=60).status_code == 200
+    with ServerProcess(tmp_path, api_key=KEY) as srv:
+        r = httpx.post(srv.url + "/v1/collections/c/commit", headers=srv.headers, timeout=10)
+        assert r.status_code == 200 and r.json()["documents"] == 1

@@ -131,8 +131,12 @@ class CollectionService:
     # -- committer -----------------------------------------------------------------------------------
     def _commit_pending(self) -> int:
         """Apply every logged operation to the writer, commit, refresh the reader, truncate the log."""
-        ops = list(self.wal.read(self._applied))
+        seen = self.wal.last_seq()  # everything up to here is either still logged or already committed
+        ops = list(self.wal.read(self._applied, seen))
         if not ops:
+            with self._cond:
+                self._applied = max(self._applied, seen)
+                self._cond.notify_all()
             return 0
         hi = ops[-1][0]
         try:
