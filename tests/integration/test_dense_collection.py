@@ -96,7 +96,10 @@ def test_compressed_indexes_through_the_collection(dense_coll, kind):
     meta = {d.id: d.metadata for d in c.get_many([i for row in got for i, _ in row]) if d}
     assert all(meta[i]["year"] < 2005 for row in got for i, _ in row)
     ram = c.dense_index(kind).nbytes
-    assert ram * (32 if kind == "binary" else 3.9) <= c.dense_index("flat").nbytes
+    full = c.dense_index("flat").nbytes
+    segments = len(c.info()["segments"])
+    # 1/32 (sign bits) or 1/4 (int8 codes, plus each segment's offset and scale vectors)
+    assert ram <= (full / 32 if kind == "binary" else full / 4 + segments * 2 * 384 * 4)
 
 
 def test_plan_index_for_a_memory_budget(dense_coll):
@@ -133,3 +136,35 @@ def test_hnsw_collection_builds_per_segment_and_survives_updates(tmp_path, scifa
     again = Collection.open(tmp_path / "h", readonly=True, encoder=onnx_encoder)
     assert again.config.index.kind == "hnsw" and len(again) == 59
     assert again.search(scifact_small[50]["title"], k=1, method="dense").ids[0, 0] == scifact_small[50]["_id"]
+
+
+@pytest.mark.parametrize("kind", ["int8", "binary"])
+def test_compressed_codes_kept_per_segment_and_reopened_mapped(tmp_path, scifact_small, onnx_encoder, kind):
+    from retrievo import DenseIndexConfig
+
+    cfg = CollectionConfig(dense=DenseConfig(backend="onnx"), index=DenseIndexConfig(kind=kind))
+    c = Collection.create(tmp_path / "q", cfg, encoder=onnx_encoder)
+    c.add(scifact_small[:30])
+    c.commit()
+    c.add(scifact_small[30:50])
+    target = scifact_small[3]
+    c.delete([target["_id"]])
+    c.commit()
+    pattern = "seg_*/int8_codes.npy" if kind == "int8" else "seg_*/binary_codes.npy"
+    assert len(list((tmp_path / "q" / "segments").glob(pattern))) == len(c.info()["segments"]) == 2
+    before = c.search([scifact_small[40]["title"], target["title"]], k=5, method="dense")
+    assert before.ids[0, 0] == scifact_small[40]["_id"]
+    assert target["_id"] not in set(before.ids[1])  # deleted rows never come back
+    c.close()
+    again = Collection.open(tmp_path / "q", readonly=True, encoder=onnx_encoder)
+    coarse = again.dense_index().coarse
+    assert all(isinstance(getattr(codes, "codes", getattr(codes, "words", None)), np.memmap)
+               for _, codes in coarse.blocks)  # read from the segments, not encoded again
+    after = again.search([scifact_small[40]["title"], target["title"]], k=5, method="dense")
+    assert (after.ids == before.ids).all()
+    again.close()
+    c = Collection.open(tmp_path / "q", encoder=onnx_encoder)
+    c.compact()  # the merged segment gets its own codes
+    assert len(list((tmp_path / "q" / "segments").glob(pattern))) == len(c.info()["segments"]) == 1
+    assert (c.search([scifact_small[40]["title"], target["title"]], k=5, method="dense").ids == before.ids).all()
+    c.close()

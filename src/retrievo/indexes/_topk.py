@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["drain_heaps", "heap_drain_sorted", "heap_push", "update_heaps"]
+__all__ = ["drain_heaps", "heap_drain_sorted", "heap_push", "update_heaps", "update_heaps_rows"]
 
 
 @nb.njit(cache=True, inline="always")
@@ -88,6 +88,29 @@ def update_heaps(scores, base, mask, use_mask, h_scores, h_idx, sizes, q0, q1): 
             if use_mask and not mask[j]:
                 continue
             size = heap_push(hs, hi, size, k, s, base + j)
+            if size == k:
+                thresh = hs[0]
+        sizes[qi] = size
+
+
+@nb.njit(nogil=True, cache=True)
+def update_heaps_rows(scores, rows, h_scores, h_idx, sizes, q0, q1):  # pragma: no cover - compiled
+    """As :func:`update_heaps` for scattered rows: column ``j`` of ``scores`` is row ``rows[j]``.
+
+    ``rows`` must increase within and across calls (ties keep the lower row).
+    """
+    k = h_scores.shape[1]
+    n = scores.shape[1]
+    for qi in range(q0, q1):
+        hs = h_scores[qi]
+        hi = h_idx[qi]
+        size = sizes[qi]
+        thresh = hs[0] if size == k else -np.inf
+        for j in range(n):
+            s = scores[qi - q0, j]
+            if s <= thresh:
+                continue
+            size = heap_push(hs, hi, size, k, s, rows[j])
             if size == k:
                 thresh = hs[0]
         sizes[qi] = size

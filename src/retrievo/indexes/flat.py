@@ -15,12 +15,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from retrievo.indexes._topk import drain_heaps, update_heaps
+from retrievo.indexes._topk import drain_heaps, update_heaps, update_heaps_rows
 
 __all__ = ["FlatIndex"]
 
 _ROW_BLOCK = 4096
 _QUERY_BLOCK = 1024
+_SUBSET_CHUNK = 8192  # allowed rows gathered and scored at a time
+SUBSET_BELOW = 1 / 3  # filters allowing at most this fraction of rows score only those rows
 
 
 @lru_cache(maxsize=4)
@@ -62,18 +64,31 @@ class FlatIndex:
             out[sel[order]] = np.asarray(mat[local[order]])
         return out
 
+    def _take(self, mat, local: np.ndarray):
+        """Rows ``local`` (increasing) of one block, in the form :meth:`_block_scores` scores."""
+        return np.asarray(mat[local])
+
     def _search_subset(self, q: np.ndarray, k: int, rows: np.ndarray):
-        """Top-k over a small set of rows: gather their stored rows (vectors or codes), one scoring, one sort."""
+        """Top-k over a subset of rows (increasing): read their stored rows (vectors or codes) a chunk at a
+        time, score each chunk with one product and feed it to the heaps — work and memory grow with the
+        subset, not the collection."""
         nq = q.shape[0]
+        h_scores = np.empty((nq, k), dtype=np.float32)
+        h_idx = np.empty((nq, k), dtype=np.int64)
+        sizes = np.zeros(nq, dtype=np.int64)
+        bounds = np.searchsorted(rows, [o for o, _ in self.blocks] + [np.iinfo(np.int64).max])
+        for (offset, mat), b0, b1 in zip(self.blocks, bounds[:-1], bounds[1:], strict=True):
+            for c0 in range(b0, b1, _SUBSET_CHUNK):
+                chunk = rows[c0 : min(b1, c0 + _SUBSET_CHUNK)]
+                taken = self._take(mat, chunk - offset)
+                for q0 in range(0, nq, _QUERY_BLOCK):
+                    qb = q[q0 : q0 + _QUERY_BLOCK]
+                    scores = self._block_scores(qb, taken, 0, len(chunk))
+                    update_heaps_rows(scores, chunk, h_scores, h_idx, sizes, q0, q0 + len(qb))
         out_idx = np.full((nq, k), -1, dtype=np.int64)
         out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
-        counts = np.full(nq, min(k, len(rows)), dtype=np.int64)
-        if len(rows):
-            scores = self._block_scores(q, self.gather(rows), 0, len(rows))
-            order = np.lexsort((np.broadcast_to(rows, scores.shape), -scores), axis=1)[:, :k]
-            out_idx[:, : order.shape[1]] = rows[order]
-            out_scores[:, : order.shape[1]] = np.take_along_axis(scores, order, axis=1)
-        return out_idx, out_scores, counts
+        drain_heaps(h_scores, h_idx, sizes, out_scores, out_idx)
+        return out_idx, out_scores, sizes.copy()
 
     def _prepare(self, queries: np.ndarray) -> np.ndarray:
         """Queries in the form :meth:`_block_scores` takes (subclasses quantise them)."""
@@ -100,7 +115,7 @@ class FlatIndex:
             mask = self.live & np.asarray(allowed, dtype=bool)
         if mask is not None:
             allowed_rows = np.flatnonzero(mask)
-            if len(allowed_rows) * 8 <= len(mask):  # selective: score only the allowed rows
+            if len(allowed_rows) <= SUBSET_BELOW * len(mask):  # selective: score only the allowed rows
                 return self._search_subset(q, k, allowed_rows)
         h_scores = np.empty((nq, k), dtype=np.float32)
         h_idx = np.empty((nq, k), dtype=np.int64)

@@ -5,7 +5,7 @@ re-ranks them with the float32 vectors, which stay in the segments' memory-mappe
 disk (the bi-granular design of BiDR, Xiao et al., "Distill-VQ"/"Bi-Granular Document Representation",
 WWW 2022; rescoring as in sentence-transformers' ``quantization.py``).
 
-- :class:`Int8Index`: per-dimension affine scalar quantisation to int8, calibrated on the indexed vectors
+- :class:`Int8Index`: per-dimension affine scalar quantisation to int8, calibrated on each segment's vectors
   (min/max of each dimension), scored asymmetrically (float query against decoded codes) — 1/4 of float32.
 - :class:`BinaryIndex`: one sign bit per dimension (binary embedding-based retrieval, Tencent BEBR,
   Gan et al., KDD 2023), scored by Hamming distance between the query's and the document's bits with a
@@ -14,16 +14,23 @@ WWW 2022; rescoring as in sentence-transformers' ``quantization.py``).
 Why by hand: faiss offers the same codes (IndexScalarQuantizer, IndexBinaryFlat) but cannot take our
 tombstone and filter masks inside the scan nor rescore from our memory-mapped segments; the scan, the
 masks and the top-k heaps are shared with :class:`~retrievo.indexes.flat.FlatIndex`.
+
+Persistence: each immutable segment keeps its codes beside its vectors (:class:`Int8Codes`,
+:class:`BinaryCodes`: plain ``.npy``, written atomically, reopened memory-mapped), so a commit encodes only
+the new segment and reopening a collection encodes nothing.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numba as nb
 import numpy as np
 
 from retrievo.indexes.flat import FlatIndex
 
-__all__ = ["BinaryIndex", "Int8Index", "RescoringIndex", "pack_signs"]
+__all__ = ["BinaryCodes", "BinaryIndex", "Int8Codes", "Int8Index", "RescoringIndex", "pack_signs"]
 
 
 def pack_signs(x: np.ndarray) -> np.ndarray:
@@ -55,54 +62,144 @@ def _neg_hamming(q, codes):  # pragma: no cover - compiled
     return out
 
 
-class Int8Index(FlatIndex):
-    """Scalar-quantised vectors: ``x ≈ offset + scale · code`` per dimension, codes in int8.
+class Int8Codes:
+    """One segment's int8 codes: ``x ≈ offset + scale · code`` per dimension, calibrated on that segment.
 
-    The constant term ``q · offset`` is folded into the product by a trailing code column of ones.
+    Segments are immutable, so each keeps its own calibration (min/max of each dimension over its rows)
+    and its codes never change; :meth:`save` writes ``int8_codes.npy`` and ``int8_calib.npy`` (offset,
+    scale) beside the segment and :meth:`load` reopens the codes memory-mapped.
     """
 
+    FILES = ("int8_codes.npy", "int8_calib.npy")
+
+    def __init__(self, codes: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> None:
+        self.codes = codes
+        self.offset = np.asarray(offset, dtype=np.float32)
+        self.scale = np.asarray(scale, dtype=np.float32)
+        self.shape = codes.shape
+
+    @classmethod
+    def encode(cls, vectors: np.ndarray) -> Int8Codes:
+        x = np.asarray(vectors, dtype=np.float32)
+        if len(x):
+            lo, hi = x.min(axis=0), x.max(axis=0)
+        else:
+            lo = hi = np.zeros(x.shape[1], np.float32)
+        scale = np.maximum((hi - lo) / 254.0, 1e-12).astype(np.float32)
+        offset = ((hi + lo) / 2).astype(np.float32)
+        codes = np.empty(x.shape, dtype=np.int8)
+        for s in range(0, len(x), 65536):  # bounded temporaries for large segments
+            codes[s : s + 65536] = np.clip(np.rint((x[s : s + 65536] - offset) / scale), -127, 127)
+        return cls(codes, offset, scale)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.codes.nbytes + self.offset.nbytes + self.scale.nbytes)
+
+    def take(self, local: np.ndarray) -> Int8Codes:
+        return Int8Codes(np.asarray(self.codes[local]), self.offset, self.scale)
+
+    def save(self, folder: Path) -> None:
+        _save_npy(folder / self.FILES[0], np.asarray(self.codes))
+        _save_npy(folder / self.FILES[1], np.stack([self.offset, self.scale]))
+
+    @classmethod
+    def load(cls, folder: Path) -> Int8Codes:
+        calib = np.load(folder / cls.FILES[1])
+        return cls(np.load(folder / cls.FILES[0], mmap_mode="r"), calib[0], calib[1])
+
+
+class BinaryCodes:
+    """One segment's sign bits (``binary_codes.npy``, uint64 words), reopened memory-mapped."""
+
+    FILES = ("binary_codes.npy",)
+
+    def __init__(self, words: np.ndarray) -> None:
+        self.words = words
+        self.shape = words.shape
+
+    @classmethod
+    def encode(cls, vectors: np.ndarray) -> BinaryCodes:
+        return cls(pack_signs(vectors))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.words.nbytes)
+
+    def take(self, local: np.ndarray) -> BinaryCodes:
+        return BinaryCodes(np.asarray(self.words[local]))
+
+    def save(self, folder: Path) -> None:
+        _save_npy(folder / self.FILES[0], np.asarray(self.words))
+
+    @classmethod
+    def load(cls, folder: Path) -> BinaryCodes:
+        return cls(np.load(folder / cls.FILES[0], mmap_mode="r"))
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    """Write atomically (temporary file, fsync, rename): a crash leaves the old file or none."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, arr)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class _CodesIndex(FlatIndex):
+    """A :class:`FlatIndex` whose blocks are per-segment code objects (``take``, ``shape``, ``nbytes``)."""
+
+    codes_class: type = Int8Codes
+
     def __init__(self, blocks: list[tuple[int, np.ndarray]], live: np.ndarray) -> None:
-        live = np.asarray(live, dtype=bool)
+        """Encode float blocks ``(offset, vectors)``; see :meth:`from_codes` for stored codes."""
         dim = int(blocks[0][1].shape[1]) if blocks else 0
-        lo = np.full(dim, np.inf, dtype=np.float32)
-        hi = np.full(dim, -np.inf, dtype=np.float32)
-        for offset, mat in blocks:
-            rows = np.asarray(mat)[live[offset : offset + mat.shape[0]]]
-            if len(rows):
-                lo = np.minimum(lo, rows.min(axis=0))
-                hi = np.maximum(hi, rows.max(axis=0))
-        lo = np.where(np.isfinite(lo), lo, 0.0).astype(np.float32)
-        hi = np.where(np.isfinite(hi), hi, 0.0).astype(np.float32)
-        self.scale = np.maximum((hi - lo) / 254.0, 1e-12).astype(np.float32)
-        self.offset = ((hi + lo) / 2).astype(np.float32)
-        coded = []
-        for offset, mat in blocks:
-            codes = np.clip(np.rint((np.asarray(mat) - self.offset) / self.scale), -127, 127).astype(np.int8)
-            coded.append((offset, np.hstack([codes, np.ones((len(codes), 1), dtype=np.int8)])))
-        super().__init__(coded, live)
+        self._init_codes([(offset, self.codes_class.encode(mat)) for offset, mat in blocks], live, dim)
+
+    def _init_codes(self, code_blocks: list, live: np.ndarray, dim: int) -> None:
+        FlatIndex.__init__(self, code_blocks, live)
         self.dim = dim
 
-    def _prepare(self, queries: np.ndarray) -> np.ndarray:
-        bias = queries @ self.offset
-        return np.hstack([queries * self.scale, bias[:, None]]).astype(np.float32)
+    @classmethod
+    def from_codes(cls, code_blocks: list, live: np.ndarray, dim: int):
+        """An index over codes already encoded (e.g. loaded memory-mapped from the segments)."""
+        self = cls.__new__(cls)
+        self._init_codes(code_blocks, live, dim)
+        return self
 
-    def _block_scores(self, qb: np.ndarray, mat: np.ndarray, start: int, stop: int) -> np.ndarray:
-        return qb @ np.asarray(mat[start:stop], dtype=np.float32).T
+    @property
+    def nbytes(self) -> int:
+        return sum(int(c.nbytes) for _, c in self.blocks)
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("compressed indexes hold codes, not vectors: gather from the float index")
+
+    def _take(self, mat, local: np.ndarray):
+        return mat.take(local)
 
 
-class BinaryIndex(FlatIndex):
+class Int8Index(_CodesIndex):
+    """Scalar-quantised vectors, int8 codes calibrated per segment; scored as ``(q ∘ scale) · code + q · offset``."""
+
+    codes_class = Int8Codes
+
+    def _block_scores(self, qb: np.ndarray, mat: Int8Codes, start: int, stop: int) -> np.ndarray:
+        scores = (qb * mat.scale) @ np.asarray(mat.codes[start:stop], dtype=np.float32).T
+        scores += (qb @ mat.offset)[:, None]
+        return scores
+
+
+class BinaryIndex(_CodesIndex):
     """Sign bits of each vector, searched by Hamming distance (score = −distance)."""
 
-    def __init__(self, blocks: list[tuple[int, np.ndarray]], live: np.ndarray) -> None:
-        dim = int(blocks[0][1].shape[1]) if blocks else 0
-        super().__init__([(offset, pack_signs(mat)) for offset, mat in blocks], live)
-        self.dim = dim
+    codes_class = BinaryCodes
 
     def _prepare(self, queries: np.ndarray) -> np.ndarray:
         return pack_signs(queries)
 
-    def _block_scores(self, qb: np.ndarray, mat: np.ndarray, start: int, stop: int) -> np.ndarray:
-        return _neg_hamming(qb, np.ascontiguousarray(mat[start:stop]))
+    def _block_scores(self, qb: np.ndarray, mat: BinaryCodes, start: int, stop: int) -> np.ndarray:
+        return _neg_hamming(qb, np.ascontiguousarray(mat.words[start:stop]))
 
 
 class RescoringIndex:

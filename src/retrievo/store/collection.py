@@ -403,12 +403,16 @@ class Collection:
         return self.generation
 
     def _write_derived(self, seg_dir: Path, data: SegmentData) -> None:
-        """Build the configured ANN index of a new segment before the segment is committed."""
+        """Build the configured dense index (ANN structure or codes) of a new segment before it is committed."""
         cfg = self.config.index
         if data.dense is not None and cfg.kind in ("hnsw", "ivf", "ivfpq"):
             from retrievo.indexes.ann import build_segment_index, index_filename
 
             build_segment_index(data.dense, cfg, seg_dir / index_filename(cfg))
+        elif data.dense is not None and cfg.kind in ("int8", "binary"):
+            from retrievo.indexes.quantized import BinaryCodes, Int8Codes
+
+            (Int8Codes if cfg.kind == "int8" else BinaryCodes).encode(data.dense).save(seg_dir)
 
     def _drop_empty_segments(self) -> None:
         live = {s for (s,) in self.store.conn.execute("SELECT DISTINCT seg FROM docs")}
@@ -777,7 +781,18 @@ class Collection:
         coarse = state.compressed.get(cfg.kind)
         if coarse is None:
             cls = Int8Index if cfg.kind == "int8" else BinaryIndex
-            coarse = state.compressed[cfg.kind] = cls(state.flat.blocks, state.live)
+            blocks = []
+            for seg in state.segments:
+                if seg.data.dense is None:
+                    continue
+                if all((seg.path / f).exists() for f in cls.codes_class.FILES):
+                    codes = cls.codes_class.load(seg.path)
+                else:  # encoded once per segment and kept with it (segments are immutable)
+                    codes = cls.codes_class.encode(seg.data.dense)
+                    if not self.readonly:
+                        codes.save(seg.path)
+                blocks.append((state.offsets[seg.seg], codes))
+            coarse = state.compressed[cfg.kind] = cls.from_codes(blocks, state.live, state.flat.dim)
         return RescoringIndex(coarse, state.flat, cfg.rescore_multiplier)
 
     def _ann_index(self, state: _State, cfg: DenseIndexConfig) -> Any:

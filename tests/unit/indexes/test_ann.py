@@ -7,7 +7,7 @@ pytest.importorskip("faiss")
 
 from retrievo.config import DenseIndexConfig  # noqa: E402
 from retrievo.errors import ConfigError  # noqa: E402
-from retrievo.indexes.ann import AnnIndex, build_segment_index, load_segment_index  # noqa: E402
+from retrievo.indexes.ann import AnnIndex, build_segment_index, choose_strategy, load_segment_index  # noqa: E402
 from retrievo.indexes.flat import FlatIndex  # noqa: E402
 
 
@@ -27,13 +27,13 @@ def data():
     return x, q, live
 
 
-def make(x, live, cfg, split=3500, tmp=None):
+def make(x, live, cfg, split=3500, tmp=None, **kw):
     segs = []
     for offset, part in ((0, x[:split]), (split, x[split:])):
         path = None if tmp is None else tmp / f"seg{offset}.faiss"
         segs.append((offset, build_segment_index(part, cfg, path), len(part)))
     flat = FlatIndex([(0, x[:split]), (split, x[split:])], live)
-    return AnnIndex(segs, flat, live, cfg), flat
+    return AnnIndex(segs, flat, live, cfg, **kw), flat
 
 
 def recall(a, b, k=10):
@@ -56,11 +56,13 @@ def test_recall_against_exact_and_no_dead_rows(data, cfg, minimum):
     assert np.all(np.diff(scores, axis=1) <= 1e-6)
 
 
-@pytest.mark.parametrize("selectivity,strategy", [(0.0005, "exact"), (0.45, "filtered-traversal"),
-                                                  (0.7, "postfilter")])
-def test_filters_by_selectivity(data, selectivity, strategy):
+# at 6,000 rows exact search is the cheapest strategy for every filter; exact_below=0 forces the index paths
+@pytest.mark.parametrize("selectivity,strategy,exact_below", [
+    (0.0005, "exact", 2048), (0.3, "exact", 2048), (0.45, "filtered-traversal", 0), (0.7, "postfilter", 0)])
+def test_filters_by_selectivity(data, selectivity, strategy, exact_below):
     x, q, live = data
-    idx, flat = make(x, live, DenseIndexConfig(kind="hnsw", M=16, ef_construction=100, ef_search=128))
+    idx, flat = make(x, live, DenseIndexConfig(kind="hnsw", M=16, ef_construction=100, ef_search=128),
+                     exact_below=exact_below)
     rng = np.random.default_rng(5)
     allowed = rng.random(6000) < selectivity
     rows, _, counts = idx.search(q, 10, allowed)
@@ -70,6 +72,26 @@ def test_filters_by_selectivity(data, selectivity, strategy):
     assert (counts == exact_counts).all() and (counts == min(10, int(ok.sum()))).all()
     assert ok[rows[rows >= 0]].all()
     assert recall(rows, exact, k=int(counts[0])) >= 0.95
+
+
+def test_strategy_cost_model_at_a_million_rows():
+    hnsw = DenseIndexConfig(kind="hnsw", M=32, ef_search=512)
+    n = 1_000_000
+    # exact costs the allowed rows; filtered HNSW ~ efSearch x 2M / selectivity distances
+    assert choose_strategy(500, n, 10, hnsw) == "exact"
+    assert choose_strategy(10_000, n, 10, hnsw) == "exact"
+    assert choose_strategy(100_000, n, 10, hnsw) == "exact"  # 100k < 512 * 64 / 0.1 = 327,680
+    assert choose_strategy(250_000, n, 10, hnsw) == "filtered-traversal"
+    assert choose_strategy(500_000, n, 10, hnsw) == "filtered-traversal"
+    assert choose_strategy(700_000, n, 10, hnsw) == "postfilter"
+    assert choose_strategy(n, n, 10, hnsw, filtered=False) == "ann"
+    assert choose_strategy(0, n, 10, hnsw) == "empty"
+    small_ef = hnsw.replace(ef_search=64)
+    assert choose_strategy(100_000, n, 10, small_ef) == "filtered-traversal"
+    ivf = DenseIndexConfig(kind="ivf", nlist=4000, nprobe=32)  # scans 32/4000 of the allowed rows
+    assert choose_strategy(10_000, n, 10, ivf) == "filtered-traversal"
+    assert choose_strategy(3_000, n, 10, ivf) == "exact"
+    assert choose_strategy(100_000, n, 10, hnsw, exact_below=0) == "filtered-traversal"
 
 
 def test_never_fewer_than_k_when_traversal_falls_short(data):

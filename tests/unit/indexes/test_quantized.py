@@ -36,7 +36,7 @@ def test_int8_codes_approximate_inner_products():
     x = clustered(300, 64, 1)
     q = clustered(5, 64, 2)
     idx = Int8Index([(0, x[:200]), (200, x[200:])], np.ones(300, bool))
-    assert idx.nbytes == 300 * 65  # int8 codes plus the bias column
+    assert idx.nbytes == 300 * 64 + 2 * 2 * 64 * 4  # int8 codes plus each segment's offset and scale
     rows, scores, _ = idx.search(q, 300)
     exact = q @ x.T
     for i in range(5):
@@ -86,3 +86,27 @@ def test_rescoring_recall_masks_and_exactness(kind):
 def test_binary_ram_is_one_thirty_second():
     x = clustered(100, 384, 5)
     assert BinaryIndex([(0, x)], np.ones(100, bool)).nbytes * 32 == x.nbytes
+
+
+@pytest.mark.parametrize("kind", [Int8Index, BinaryIndex])
+def test_codes_saved_per_segment_reopen_memory_mapped(kind, tmp_path):
+    x, q = near_duplicate_queries(700, 64, 8, 4)
+    live = np.ones(700, bool)
+    live[::5] = False
+    built = kind([(0, x[:300]), (300, x[300:])], live)
+    blocks = []
+    for i, (offset, codes) in enumerate(built.blocks):
+        folder = tmp_path / f"seg{i}"
+        folder.mkdir()
+        codes.save(folder)
+        assert not list(folder.glob("*.tmp"))
+        blocks.append((offset, kind.codes_class.load(folder)))
+    loaded = kind.from_codes(blocks, live, 64)
+    arrays = [b.codes if kind is Int8Index else b.words for _, b in loaded.blocks]
+    assert all(isinstance(a, np.memmap) for a in arrays)
+    assert loaded.nbytes == built.nbytes
+    for a, b in zip(built.search(q, 10), loaded.search(q, 10), strict=True):
+        np.testing.assert_array_equal(a, b)
+    allowed = np.zeros(700, bool)
+    allowed[[3, 301, 651]] = True
+    assert set(loaded.search(q[:1], 10, allowed)[0][0, :3]) == {3, 301, 651}
