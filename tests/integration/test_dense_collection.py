@@ -168,3 +168,69 @@ def test_compressed_codes_kept_per_segment_and_reopened_mapped(tmp_path, scifact
     assert len(list((tmp_path / "q" / "segments").glob(pattern))) == len(c.info()["segments"]) == 1
     assert (c.search([scifact_small[40]["title"], target["title"]], k=5, method="dense").ids == before.ids).all()
     c.close()
+
+
+def test_supplied_vectors_mix_with_encoded_ones(tmp_path, scifact_small, onnx_encoder):
+    docs = scifact_small[:30]
+    texts = [(d.get("title", "") + " " + d["text"]).strip() for d in docs[:12]]
+    given = onnx_encoder.encode_documents(texts)
+    c = Collection.create(tmp_path / "v", CollectionConfig(dense=DenseConfig(backend="onnx")), encoder=onnx_encoder)
+    c.add(docs[:12], vectors=given)  # brought by the caller: not encoded again
+    c.add(docs[12:])
+    c.commit()
+    target = docs[5]
+    by_text = c.search(target["title"], k=5, method="dense")
+    qv = onnx_encoder.encode_queries([target["title"]])
+    by_vec = c.search(None, k=5, method="dense", query_vectors=qv)
+    assert by_text.ids[0, 0] == target["_id"] and (by_vec.ids == by_text.ids).all()
+    np.testing.assert_allclose(by_vec.scores, by_text.scores, rtol=1e-5)
+    hybrid = c.search(target["title"], k=5, method="hybrid", query_vectors=qv)
+    assert hybrid.ids[0, 0] == target["_id"]
+
+
+def test_vectors_without_a_model_ever_loading(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    docs = [{"_id": f"d{i}", "text": f"document number {i}"} for i in range(50)]
+    # a model that does not exist: it must never be needed when every vector is supplied
+    c = Collection.create(tmp_path / "byo", CollectionConfig(dense=DenseConfig(model=str(tmp_path / "no-model"))))
+    c.add(docs, vectors=x)
+    c.commit()
+    got = c.search(None, k=3, method="dense", query_vectors=x[[7, 8]])
+    assert got.ids[:, 0].tolist() == ["d7", "d8"]
+    c.upsert([{"_id": "d7", "text": "moved"}], vectors=-x[7:8])
+    c.commit()
+    assert c.search(None, k=1, method="dense", query_vectors=x[7]).ids[0, 0] != "d7"
+
+
+def test_bad_vectors_are_refused_and_change_nothing(tmp_path):
+    from retrievo.errors import InvalidInputError
+
+    x = np.eye(8, dtype=np.float32)
+    docs = [{"_id": f"d{i}", "text": f"doc {i}"} for i in range(8)]
+    c = Collection.create(tmp_path / "bad", CollectionConfig(dense=DenseConfig(model=str(tmp_path / "none"))))
+    c.add(docs[:4], vectors=x[:4])
+    c.commit()
+    bad_nan = x[4:6].copy()
+    bad_nan[1, 3] = np.nan
+    cases = [
+        (x[4:6, :7], "dimension 7 but the collection's have 8"),
+        (bad_nan, r"vectors\[1\] \(document 'd5'\) has a NaN"),
+        (x[4:5], r"shape \(2, dim\)"),
+        ("not numbers", "numeric"),
+    ]
+    for vectors, message in cases:
+        with pytest.raises(InvalidInputError, match=message):
+            c.add(docs[4:6], vectors=vectors)
+        assert c.pending == 0
+    with pytest.raises(InvalidInputError, match=r"query_vectors must have shape \(1, 8\)"):
+        c.search(None, k=1, method="dense", query_vectors=np.ones((1, 5)))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        c.search(None, k=1, method="dense", query_vectors=np.full((1, 8), np.inf))
+    with pytest.raises(InvalidInputError, match="dense signal"):
+        c.search("doc", k=1, method="bm25", query_vectors=x[:1])
+    plain = Collection.create(tmp_path / "plain", CollectionConfig(dense=None))
+    with pytest.raises(InvalidInputError, match="no dense model"):
+        plain.add(docs[:1], vectors=x[:1])
+    assert len(c) == 4 and c.search(None, k=1, method="dense", query_vectors=x[2]).ids[0, 0] == "d2"

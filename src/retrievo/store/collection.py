@@ -138,6 +138,7 @@ class Collection:
         self._lock_fh: Any = None
         self._pending: dict[str, Document] = {}
         self._pending_deletes: set[str] = set()
+        self._pending_vectors: dict[str, np.ndarray] = {}  # caller-supplied dense vectors of buffered documents
         self._state: _State = self._load_state()
 
     # -- opening -----------------------------------------------------------------------------------
@@ -294,12 +295,15 @@ class Collection:
             out.append(doc)
         return out
 
-    def add(self, docs: Iterable[Document | Mapping[str, Any]]) -> int:
+    def add(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None) -> int:
         """Buffer new documents; an id that already exists is an error (use :meth:`upsert` to replace).
 
-        Nothing changes if any document is invalid. Returns the number buffered. Call :meth:`commit`.
+        ``vectors``: optional dense vectors computed elsewhere, one row per document (``(n, dim)``); those
+        documents are not encoded. Nothing changes if any document or vector is invalid. Returns the number
+        buffered. Call :meth:`commit`.
         """
         batch = self._validate(docs, "add")
+        vecs = None if vectors is None else self._check_vector_batch(vectors, batch, "add")
         self._acquire_write_lock()
         ids = [d.id for d in batch]
         clash = [i for i in ids if i in self._pending]
@@ -309,18 +313,57 @@ class Collection:
             raise DuplicateIdError(
                 f"add: {len(clash)} id(s) already exist, e.g. {clash[:3]}; use upsert to replace documents"
             )
-        for d in batch:
-            self._pending[d.id] = d
+        self._buffer(batch, vecs)
         return len(batch)
 
-    def upsert(self, docs: Iterable[Document | Mapping[str, Any]]) -> int:
-        """Buffer documents that add new ids or replace existing ones. Returns the number buffered."""
+    def upsert(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None) -> int:
+        """Buffer documents that add new ids or replace existing ones (``vectors`` as in :meth:`add`).
+
+        Returns the number buffered.
+        """
         batch = self._validate(docs, "upsert")
+        vecs = None if vectors is None else self._check_vector_batch(vectors, batch, "upsert")
         self._acquire_write_lock()
+        self._buffer(batch, vecs)
         for d in batch:
-            self._pending[d.id] = d
             self._pending_deletes.discard(d.id)
         return len(batch)
+
+    def _buffer(self, batch: list[Document], vecs: np.ndarray | None) -> None:
+        for i, d in enumerate(batch):
+            self._pending[d.id] = d
+            if vecs is None:
+                self._pending_vectors.pop(d.id, None)
+            else:
+                self._pending_vectors[d.id] = vecs[i]
+
+    def _dense_dim(self) -> int | None:
+        """The dimension dense vectors must have: the stored one, else a buffered one, else the loaded encoder's."""
+        if self._state.flat is not None and self._state.flat.dim:
+            return self._state.flat.dim
+        for v in self._pending_vectors.values():
+            return int(v.shape[0])
+        return None if self._encoder is None else int(self._encoder.dim)
+
+    def _check_vector_batch(self, vectors: Any, batch: list[Document], where: str) -> np.ndarray:
+        """Validate caller-supplied dense vectors for ``batch``: shape, dimension, finite values."""
+        if self.config.dense is None:
+            raise InvalidInputError(f"{where}: vectors were given but {self.path} has no dense model configured")
+        try:
+            arr = np.array(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{where}: vectors must be a numeric (n, dim) array: {exc}") from exc
+        if arr.ndim != 2 or arr.shape[0] != len(batch) or arr.shape[1] == 0:
+            raise InvalidInputError(
+                f"{where}: vectors must have shape ({len(batch)}, dim), one row per document; got {arr.shape}")
+        dim = self._dense_dim()
+        if dim is not None and arr.shape[1] != dim:
+            raise InvalidInputError(f"{where}: vectors have dimension {arr.shape[1]} but the collection's have {dim}")
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidInputError(f"{where}: vectors[{i}] (document {batch[i].id!r}) has a NaN or infinite value")
+        return arr
 
     def delete(self, ids: Iterable[str]) -> int:
         """Buffer deletions; returns how many of ``ids`` exist (committed or buffered). Unknown ids are ignored."""
@@ -334,6 +377,7 @@ class Collection:
         for i in dict.fromkeys(ids):
             found = i in existing or i in self._pending
             self._pending.pop(i, None)
+            self._pending_vectors.pop(i, None)
             if i in existing:
                 self._pending_deletes.add(i)
             n += found
@@ -343,6 +387,7 @@ class Collection:
         """Drop every buffered change."""
         self._pending.clear()
         self._pending_deletes.clear()
+        self._pending_vectors.clear()
 
     @property
     def pending(self) -> int:
@@ -397,6 +442,7 @@ class Collection:
             raise
         self._pending.clear()
         self._pending_deletes.clear()
+        self._pending_vectors.clear()
         self._collect_garbage()
         self._maybe_merge()
         self._state = self._load_state()
@@ -432,8 +478,23 @@ class Collection:
         )
         dense = None
         if self.config.dense is not None:
-            texts = [d.content(("title", "text")) for d in docs]
-            dense = encode_with_cache(self.encoder, texts, self._embedding_cache(), show_progress=show_progress)
+            todo = [i for i, d in enumerate(docs) if d.id not in self._pending_vectors]
+            given = [i for i, d in enumerate(docs) if d.id in self._pending_vectors]
+            encoded = None
+            if todo:  # documents without supplied vectors are encoded (the model loads only then)
+                texts = [docs[i].content(("title", "text")) for i in todo]
+                encoded = encode_with_cache(self.encoder, texts, self._embedding_cache(), show_progress=show_progress)
+            if not given:
+                dense = encoded
+            else:
+                dim = len(self._pending_vectors[docs[given[0]].id])
+                if encoded is not None and encoded.shape[1] != dim:
+                    raise InvalidInputError(
+                        f"commit: supplied vectors have dimension {dim} but the encoder's have {encoded.shape[1]}")
+                dense = np.empty((len(docs), dim), dtype=np.float32)
+                dense[given] = np.stack([self._pending_vectors[docs[i].id] for i in given])
+                if encoded is not None:
+                    dense[todo] = encoded
             self._check_vectors(dense)
         data = SegmentData(tf_indptr=indptr, tf_terms=terms, tf_counts=counts, doclen=doclen, dense=dense)
         if self.config.sparse is not None:
@@ -611,7 +672,7 @@ class Collection:
 
     def search(
         self,
-        queries: str | Sequence[str],
+        queries: str | Sequence[str] | None,
         k: int = 10,
         method: str = "bm25",
         filter: dict[str, Any] | str | None = None,
@@ -620,6 +681,7 @@ class Collection:
         index: DenseIndexConfig | str | None = None,
         show_progress: bool = False,
         sparse: SparseConfig | dict[str, Any] | str | None = None,
+        query_vectors: Any = None,
     ) -> SearchResults:
         """Search the last committed state.
 
@@ -635,10 +697,15 @@ class Collection:
                 collection's ``config.index``.
             sparse: SPLADE search settings: ``"exact"`` / ``"approx"``, or a dict / :class:`SparseConfig`
                 overriding ``mode``, ``query_cut``, ``heap_factor`` of the collection's ``config.sparse``.
+            query_vectors: dense query vectors computed elsewhere, ``(len(queries), dim)``; the dense signal
+                uses them instead of encoding the query texts. With ``method="dense"`` the queries may be
+                ``None`` (a batch of ``len(query_vectors)``).
 
         Returns:
             :class:`SearchResults` shaped ``(len(queries), k)``.
         """
+        if queries is None and query_vectors is not None:
+            queries = [""] * (1 if np.ndim(query_vectors) == 1 else len(query_vectors))
         if isinstance(queries, str):
             queries = [queries]
         queries = list(queries)
@@ -659,6 +726,11 @@ class Collection:
                 f"search: method {method!r} needs a sparse (SPLADE) model, and {self.path} has none; "
                 "create the collection with CollectionConfig(sparse=SparseConfig()) or --splade"
             )
+        qv = None
+        if query_vectors is not None:
+            if "dense" not in signals:
+                raise InvalidInputError(f"search: query_vectors are for the dense signal, and method {method!r} has none")
+            qv = self._check_query_vectors(query_vectors, len(queries))
         index_cfg = self._index_config(index)
         sparse_cfg = self._sparse_config(sparse) if "splade" in signals else None
         allowed = self.filter_mask(filter)
@@ -670,7 +742,7 @@ class Collection:
             if signal == "bm25":
                 return self._search_bm25(state, queries, depth, allowed)
             if signal == "dense":
-                return self._search_dense(state, queries, depth, allowed, index_cfg)
+                return self._search_dense(state, queries, depth, allowed, index_cfg, qv)
             return self._search_sparse(state, queries, depth, allowed, sparse_cfg)
 
         if len(signals) == 1:
@@ -817,10 +889,27 @@ class Collection:
         return state.compressed[key]
 
     def _search_dense(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
-                      index: DenseIndexConfig | None = None):
+                      index: DenseIndexConfig | None = None, qv: np.ndarray | None = None):
         idx = self.dense_index(index)
-        qv = self.encoder.encode_queries(queries)
+        if qv is None:
+            qv = self.encoder.encode_queries(queries)
         return idx.search(qv, k, allowed)
+
+    def _check_query_vectors(self, query_vectors: Any, nq: int) -> np.ndarray:
+        try:
+            qv = np.array(query_vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"search: query_vectors must be a numeric (n, dim) array: {exc}") from exc
+        if qv.ndim == 1:
+            qv = qv[None, :]
+        dim = self._state.flat.dim if self._state.flat is not None else None
+        if qv.ndim != 2 or qv.shape[0] != nq or (dim is not None and qv.shape[1] != dim):
+            raise InvalidInputError(
+                f"search: query_vectors must have shape ({nq}, {dim if dim is not None else 'dim'}), got {qv.shape}")
+        bad = ~np.isfinite(qv).all(axis=1)
+        if bad.any():
+            raise InvalidInputError(f"search: query_vectors[{int(np.flatnonzero(bad)[0])}] has a NaN or infinite value")
+        return qv
 
     def plan_index(self, budget_bytes: int, sample_docs: int = 20_000, apply: bool = False) -> dict[str, Any]:
         """Choose the dense index that fits ``budget_bytes`` of RAM and report its expected recall@10.
