@@ -87,6 +87,40 @@ def test_updates_deletes_merges_and_reopen(tmp_path, scifact_small):
     coll.close()
 
 
+def test_sparse_indexes_are_built_per_segment_and_kept(tmp_path, scifact_small):
+    path = tmp_path / "seg"
+    coll = Collection.create(path, CollectionConfig(dense=None, sparse=SparseConfig(mode="approx", n_postings=50)))
+    coll.add(scifact_small[:25])
+    coll.commit()
+    first = sorted((path / "segments").glob("seg_*"))
+    assert len(first) == 1 and (first[0] / "sparse_exact" / "meta.json").exists()
+    approx_dirs = list(first[0].glob("sparse_approx_*"))
+    assert len(approx_dirs) == 1  # mode="approx": built with the segment, at commit
+    stamp = (approx_dirs[0] / "meta.json").stat().st_mtime_ns
+    coll.add(scifact_small[25:45])
+    gone = scifact_small[3]["_id"]
+    coll.delete([gone])
+    coll.commit()
+    segs = sorted((path / "segments").glob("seg_*"))
+    assert len(segs) == 2 and all((d / "sparse_exact" / "meta.json").exists() for d in segs)
+    # the first segment's structures were not rebuilt by the second commit
+    assert (approx_dirs[0] / "meta.json").stat().st_mtime_ns == stamp
+    exact = coll.search(QUERIES, k=10, method="splade", sparse="exact")
+    wide = coll.search(QUERIES, k=10, method="splade", sparse={"query_cut": 64, "heap_factor": 0.5})
+    scores = _brute_force(coll, QUERIES, 10)
+    for i in range(len(QUERIES)):
+        assert gone not in [d for d, _ in exact.row(i)] + [d for d, _ in wide.row(i)]
+        want = np.sort(scores[i][np.isfinite(scores[i]) & (scores[i] > 0)])[::-1][:10]
+        np.testing.assert_allclose([s for _, s in exact.row(i)], want, rtol=1e-4, atol=1e-5)
+        # every list visited with little pruning: the approximate top-10 is the exact one
+        assert [d for d, _ in wide.row(i)] == [d for d, _ in exact.row(i)]
+    coll.close()
+    ro = Collection.open(path, readonly=True)
+    again = ro.search(QUERIES, k=10, method="splade", sparse="exact")
+    assert (again.ids == exact.ids).all()
+    ro.close()
+
+
 def test_three_signal_fusion_and_weights(tmp_path, scifact_small):
     coll = Collection.create(tmp_path / "c", CollectionConfig(sparse=SparseConfig()))
     coll.add(scifact_small[:40])

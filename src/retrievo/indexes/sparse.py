@@ -65,7 +65,7 @@ from numba.extending import intrinsic
 from retrievo.errors import InvalidInputError
 from retrievo.indexes._topk import heap_drain_sorted, heap_push
 
-__all__ = ["SeismicParams", "SparseIndex"]
+__all__ = ["SeismicParams", "SegmentedSparseIndex", "SparseIndex"]
 
 FORMAT = 1
 _MAX_BLOCKS = 65535  # block ids inside a list are uint16
@@ -1083,3 +1083,55 @@ class SparseIndex:
             arr = np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
             setattr(self, name, np.asarray(arr))
         return self
+
+
+class SegmentedSparseIndex:
+    """Sparse search over immutable segments, each with its own :class:`SparseIndex`, merged into one top-k.
+
+    Each segment's index is built once over all of its rows (so a commit builds only the new segment's)
+    and kept beside it; rows deleted later are masked at search time through ``live``.
+
+    Args:
+        parts: ``(offset, index)`` per segment, in row order; index rows are ``offset .. offset + n_rows``.
+        live: boolean mask over all rows; dead rows are never returned.
+    """
+
+    def __init__(self, parts: list[tuple[int, SparseIndex]], live: np.ndarray) -> None:
+        self.parts = parts
+        self.live = np.asarray(live, dtype=bool)
+        self.n_rows = len(self.live)
+        self.vocab_size = parts[0][1].vocab_size if parts else 0
+        self.has_exact = all(ix.has_exact for _, ix in parts)
+        self.params = parts[0][1].params if parts else None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(ix.nbytes for _, ix in self.parts)
+
+    def search(self, queries, k: int, allowed: np.ndarray | None = None, mode: str = "exact",
+               threads: int | None = None, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`SparseIndex.search`, over every segment; ties across segments go to the lower row."""
+        q = _as_csr(queries, "queries", self.vocab_size if self.parts else None)
+        k = max(int(k), 1)
+        nq = q.shape[0]
+        mask = self.live if allowed is None else self.live & np.asarray(allowed, dtype=bool)
+        rows_l, scores_l = [], []
+        for offset, ix in self.parts:
+            seg = mask[offset : offset + ix.n_rows]
+            if not seg.any():
+                continue
+            r, sc, _ = ix.search(q, k, None if seg.all() else seg, mode, threads, **kwargs)
+            rows_l.append(np.where(r >= 0, r + offset, -1))
+            scores_l.append(sc)
+        if not rows_l:
+            return (np.full((nq, k), -1, np.int64), np.full((nq, k), -np.inf, np.float32), np.zeros(nq, np.int64))
+        if len(rows_l) == 1:
+            rows, scores = rows_l[0], scores_l[0]
+        else:
+            rows = np.concatenate(rows_l, axis=1)
+            scores = np.concatenate(scores_l, axis=1)
+            keys = np.where(rows >= 0, rows, np.iinfo(np.int64).max)
+            order = np.lexsort((keys, -scores), axis=1)[:, :k]
+            rows = np.take_along_axis(rows, order, axis=1)
+            scores = np.take_along_axis(scores, order, axis=1)
+        return rows, scores, (rows >= 0).sum(axis=1).astype(np.int64)

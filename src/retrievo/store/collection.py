@@ -91,7 +91,7 @@ class _State:
     vocab: dict[str, int]
     inverted: InvertedIndex | None
     flat: FlatIndex | None
-    sparse: Any = None  # SparseIndex (exact postings) over the live rows, when the collection has SPLADE
+    sparse: Any = None  # SegmentedSparseIndex (exact postings per segment), when the collection has SPLADE
     compressed: dict[Any, Any] = field(default_factory=dict)  # derived indexes, built on first use
 
     @property
@@ -459,6 +459,10 @@ class Collection:
             from retrievo.indexes.quantized import BinaryCodes, Int8Codes
 
             (Int8Codes if cfg.kind == "int8" else BinaryCodes).encode(data.dense).save(seg_dir)
+        if self.config.sparse is not None and data.has_sparse:
+            self._segment_sparse(seg_dir, data, None)
+            if self.config.sparse.mode == "approx":  # the default mode's structures are ready at commit
+                self._segment_sparse(seg_dir, data, self.config.sparse)
 
     def _drop_empty_segments(self) -> None:
         live = {s for (s,) in self.store.conn.execute("SELECT DISTINCT seg FROM docs")}
@@ -627,9 +631,10 @@ class Collection:
                 flat = FlatIndex([(offsets[s.seg], s.data.dense) for s in segments], live)
         sparse = None
         if segments and self.config.sparse is not None and all(s.data.has_sparse for s in segments):
-            from retrievo.indexes.sparse import SparseIndex
+            from retrievo.indexes.sparse import SegmentedSparseIndex
 
-            sparse = SparseIndex(data.sparse_csr(), live, exact=True, approx=False)
+            sparse = SegmentedSparseIndex([(offsets[s.seg], self._segment_sparse(s.path, s.data, None))
+                                           for s in segments], live)
         return _State(generation, segments, offsets, n, ids, live, vocab, inverted, flat, sparse)
 
     # -- reads -------------------------------------------------------------------------------------
@@ -805,13 +810,32 @@ class Collection:
         key = ("seismic", cfg.n_postings, cfg.centroid_fraction, cfg.summary_energy)
         idx = state.compressed.get(key)
         if idx is None:
-            from retrievo.indexes.sparse import SeismicParams, SparseIndex
+            from retrievo.indexes.sparse import SegmentedSparseIndex
 
-            params = SeismicParams(n_postings=cfg.n_postings, centroid_fraction=cfg.centroid_fraction,
-                                   summary_energy=cfg.summary_energy)
-            data = SegmentData.concat([s.data for s in state.segments], with_dense=False)
-            idx = state.compressed[key] = SparseIndex(data.sparse_csr(), state.live, exact=False, approx=params)
+            idx = state.compressed[key] = SegmentedSparseIndex(
+                [(state.offsets[s.seg], self._segment_sparse(s.path, s.data, cfg)) for s in state.segments],
+                state.live)
         return idx
+
+    def _segment_sparse(self, seg_dir: Path, data: SegmentData, approx: SparseConfig | None) -> Any:
+        """One segment's sparse index — exact postings, or (``approx``) Seismic structures with those
+        parameters — read memory-mapped from the segment's folder, or built over all its rows and kept there
+        (segments are immutable; deleted rows are masked at search time)."""
+        from retrievo.indexes.sparse import SeismicParams, SparseIndex
+
+        if approx is None:
+            folder, params = seg_dir / "sparse_exact", None
+        else:
+            params = SeismicParams(n_postings=approx.n_postings, centroid_fraction=approx.centroid_fraction,
+                                   summary_energy=approx.summary_energy)
+            folder = seg_dir / (f"sparse_approx_l{params.n_postings}_b{params.centroid_fraction:g}"
+                                f"_a{params.summary_energy:g}")
+        if (folder / "meta.json").exists():  # written last: a crash mid-save leaves no meta.json
+            return SparseIndex.load(folder)
+        index = SparseIndex(data.sparse_csr(), None, exact=params is None, approx=params or False)
+        if not self.readonly:
+            index.save(folder)
+        return index
 
     def _search_sparse(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
                        cfg: SparseConfig | None):
@@ -959,8 +983,8 @@ class Collection:
             "dense_bytes_on_disk_mmap": 0 if state.flat is None else state.flat.nbytes,
             "sparse_model": None if self.config.sparse is None else self.config.sparse.model,
             "sparse_vocabulary": None if state.sparse is None else state.sparse.vocab_size,
-            "sparse_nnz_per_doc": None if state.sparse is None or not state.n_live
-            else round(float(state.sparse.p_indptr[-1]) / state.n_live, 1),
+            "sparse_nnz_per_doc": None if state.sparse is None or not state.n_rows
+            else round(sum(len(s.data.sp_terms) for s in state.segments) / state.n_rows, 1),
             "sparse_index_bytes_in_ram": 0 if state.sparse is None else int(state.sparse.nbytes),
             "dense_index": self.config.index.to_dict(),
             "dense_index_bytes_in_ram": 0 if state.flat is None or self.config.index.kind == "flat"
