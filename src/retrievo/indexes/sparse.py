@@ -602,6 +602,24 @@ def _checkpoints(s_counts):  # pragma: no cover - compiled
     return out
 
 
+@nb.njit(nogil=True, cache=True)
+def _quantise_rows_u8(f_indptr, f_w):  # pragma: no cover - compiled
+    """Each row's weights as 8-bit codes of ``row max / 255`` steps (rounded), and that step per row."""
+    n = len(f_indptr) - 1
+    codes = np.empty(len(f_w), dtype=np.uint8)
+    scale = np.zeros(n, dtype=np.float32)
+    for d in range(n):
+        s, e = f_indptr[d], f_indptr[d + 1]
+        top = np.float32(0.0)
+        for j in range(s, e):
+            top = max(top, f_w[j])
+        step = top / np.float32(255.0) if top > 0 else np.float32(1.0)
+        scale[d] = step
+        for j in range(s, e):
+            codes[j] = np.uint8(min(255.0, np.floor(f_w[j] / step + np.float32(0.5))))
+    return codes, scale
+
+
 # ------------------------------------------------------------------------------------------ approx search
 
 
@@ -634,6 +652,11 @@ def _as_f32(typingctx, x):  # pragma: no cover - compiled
             return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
 
         return types.float32(x), codegen
+    if x == types.uint8:  # an 8-bit code, scaled per row by the caller
+        def codegen_u8(context, builder, signature, args):
+            return builder.uitofp(args[0], ir.FloatType())
+
+        return types.float32(x), codegen_u8
     return None
 
 
@@ -672,7 +695,7 @@ def _prefetch_row(f_indptr, f_terms, f_w, d):  # pragma: no cover - compiled
 
 
 @nb.njit(nogil=True, cache=True)
-def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, pr_docs, block_ptr, block_off, b_step,
+def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, f_scale, pr_docs, block_ptr, block_off, b_step,
                    s_list_ptr, s_terms, s_counts, s_ck, s_entries, allowed, use_allowed, qd, visited, state,
                    max_blocks, k, query_cut, heap_factor, first_sorted):  # pragma: no cover - compiled
     """Seismic search of a batch of queries. ``qd`` (zeros, one per term), ``visited`` (epoch marks, one per
@@ -691,6 +714,7 @@ def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, pr_docs, bloc
     h_scores = np.empty(k, dtype=np.float32)
     h_idx = np.empty(k, dtype=np.int64)
     hf = np.float32(heap_factor)
+    scaled = len(f_scale) == len(f_indptr) - 1 and len(f_scale) > 0  # uint8 codes: weight = code × f_scale[row]
     pend = np.empty(_QMASK + 1, dtype=np.int64)
     border = np.empty(0, dtype=np.int64)
     for qi in range(nq):
@@ -787,11 +811,15 @@ def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, pr_docs, bloc
                         e = pend[head & _QMASK]
                         head += 1
                         s = _dot_row(qd, f_terms, f_w, f_indptr[e], f_indptr[e + 1])
+                        if scaled:
+                            s *= f_scale[e]
                         size = heap_push(h_scores, h_idx, size, k, s, e)
         while head < tail:
             e = pend[head & _QMASK]
             head += 1
             s = _dot_row(qd, f_terms, f_w, f_indptr[e], f_indptr[e + 1])
+            if scaled:
+                s *= f_scale[e]
             size = heap_push(h_scores, h_idx, size, k, s, e)
         for j in range(qs, qe):
             qd[q_terms[j]] = 0.0
@@ -818,7 +846,7 @@ def _split_by_cost(cost: np.ndarray, parts: int) -> list[tuple[int, int]]:
 
 
 _EXACT = ("p_indptr", "p_docs", "p_w")
-_APPROX = ("f_indptr", "f_terms", "f_w", "pr_docs", "block_ptr", "block_off", "b_step", "s_list_ptr", "s_terms", "s_counts", "s_ck",
+_APPROX = ("f_indptr", "f_terms", "f_w", "f_scale", "pr_docs", "block_ptr", "block_off", "b_step", "s_list_ptr", "s_terms", "s_counts", "s_ck",
            "s_entries")
 
 
@@ -842,9 +870,9 @@ class SparseIndex:
     def __init__(self, docs, live: np.ndarray | None = None, *, exact: bool = True,
                  approx: bool | SeismicParams = True, forward_precision: str = "auto",
                  threads: int | None = None) -> None:
-        if forward_precision not in ("auto", "float16", "float32"):
+        if forward_precision not in ("auto", "float16", "float32", "uint8"):
             raise InvalidInputError(
-                f"forward_precision must be 'auto', 'float16' or 'float32', got {forward_precision!r}")
+                f"forward_precision must be 'auto', 'float16', 'float32' or 'uint8', got {forward_precision!r}")
         self.params: SeismicParams | None = (SeismicParams() if approx is True else approx) or None
         self.has_exact = bool(exact)
         if not (self.has_exact or self.params is not None):
@@ -875,7 +903,10 @@ class SparseIndex:
             # float16's range stay float32.
             if forward_precision == "auto":
                 forward_precision = "float32" if len(f_w) * 6 <= _F32_FORWARD_MAX else "float16"
-            if forward_precision == "float16" and (len(f_w) == 0 or f_w.max() < 65000.0):
+            self.f_scale = np.zeros(0, dtype=np.float32)
+            if forward_precision == "uint8":
+                self.f_w, self.f_scale = _quantise_rows_u8(f_indptr, f_w)
+            elif forward_precision == "float16" and (len(f_w) == 0 or f_w.max() < 65000.0):
                 self.f_w = f_w.astype(np.float16).view(np.uint16)
             else:
                 self.f_w = f_w
@@ -1026,7 +1057,7 @@ class SparseIndex:
             def run(a: int, b: int):
                 return _approx_serial(
                     q_indptr[a:b + 1] - q_indptr[a], q_terms[q_indptr[a]:q_indptr[b]],
-                    q_w[q_indptr[a]:q_indptr[b]], self.f_indptr, self.f_terms, self.f_w, self.pr_docs,
+                    q_w[q_indptr[a]:q_indptr[b]], self.f_indptr, self.f_terms, self.f_w, self.f_scale, self.pr_docs,
                     self.block_ptr, self.block_off, self.b_step, self.s_list_ptr, self.s_terms,
                     self.s_counts, self.s_ck, self.s_entries, mask, use_allowed, *self._scratch(),
                     self.max_blocks, k, int(query_cut), float(heap_factor), bool(first_sorted))
@@ -1080,6 +1111,9 @@ class SparseIndex:
         names = {f.name for f in fields(SeismicParams)}
         self.params = None if prm is None else SeismicParams(**{k: v for k, v in prm.items() if k in names})
         for name in self._arrays_names():
+            if name == "f_scale" and not (path / "f_scale.npy").exists():  # written before uint8 rows existed
+                self.f_scale = np.zeros(0, dtype=np.float32)
+                continue
             arr = np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
             setattr(self, name, np.asarray(arr))
         return self

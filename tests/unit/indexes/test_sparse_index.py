@@ -135,6 +135,24 @@ def test_approx_with_generous_parameters_is_exact(data, pruning):
     np.testing.assert_allclose(s[np.nonzero(ok)[0], rows[ok]], exact[1][ok], rtol=2e-3)
 
 
+def test_uint8_forward_rows_score_within_their_rounding_bound(data):
+    docs, queries = data
+    prm = SeismicParams(n_postings=10_000, summary_energy=1.0)
+    idx = SparseIndex(docs, approx=prm, forward_precision="uint8")
+    assert idx.f_w.dtype == np.uint8 and idx.f_scale.shape == (docs.shape[0],)
+    rows, scores, counts = idx.search(queries, 10, mode="approx", query_cut=1000, heap_factor=1e-9)
+    exact = (queries @ docs.T).toarray()
+    # each weight is off by at most half a step (row max / 255), so a score by at most q · (step / 2)
+    step = docs.max(axis=1).toarray().ravel() / 255
+    for i in range(queries.shape[0]):
+        ok = rows[i] >= 0
+        bound = queries[i].sum() * step[rows[i, ok]] / 2 + 1e-5
+        assert np.all(np.abs(scores[i, ok] - exact[i, rows[i, ok]]) <= bound)
+    truth = SparseIndex(docs, approx=False).search(queries, 10)
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, truth[0], strict=True)])
+    assert overlap >= 0.97 and (counts == truth[2]).all()
+
+
 def test_approx_reaches_high_accuracy_on_topical_data():
     docs, queries = topical(4000, 200)
     idx = SparseIndex(docs, approx=SeismicParams(n_postings=150, centroid_fraction=0.1, summary_energy=0.4),
@@ -251,7 +269,7 @@ def test_bad_input_is_reported():
     with pytest.raises(InvalidInputError, match="exact=True or approx"):
         SparseIndex(good, exact=False, approx=False)
     with pytest.raises(InvalidInputError, match="forward_precision"):
-        SparseIndex(good, forward_precision="int8")
+        SparseIndex(good, forward_precision="int4")
     with pytest.raises(InvalidInputError, match="summary_energy"):
         SeismicParams(summary_energy=0)
     with pytest.raises(InvalidInputError, match="no sparse index"):
