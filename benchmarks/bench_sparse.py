@@ -25,6 +25,10 @@ Corpora:
       measured weight distribution (1,001 quantiles, separately for documents and queries), which keeps
       the topical ordering; otherwise defaults (document nnz median 230, query 36) are used.
 
+retrievo is timed twice on the same structures: with its default float16 forward rows (as Seismic's) and
+with 8-bit forward rows (``forward_precision="uint8"``: a code per weight, a step per row; 3 instead of 4
+bytes per entry, scores within half a step per weight).
+
 Index parameters: both approximate indexes get the same build parameters — Seismic's defaults
 (``centroid_fraction`` 0.1, ``summary_energy`` 0.4, ``max_fraction`` 1.5, ``min_cluster_size`` 2,
 ``doc_cut`` 15, global pruning) with ``n_postings`` scaled to the corpus as in Seismic's guidelines
@@ -39,6 +43,7 @@ Run: python benchmarks/bench_sparse.py            (500k documents; --n 50000 for
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import tempfile
@@ -239,7 +244,7 @@ def timed(fn, threads: int, repeat: int = 3) -> float:
 def run_corpus(name: str, docs: sp.csr_matrix, queries: sp.csr_matrix, args, rows: list[str], plots: dict) -> None:
     import seismic
 
-    from retrievo.indexes.sparse import SeismicParams, SparseIndex
+    from retrievo.indexes.sparse import SeismicParams, SparseIndex, _as_csr, _quantise_rows_u8
 
     queries = queries[np.diff(queries.indptr) > 0]
     nnz_avg = docs.nnz / docs.shape[0]
@@ -265,6 +270,12 @@ def run_corpus(name: str, docs: sp.csr_matrix, queries: sp.csr_matrix, args, row
     print(f"  retrievo built in {t_build:.1f} s (exact+approx), bytes {parts}, RSS +{rss_mb() - r0:.0f} MB", flush=True)
     ours.search(queries[:20], 10)
     ours.search(queries[:20], 10, mode="approx")
+    # the same structures with 8-bit forward rows (forward_precision="uint8": a code per weight and a step
+    # per row) instead of float16 — quantised from the float32 input, not rebuilt
+    ours8 = copy.copy(ours)
+    ours8.f_w, ours8.f_scale = _quantise_rows_u8(ours.f_indptr, _as_csr(docs, "documents").data)
+    fwd8 = ours8.f_indptr.nbytes + ours8.f_terms.nbytes + ours8.f_w.nbytes + ours8.f_scale.nbytes
+    builds["retrievo 8-bit"] = (t_build, (fwd8 + parts["approx"]) / 2**20)
     exact_q = {1: queries.shape[0] / on_one_core(lambda: best_of(lambda: ours.search(queries, 10, threads=1), 2)),
                2: queries.shape[0] / best_of(lambda: ours.search(queries, 10, threads=2), 2)}
     found, _, _ = ours.search(queries, 10)
@@ -307,13 +318,18 @@ def run_corpus(name: str, docs: sp.csr_matrix, queries: sp.csr_matrix, args, row
                 out[int(lst[0][0]), :len(ids)] = ids
         return out
 
-    def ours_search(qc, hf, th):
-        return ours.search(queries, 10, mode="approx", threads=th, query_cut=qc, heap_factor=hf)
+    def ours_search(qc, hf, th, ix=ours):
+        return ix.search(queries, 10, mode="approx", threads=th, query_cut=qc, heap_factor=hf)
+
+    def ours8_search(qc, hf, th):
+        return ours_search(qc, hf, th, ours8)
 
     seismic_search(10, 0.9, 1)
-    libs = {"retrievo": ours_search, "Seismic": seismic_search}
+    ours8_search(10, 0.9, 1)
+    libs = {"retrievo": ours_search, "retrievo 8-bit": ours8_search, "Seismic": seismic_search}
     for qc, hf in grid:
         accs = {"retrievo": accuracy(ours_search(qc, hf, 2)[0], truth),
+                "retrievo 8-bit": accuracy(ours8_search(qc, hf, 2)[0], truth),
                 "Seismic": accuracy(seismic_ids(seismic_search(qc, hf, 2)), truth)}
         best_t = {(lib, th): float("inf") for lib in libs for th in (1, 2)}
         for _ in range(3):  # the libraries take turns, so that a change of machine load hits both
@@ -324,8 +340,8 @@ def run_corpus(name: str, docs: sp.csr_matrix, queries: sp.csr_matrix, args, row
         for lib in libs:
             qps = [queries.shape[0] / best_t[lib, th] for th in (1, 2)]
             results.setdefault(lib, []).append((qc, hf, accs[lib], qps[0], qps[1]))
-            print(f"  {lib:8s} qc={qc} hf={hf} acc={accs[lib]:.4f} {qps[0]:,.0f} / {qps[1]:,.0f} q/s", flush=True)
-    ours = index = None
+            print(f"  {lib:14s} qc={qc} hf={hf} acc={accs[lib]:.4f} {qps[0]:,.0f} / {qps[1]:,.0f} q/s", flush=True)
+    ours = ours8 = index = None
 
     # tables
     def best(lib, col, target=args.target):
@@ -333,7 +349,7 @@ def run_corpus(name: str, docs: sp.csr_matrix, queries: sp.csr_matrix, args, row
         return max(ok, key=lambda p: p[col]) if ok else None
 
     scipy_qps = n_sub / t_scipy
-    for lib in ("retrievo", "Seismic"):
+    for lib in ("retrievo", "retrievo 8-bit", "Seismic"):
         for th, col in ((1, 3), (2, 4)):
             b = best(lib, col)
             cell = (f"{b[col]:,.0f} | {b[2]:.3f} | qc={b[0]}, hf={b[1]}" if b else "— | — | not reached")
@@ -342,16 +358,17 @@ def run_corpus(name: str, docs: sp.csr_matrix, queries: sp.csr_matrix, args, row
     rows.append(f"| {name} | retrievo (exact) | 2 | {exact_q[2]:,.0f} | {exact_acc:.3f} | | | |")
     rows.append(f"| {name} | scipy `Q @ D.T` (exact) | 1 | {scipy_qps:,.0f} | 1.000 | | | |")
     plots[name] = (results, scipy_qps, exact_q)
-    ratio = [(best("retrievo", c), best("Seismic", c)) for c in (3, 4)]
     summary = []
-    for th, (a, b) in zip((1, 2), ratio, strict=True):
-        if a and b:
+    for lib in ("retrievo", "retrievo 8-bit"):
+        for th in (1, 2):
             col = 2 + th
-            line = (f"{name}, accuracy@10 ≥ {args.target}, {th} thread(s): retrievo {a[col]:,.0f} q/s vs Seismic "
-                    f"{b[col]:,.0f} q/s (**{a[col] / b[col]:.2f}×**), scipy {scipy_qps:,.0f} q/s "
-                    f"(retrievo {a[col] / scipy_qps:.0f}× scipy).")
-            summary.append(line)
-            print("  " + line, flush=True)
+            a, b = best(lib, col), best("Seismic", col)
+            if a and b:
+                line = (f"{name}, accuracy@10 ≥ {args.target}, {th} thread(s): {lib} {a[col]:,.0f} q/s vs Seismic "
+                        f"{b[col]:,.0f} q/s (**{a[col] / b[col]:.2f}×**), scipy {scipy_qps:,.0f} q/s "
+                        f"({lib} {a[col] / scipy_qps:.0f}× scipy).")
+                summary.append(line)
+                print("  " + line, flush=True)
     plots[name + "/summary"] = summary
     sweep = ["| corpus | library | query_cut | heap_factor | accuracy@10 | q/s 1 thread | q/s 2 threads |",
              "|---|---|---|---|---|---|---|"]

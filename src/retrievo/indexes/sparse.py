@@ -23,10 +23,14 @@ Approximate Retrieval over Learned Sparse Representations", SIGIR 2024):
   absolute offset every 64 terms) and their entries ``block << 8 | code`` — so scoring all the blocks of a
   list touches only the entries of the query's terms (found by a short scan, then binary search; their
   cold entries are prefetched before they are added up);
-- search: the query's ``query_cut`` largest terms are visited in decreasing weight; for each, every block
-  gets its summary score, and a block is skipped when that score is below ``heap_factor × (current k-th
-  best)`` — as in Seismic's code, a larger ``heap_factor`` prunes more (1.0 trusts the summaries as upper
-  bounds; below 1 is safer). The blocks of the first list are visited best summary first. Documents of a
+- search: every block of the lists of the query's ``query_cut`` largest terms gets its summary score, and
+  a block is skipped when that score is below ``heap_factor × (current k-th best)`` — as in Seismic's code,
+  a larger ``heap_factor`` prunes more (1.0 trusts the summaries as upper bounds; below 1 is safer).
+  Seismic visits the lists one after the other (the first list's blocks best summary first); by default
+  retrievo visits the blocks of all those lists together, best summary first, so the k-th best score rises
+  as fast as it can and the first skipped block ends the query (``global_order``; on the 500k benchmark
+  corpus 5–10 % more queries/s at the same settings, accuracy within 0.001–0.004). The query's terms are
+  found among a list's summary terms by galloping search from a moving lower bound. Documents of a
   visited block are scored against the forward index (the full document vectors, with a dense query) and
   pushed into the heap, each document once per query (uint8 epoch marks). Documents to score pass through
   a short queue whose rows are prefetched, so memory latency overlaps the scoring of the previous ones,
@@ -697,14 +701,15 @@ def _prefetch_row(f_indptr, f_terms, f_w, d):  # pragma: no cover - compiled
 @nb.njit(nogil=True, cache=True)
 def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, f_scale, pr_docs, block_ptr, block_off, b_step,
                    s_list_ptr, s_terms, s_counts, s_ck, s_entries, allowed, use_allowed, qd, visited, state,
-                   max_blocks, k, query_cut, heap_factor, first_sorted):  # pragma: no cover - compiled
+                   max_blocks, k, query_cut, heap_factor, first_sorted, global_order):  # pragma: no cover - compiled
     """Seismic search of a batch of queries. ``qd`` (zeros, one per term), ``visited`` (epoch marks, one per
     row) and ``state`` (the last epoch) are per-thread scratch reused across calls; qd is left zeroed."""
     nq = len(q_indptr) - 1
     out_idx = np.full((nq, k), -1, dtype=np.int64)
     out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
     counts = np.zeros(nq, dtype=np.int64)
-    dots = np.zeros(max(max_blocks, 1), dtype=np.float32)
+    dots = np.zeros(max(max_blocks, 1) * max(query_cut, 1), dtype=np.float32)  # every visited list's blocks
+    gblk = np.empty(len(dots), dtype=np.int64)  # their global block ids
     longest_q = 1
     for qi in range(nq):
         longest_q = max(longest_q, q_indptr[qi + 1] - q_indptr[qi])
@@ -716,7 +721,6 @@ def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, f_scale, pr_d
     hf = np.float32(heap_factor)
     scaled = len(f_scale) == len(f_indptr) - 1 and len(f_scale) > 0  # uint8 codes: weight = code × f_scale[row]
     pend = np.empty(_QMASK + 1, dtype=np.int64)
-    border = np.empty(0, dtype=np.int64)
     for qi in range(nq):
         qs, qe = q_indptr[qi], q_indptr[qi + 1]
         if qe == qs:
@@ -732,28 +736,38 @@ def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, f_scale, pr_d
         size = 0
         head = 0
         tail = 0
+        # 1. summary scores of the blocks of the query's query_cut largest terms' lists
+        tot = 0
+        first_n = 0
         for r in range(min(query_cut, qe - qs)):
             t = q_terms[qs + order[r]]
             b0 = block_ptr[t]
             nb_ = block_ptr[t + 1] - b0
             if nb_ == 0:
                 continue
-            dots[:nb_] = 0.0
-            # find the query's terms among the list's summary terms (binary search, moving lower bound),
+            if tot == 0:
+                first_n = nb_
+            bd = dots[tot : tot + nb_]
+            bd[:] = 0.0
+            # find the query's terms among the list's summary terms (galloping search, moving lower bound),
             # prefetch their entries, then add them up: the entries are cold, so their loads overlap
             lo = s_list_ptr[t]
             hi = s_list_ptr[t + 1]
             n_m = 0
             for j in range(qs, qe):
                 u = q_terms[j]
-                # the next summary term >= u: a short sequential scan (cheap when the terms are close),
-                # then a binary search over the rest
+                # the next summary term >= u: galloping search from the moving lower bound (probes at
+                # lo+1, lo+2, lo+4, ... then a binary search inside the last step): the query's next term is
+                # usually a few hundred positions on, so the probes stay on nearby cache lines instead of
+                # jumping across the whole list as a plain binary search would
                 a = lo
-                lim = min(lo + 32, hi)
-                while a < lim and s_terms[a] < u:
+                if a < hi and s_terms[a] < u:
+                    step = 1
+                    while a + step < hi and s_terms[a + step] < u:
+                        a += step
+                        step <<= 1
+                    b = min(a + step, hi)
                     a += 1
-                if a == lim:
-                    b = hi
                     while a < b:
                         mid = (a + b) >> 1
                         if s_terms[mid] < u:
@@ -782,38 +796,48 @@ def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, f_scale, pr_d
                 w = m_w[i]
                 for y in range(m_off[i], m_off[i] + m_cnt[i]):
                     e = s_entries[y]
-                    dots[e >> 8] += w * np.float32(e & 255)
+                    bd[e >> 8] += w * np.float32(e & 255)
             for b in range(nb_):
-                dots[b] *= b_step[b0 + b]
-            by_score = first_sorted and r == 0
-            if by_score:
-                border = np.argsort(-dots[:nb_], kind="mergesort")
-            for bi in range(nb_):
-                b = border[bi] if by_score else bi
-                if size == k and dots[b] < hf * h_scores[0]:
+                bd[b] *= b_step[b0 + b]
+                gblk[tot + b] = b0 + b
+            tot += nb_
+        # 2. the visiting order: Seismic's (list by list, the first list's blocks best summary first), or
+        # every block of every visited list best summary first (global_order) — then the k-th best score
+        # rises fastest, and the first block whose summary falls below it ends the query
+        if global_order:
+            border = np.argsort(-dots[:tot], kind="mergesort")
+        else:
+            border = np.arange(tot)
+            if first_sorted and first_n:
+                border[:first_n] = np.argsort(-dots[:first_n], kind="mergesort")
+        for bi in range(tot):
+            b = border[bi]
+            if size == k and dots[b] < hf * h_scores[0]:
+                if global_order:
+                    break
+                continue
+            p0, p1 = block_off[gblk[b]], block_off[gblk[b] + 1]
+            for p in range(p0, p1):
+                if p + _AHEAD < p1:
+                    _prefetch(f_indptr, pr_docs[p + _AHEAD])
+                d = pr_docs[p]
+                if visited[d] == epoch:
                     continue
-                p0, p1 = block_off[b0 + b], block_off[b0 + b + 1]
-                for p in range(p0, p1):
-                    if p + _AHEAD < p1:
-                        _prefetch(f_indptr, pr_docs[p + _AHEAD])
-                    d = pr_docs[p]
-                    if visited[d] == epoch:
-                        continue
-                    visited[d] = epoch
-                    if use_allowed and not allowed[d]:
-                        continue
-                    # documents to score go through a short queue: the rows of the next ones are being
-                    # fetched (prefetch) while one is scored, across block and list boundaries
-                    _prefetch_row(f_indptr, f_terms, f_w, d)
-                    pend[tail & _QMASK] = d
-                    tail += 1
-                    if tail - head > _AHEAD:
-                        e = pend[head & _QMASK]
-                        head += 1
-                        s = _dot_row(qd, f_terms, f_w, f_indptr[e], f_indptr[e + 1])
-                        if scaled:
-                            s *= f_scale[e]
-                        size = heap_push(h_scores, h_idx, size, k, s, e)
+                visited[d] = epoch
+                if use_allowed and not allowed[d]:
+                    continue
+                # documents to score go through a short queue: the rows of the next ones are being
+                # fetched (prefetch) while one is scored, across block and list boundaries
+                _prefetch_row(f_indptr, f_terms, f_w, d)
+                pend[tail & _QMASK] = d
+                tail += 1
+                if tail - head > _AHEAD:
+                    e = pend[head & _QMASK]
+                    head += 1
+                    s = _dot_row(qd, f_terms, f_w, f_indptr[e], f_indptr[e + 1])
+                    if scaled:
+                        s *= f_scale[e]
+                    size = heap_push(h_scores, h_idx, size, k, s, e)
         while head < tail:
             e = pend[head & _QMASK]
             head += 1
@@ -1010,7 +1034,7 @@ class SparseIndex:
 
     def search(self, queries, k: int, allowed: np.ndarray | None = None, mode: str = "exact",
                threads: int | None = None, *, query_cut: int = 10, heap_factor: float = 0.9,
-               first_sorted: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               first_sorted: bool = True, global_order: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-k rows by inner product for each query row.
 
         Args:
@@ -1023,6 +1047,9 @@ class SparseIndex:
             heap_factor: approx — a block is skipped when its summary score is below ``heap_factor × the
                 current k-th best score``; larger is faster and less accurate.
             first_sorted: approx — visit the first list's blocks best summary score first.
+            global_order: approx — visit the blocks of all ``query_cut`` lists together, best summary score
+                first, and stop at the first one skipped (the default); False keeps Seismic's list-by-list
+                order (with ``first_sorted``).
 
         Returns:
             ``(rows, scores, counts)`` shaped ``(n, k)``, ``(n, k)``, ``(n,)``, best first; padding rows are
@@ -1060,7 +1087,7 @@ class SparseIndex:
                     q_w[q_indptr[a]:q_indptr[b]], self.f_indptr, self.f_terms, self.f_w, self.f_scale, self.pr_docs,
                     self.block_ptr, self.block_off, self.b_step, self.s_list_ptr, self.s_terms,
                     self.s_counts, self.s_ck, self.s_entries, mask, use_allowed, *self._scratch(),
-                    self.max_blocks, k, int(query_cut), float(heap_factor), bool(first_sorted))
+                    self.max_blocks, k, int(query_cut), float(heap_factor), bool(first_sorted), bool(global_order))
         nq = q.shape[0]
         threads = max(1, int(threads or os.cpu_count() or 1))
         if threads == 1 or nq < 2 * threads:

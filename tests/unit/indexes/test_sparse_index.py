@@ -120,6 +120,8 @@ def test_approx_with_generous_parameters_is_exact(data, pruning):
     exact = idx.search(queries, 10)
     approx = idx.search(queries, 10, mode="approx", query_cut=1000, heap_factor=1e-9)
     np.testing.assert_array_equal(approx[0], exact[0])
+    seismic_order = idx.search(queries, 10, mode="approx", query_cut=1000, heap_factor=1e-9, global_order=False)
+    np.testing.assert_array_equal(seismic_order[0], exact[0])
     np.testing.assert_allclose(approx[1], exact[1], rtol=1e-6)  # summed in another order
     np.testing.assert_array_equal(approx[2], exact[2])
     # half-precision forward vectors (the default for large collections): the same documents up to
@@ -151,6 +153,18 @@ def test_uint8_forward_rows_score_within_their_rounding_bound(data):
     truth = SparseIndex(docs, approx=False).search(queries, 10)
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, truth[0], strict=True)])
     assert overlap >= 0.97 and (counts == truth[2]).all()
+
+
+def test_global_block_order_keeps_accuracy():
+    docs, queries = topical(4000, 200)
+    idx = SparseIndex(docs, approx=SeismicParams(n_postings=150, centroid_fraction=0.1, summary_energy=0.4),
+                      forward_precision="float32")
+    truth = idx.search(queries, 10)[0]
+    acc = {}
+    for g in (False, True):
+        rows = idx.search(queries, 10, mode="approx", query_cut=5, heap_factor=1.0, global_order=g)[0]
+        acc[g] = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, truth, strict=True)])
+    assert acc[True] >= 0.9 and abs(acc[True] - acc[False]) <= 0.02
 
 
 def test_approx_reaches_high_accuracy_on_topical_data():
