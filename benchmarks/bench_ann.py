@@ -13,18 +13,23 @@ own overhead. Queries/s for a batch of all queries and for one-query calls (firs
 efSearch values; recall@10 against the exact top-10. Build seconds and RSS growth per library, and the
 peak RSS of the whole process. Writes a table and a recall-QPS plot (benchmarks/ann.png).
 
+Graphs are kept in benchmarks/.cache/ (git-ignored; retrievo's is the file bench_filters.py uses) with the
+build seconds and RSS growth measured when each was built, so a rerun times queries without rebuilding;
+``--libs`` picks the peers to run (usearch builds slowest: 30 min at 1M here).
+
 Run: python benchmarks/bench_ann.py --n 1000000   (the issue's scale; --n 200000 for a quicker look)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 
 import numpy as np
 
-from _common import HERE, best_of, header, write_section
+from _common import CACHE, HERE, best_of, header, write_section
 
 
 def generate(n: int, nq: int, dim: int = 384, seed: int = 0, n_centres: int = 5000, sub: int = 64,
@@ -74,13 +79,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--ef", default="16,32,64,128,256")
     ap.add_argument("--ef-construction", type=int, default=200)
+    ap.add_argument("--libs", default="faiss,hnswlib,usearch", help="peers to run next to retrievo")
     args = ap.parse_args()
+    libs = set(args.libs.split(","))
     import faiss
     import hnswlib
     from usearch.index import Index as UIndex
 
     from retrievo.config import DenseIndexConfig
-    from retrievo.indexes.ann import AnnIndex, build_segment_index
+    from retrievo.indexes.ann import AnnIndex, build_segment_index, load_segment_index
     from retrievo.indexes.flat import FlatIndex
 
     faiss.omp_set_num_threads(2)
@@ -91,11 +98,25 @@ def main() -> None:
     results: dict[str, list[tuple[int, float, float, float]]] = {}
     builds = {}
 
-    def run(name, build, search_batch, search_one):
+    CACHE.mkdir(exist_ok=True)
+    efc = args.ef_construction
+    log_path = CACHE / f"ann-builds-{args.n}-M32-efc{efc}.json"
+    build_log = json.loads(log_path.read_text()) if log_path.exists() else {}
+
+    def cached(name, path, build, save, load):
+        """Load the graph kept at ``path`` (with the figures of its build), or build, time and keep it."""
+        if path.exists() and name in build_log:
+            builds[name] = tuple(build_log[name])
+            return load(path)
         r0, t0 = rss_mb(), time.perf_counter()
         obj = build()
-        if name not in builds:  # faiss reuses retrievo's graph: keep the build figures of that one
-            builds[name] = (time.perf_counter() - t0, rss_mb() - r0)
+        builds[name] = build_log[name] = (time.perf_counter() - t0, rss_mb() - r0)
+        save(obj, path)
+        log_path.write_text(json.dumps(build_log))
+        return obj
+
+    def run(name, build, search_batch, search_one):
+        obj = build()
         print(f"{name}: built in {builds[name][0]:.1f} s", flush=True)
         for ef in efs:
             found = search_batch(obj, ef)
@@ -106,7 +127,6 @@ def main() -> None:
             print(f"  ef={ef} recall={rec:.4f} batch={qps_b:,.0f}/s single={qps_1:,.0f}/s", flush=True)
         return obj
 
-    efc = args.ef_construction
     cfg = DenseIndexConfig(kind="hnsw", M=32, ef_construction=efc)
 
     live = np.ones(len(x), bool)
@@ -117,13 +137,16 @@ def main() -> None:
             views[ef] = AnnIndex([(0, obj, len(x))], flat, live, cfg.replace(ef_search=ef))
         return views[ef].search(qq, 10)[0]
 
-    ours = run("retrievo (HNSW)", lambda: build_segment_index(x, cfg),
+    ours_path = CACHE / f"filters-hnsw-{args.n}-M32-efc{efc}.faiss"  # the graph bench_filters.py uses
+    ours = run("retrievo (HNSW)", lambda: cached("retrievo (HNSW)", ours_path, lambda: build_segment_index(x, cfg),
+                                                 lambda o, p: faiss.write_index(o, str(p)), load_segment_index),
                lambda o, ef: ours_search(o, ef, q), lambda o, ef, v: ours_search(o, ef, v[None]))
     builds["faiss IndexHNSWFlat"] = builds["retrievo (HNSW)"]
 
-    run("faiss IndexHNSWFlat", lambda: ours,  # the same graph, through faiss' own Python API
-        lambda o, ef: o.search(q, 10, params=faiss.SearchParametersHNSW(efSearch=ef))[1],
-        lambda o, ef, v: o.search(v[None], 10, params=faiss.SearchParametersHNSW(efSearch=ef))[1])
+    if "faiss" in libs:
+        run("faiss IndexHNSWFlat", lambda: ours,  # the same graph, through faiss' own Python API
+            lambda o, ef: o.search(q, 10, params=faiss.SearchParametersHNSW(efSearch=ef))[1],
+            lambda o, ef, v: o.search(v[None], 10, params=faiss.SearchParametersHNSW(efSearch=ef))[1])
 
     def hnswlib_build():
         index = hnswlib.Index(space="ip", dim=x.shape[1])
@@ -132,11 +155,20 @@ def main() -> None:
         index.add_items(x, np.arange(len(x)))
         return index
 
+    def hnswlib_load(path):
+        index = hnswlib.Index(space="ip", dim=x.shape[1])
+        index.load_index(str(path), max_elements=len(x))
+        index.set_num_threads(2)
+        return index
+
     def hnswlib_search(o, ef, qq):
         o.set_ef(max(ef, 10))
         return o.knn_query(qq, k=10)[0]
 
-    run("hnswlib", hnswlib_build, lambda o, ef: hnswlib_search(o, ef, q), lambda o, ef, v: hnswlib_search(o, ef, v[None]))
+    if "hnswlib" in libs:
+        run("hnswlib", lambda: cached("hnswlib", CACHE / f"ann-hnswlib-{args.n}-M32-efc{efc}.bin", hnswlib_build,
+                                      lambda o, p: o.save_index(str(p)), hnswlib_load),
+            lambda o, ef: hnswlib_search(o, ef, q), lambda o, ef, v: hnswlib_search(o, ef, v[None]))
 
     def usearch_build():
         index = UIndex(ndim=x.shape[1], metric="ip", dtype="f32", connectivity=32, expansion_add=efc)
@@ -147,7 +179,10 @@ def main() -> None:
         o.expansion_search = ef
         return o.search(qq, 10, threads=2).keys.reshape(len(qq), -1)
 
-    run("usearch", usearch_build, lambda o, ef: usearch_search(o, ef, q), lambda o, ef, v: usearch_search(o, ef, v[None]))
+    if "usearch" in libs:
+        run("usearch", lambda: cached("usearch", CACHE / f"ann-usearch-{args.n}-M32-efc{efc}.usearch", usearch_build,
+                                      lambda o, p: o.save(str(p)), lambda p: UIndex.restore(str(p))),
+            lambda o, ef: usearch_search(o, ef, q), lambda o, ef, v: usearch_search(o, ef, v[None]))
 
     # table: for each library, the fastest setting reaching recall >= 0.95
     rows = ["| library | build s | RSS growth MB (index kept) | efSearch | recall@10 | batch q/s | single q/s |",
@@ -193,7 +228,9 @@ def main() -> None:
         + f" Peak RSS of the whole benchmark process (vectors, exact ground truth and the largest index "
         f"alive at once): {peak_rss_gb():.1f} GiB of this machine's 24 GiB."
         + "\n\n![recall-QPS](ann.png)\n\n" + "\n".join(rows)
-        + f"\n\nCommand: `python benchmarks/bench_ann.py --n {args.n} --ef-construction {efc}`\n")
+        + f"\n\nCommand: `python benchmarks/bench_ann.py --n {args.n} --ef-construction {efc} --ef {args.ef}"
+        + (f" --libs {args.libs}" if libs != {"faiss", "hnswlib", "usearch"} else "") + "` (graphs built by this or an "
+        "earlier run and kept in benchmarks/.cache; build figures are those of the run that built them)\n")
     write_section("ann", body)
 
 

@@ -26,11 +26,14 @@ Approximate Retrieval over Learned Sparse Representations", SIGIR 2024):
 - search: every block of the lists of the query's ``query_cut`` largest terms gets its summary score, and
   a block is skipped when that score is below ``heap_factor × (current k-th best)`` — as in Seismic's code,
   a larger ``heap_factor`` prunes more (1.0 trusts the summaries as upper bounds; below 1 is safer).
-  Seismic visits the lists one after the other (the first list's blocks best summary first); by default
-  retrievo visits the blocks of all those lists together, best summary first, so the k-th best score rises
-  as fast as it can and the first skipped block ends the query (``global_order``; on the 500k benchmark
-  corpus 5–10 % more queries/s at the same settings, accuracy within 0.001–0.004). The query's terms are
-  found among a list's summary terms by galloping search from a moving lower bound. Documents of a
+  As in Seismic the lists are visited one after the other, the first list's blocks best summary first;
+  ``global_order=True`` instead visits the blocks of all those lists together, best summary first, so the
+  k-th best score rises as fast as it can and the first skipped block ends the query (on the 500k
+  benchmark corpus 5–10 % more queries/s at the same settings and accuracy within 0.001–0.004, but on
+  SciFact 0.006 lower accuracy at the same settings, so it is not the default). The query's terms are
+  found among a list's summary terms by galloping search from a moving lower bound. Each posting carries
+  its document's forward row as ``offset << 24 | length`` (as Seismic's packed postings do), so a row is
+  prefetched straight from the posting without first loading the bounds of a random document. Documents of a
   visited block are scored against the forward index (the full document vectors, with a dense query) and
   pushed into the heap, each document once per query (uint8 epoch marks). Documents to score pass through
   a short queue whose rows are prefetched, so memory latency overlaps the scoring of the previous ones,
@@ -689,17 +692,30 @@ _AHEAD = 4  # documents fetched ahead of the one being scored
 _QMASK = 7  # ring buffer of the documents waiting to be scored (size a power of 2 > _AHEAD)
 
 
+_LEN_BITS = 24  # a posting's packed row extent: forward offset << 24 | row length
+
+
 @nb.njit(nogil=True, cache=True, inline="always")
-def _prefetch_row(f_indptr, f_terms, f_w, d):  # pragma: no cover - compiled
-    s, e = f_indptr[d], f_indptr[d + 1]
+def _prefetch_row(f_terms, f_w, s, e):  # pragma: no cover - compiled
     for j in range(s, e, 32):
         _prefetch(f_terms, j)
     for j in range(s, e, 64 // f_w.itemsize):
         _prefetch(f_w, j)
 
 
+def _pack_extents(pr_docs: np.ndarray, f_indptr: np.ndarray) -> np.ndarray:
+    """Each posting's forward row as ``offset << 24 | length`` (uint64), as Seismic keeps it: the scoring
+    loop then prefetches a document's row straight from the posting, without first loading the row
+    bounds of a random document."""
+    start = f_indptr[pr_docs]
+    length = f_indptr[pr_docs + 1] - start
+    if len(length) and (int(length.max()) >= 1 << _LEN_BITS or int(f_indptr[-1]) >= 1 << (64 - _LEN_BITS)):
+        raise InvalidInputError("a document has too many non-zeros for the approximate index (2^24 at most)")
+    return (start.astype(np.uint64) << np.uint64(_LEN_BITS)) | length.astype(np.uint64)
+
+
 @nb.njit(nogil=True, cache=True)
-def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, f_scale, pr_docs, block_ptr, block_off, b_step,
+def _approx_serial(q_indptr, q_terms, q_w, f_terms, f_w, f_scale, pr_docs, pr_pack, block_ptr, block_off, b_step,
                    s_list_ptr, s_terms, s_counts, s_ck, s_entries, allowed, use_allowed, qd, visited, state,
                    max_blocks, k, query_cut, heap_factor, first_sorted, global_order):  # pragma: no cover - compiled
     """Seismic search of a batch of queries. ``qd`` (zeros, one per term), ``visited`` (epoch marks, one per
@@ -719,8 +735,12 @@ def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, f_scale, pr_d
     h_scores = np.empty(k, dtype=np.float32)
     h_idx = np.empty(k, dtype=np.int64)
     hf = np.float32(heap_factor)
-    scaled = len(f_scale) == len(f_indptr) - 1 and len(f_scale) > 0  # uint8 codes: weight = code × f_scale[row]
+    scaled = len(f_scale) > 0  # uint8 codes: weight = code × f_scale[row]
     pend = np.empty(_QMASK + 1, dtype=np.int64)
+    pend_s = np.empty(_QMASK + 1, dtype=np.int64)
+    pend_e = np.empty(_QMASK + 1, dtype=np.int64)
+    lbits = np.uint64(_LEN_BITS)
+    lmask = np.uint64((1 << _LEN_BITS) - 1)
     for qi in range(nq):
         qs, qe = q_indptr[qi], q_indptr[qi + 1]
         if qe == qs:
@@ -818,8 +838,6 @@ def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, f_scale, pr_d
                 continue
             p0, p1 = block_off[gblk[b]], block_off[gblk[b] + 1]
             for p in range(p0, p1):
-                if p + _AHEAD < p1:
-                    _prefetch(f_indptr, pr_docs[p + _AHEAD])
                 d = pr_docs[p]
                 if visited[d] == epoch:
                     continue
@@ -828,20 +846,27 @@ def _approx_serial(q_indptr, q_terms, q_w, f_indptr, f_terms, f_w, f_scale, pr_d
                     continue
                 # documents to score go through a short queue: the rows of the next ones are being
                 # fetched (prefetch) while one is scored, across block and list boundaries
-                _prefetch_row(f_indptr, f_terms, f_w, d)
+                pk = pr_pack[p]
+                rs = np.int64(pk >> lbits)
+                re = rs + np.int64(pk & lmask)
+                _prefetch_row(f_terms, f_w, rs, re)
                 pend[tail & _QMASK] = d
+                pend_s[tail & _QMASK] = rs
+                pend_e[tail & _QMASK] = re
                 tail += 1
                 if tail - head > _AHEAD:
-                    e = pend[head & _QMASK]
+                    i = head & _QMASK
                     head += 1
-                    s = _dot_row(qd, f_terms, f_w, f_indptr[e], f_indptr[e + 1])
+                    e = pend[i]
+                    s = _dot_row(qd, f_terms, f_w, pend_s[i], pend_e[i])
                     if scaled:
                         s *= f_scale[e]
                     size = heap_push(h_scores, h_idx, size, k, s, e)
         while head < tail:
-            e = pend[head & _QMASK]
+            i = head & _QMASK
             head += 1
-            s = _dot_row(qd, f_terms, f_w, f_indptr[e], f_indptr[e + 1])
+            e = pend[i]
+            s = _dot_row(qd, f_terms, f_w, pend_s[i], pend_e[i])
             if scaled:
                 s *= f_scale[e]
             size = heap_push(h_scores, h_idx, size, k, s, e)
@@ -870,7 +895,7 @@ def _split_by_cost(cost: np.ndarray, parts: int) -> list[tuple[int, int]]:
 
 
 _EXACT = ("p_indptr", "p_docs", "p_w")
-_APPROX = ("f_indptr", "f_terms", "f_w", "f_scale", "pr_docs", "block_ptr", "block_off", "b_step", "s_list_ptr", "s_terms", "s_counts", "s_ck",
+_APPROX = ("f_indptr", "f_terms", "f_w", "f_scale", "pr_docs", "pr_pack", "block_ptr", "block_off", "b_step", "s_list_ptr", "s_terms", "s_counts", "s_ck",
            "s_entries")
 
 
@@ -997,6 +1022,7 @@ class SparseIndex:
         del parts
         self.s_ck = _checkpoints(self.s_counts)
         self.pr_docs, self.block_ptr, self.block_off, self.b_step = pr_docs, block_ptr, block_off, b_step
+        self.pr_pack = _pack_extents(pr_docs, self.f_indptr)
         self.max_blocks = int(n_blocks.max()) if v else 0
 
     def _scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1034,7 +1060,7 @@ class SparseIndex:
 
     def search(self, queries, k: int, allowed: np.ndarray | None = None, mode: str = "exact",
                threads: int | None = None, *, query_cut: int = 10, heap_factor: float = 0.9,
-               first_sorted: bool = True, global_order: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               first_sorted: bool = True, global_order: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-k rows by inner product for each query row.
 
         Args:
@@ -1048,8 +1074,8 @@ class SparseIndex:
                 current k-th best score``; larger is faster and less accurate.
             first_sorted: approx — visit the first list's blocks best summary score first.
             global_order: approx — visit the blocks of all ``query_cut`` lists together, best summary score
-                first, and stop at the first one skipped (the default); False keeps Seismic's list-by-list
-                order (with ``first_sorted``).
+                first, and stop at the first one skipped, instead of Seismic's list-by-list order (the
+                default, with ``first_sorted``).
 
         Returns:
             ``(rows, scores, counts)`` shaped ``(n, k)``, ``(n, k)``, ``(n,)``, best first; padding rows are
@@ -1084,7 +1110,7 @@ class SparseIndex:
             def run(a: int, b: int):
                 return _approx_serial(
                     q_indptr[a:b + 1] - q_indptr[a], q_terms[q_indptr[a]:q_indptr[b]],
-                    q_w[q_indptr[a]:q_indptr[b]], self.f_indptr, self.f_terms, self.f_w, self.f_scale, self.pr_docs,
+                    q_w[q_indptr[a]:q_indptr[b]], self.f_terms, self.f_w, self.f_scale, self.pr_docs, self.pr_pack,
                     self.block_ptr, self.block_off, self.b_step, self.s_list_ptr, self.s_terms,
                     self.s_counts, self.s_ck, self.s_entries, mask, use_allowed, *self._scratch(),
                     self.max_blocks, k, int(query_cut), float(heap_factor), bool(first_sorted), bool(global_order))
@@ -1141,8 +1167,12 @@ class SparseIndex:
             if name == "f_scale" and not (path / "f_scale.npy").exists():  # written before uint8 rows existed
                 self.f_scale = np.zeros(0, dtype=np.float32)
                 continue
+            if name == "pr_pack" and not (path / "pr_pack.npy").exists():  # written before packed extents
+                continue
             arr = np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
             setattr(self, name, np.asarray(arr))
+        if self.params is not None and not hasattr(self, "pr_pack"):
+            self.pr_pack = _pack_extents(self.pr_docs, self.f_indptr)
         return self
 
 

@@ -288,3 +288,16 @@ def test_bad_input_is_reported():
         SeismicParams(summary_energy=0)
     with pytest.raises(InvalidInputError, match="no sparse index"):
         SparseIndex.load("/nonexistent/sparse-index")
+
+
+def test_index_saved_before_packed_extents_still_loads(data, tmp_path):
+    """Indexes written before postings carried their row extents (pr_pack) or 8-bit rows (f_scale) load."""
+    docs, queries = data
+    idx = SparseIndex(docs, approx=SeismicParams(n_postings=100))
+    idx.save(tmp_path / "i")
+    (tmp_path / "i" / "pr_pack.npy").unlink()
+    (tmp_path / "i" / "f_scale.npy").unlink()
+    old = SparseIndex.load(tmp_path / "i")
+    np.testing.assert_array_equal(old.pr_pack, idx.pr_pack)
+    for a, b in zip(old.search(queries, 10, mode="approx"), idx.search(queries, 10, mode="approx"), strict=True):
+        np.testing.assert_array_equal(a, b)
