@@ -48,10 +48,10 @@ def main() -> None:
             print(rows[-1], flush=True)
     coll.close()
     body = header("Compressed dense indexes with rescoring (SciFact, MiniLM)", ("numpy", "numba")) + (
-        "\nCodes in RAM, float32 vectors memory-mapped on disk and read only for the `rescore × 10` candidates "
-        "of each query (bi-granular layout). nDCG@10 from runs of depth 10 over the 300 test queries; "
-        "'R@10 candidates→top-10' is the overlap of the rescored top-10 with the exact top-10. int8 RAM includes "
-        "one bias column per row.\n\n" + "\n".join(rows) + "\n\nCommand: `python benchmarks/bench_quantized.py`\n")
+        "\nCodes in RAM (written beside each segment at first use and reopened memory-mapped), float32 vectors "
+        "memory-mapped on disk and read only for the `rescore × 10` candidates of each query (bi-granular layout). "
+        "nDCG@10 from runs of depth 10 over the 300 test queries; 'R@10 candidates→top-10' is the overlap of the "
+        "rescored top-10 with the exact top-10. int8 RAM includes each segment's offset and scale vectors.\n\n" + "\n".join(rows) + "\n\nCommand: `python benchmarks/bench_quantized.py`\n")
     write_section("quantized", body)
 
 
