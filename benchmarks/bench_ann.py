@@ -134,8 +134,8 @@ def main() -> None:
             best_1 = dict(best_b)
             for _ in range(3):
                 for name, obj, sb, so in entries:
-                    best_b[name] = min(best_b[name], best_of(lambda obj=obj, sb=sb: sb(obj, ef), 1))
-                    best_1[name] = min(best_1[name], best_of(lambda obj=obj, so=so: [so(obj, ef, v) for v in q[:200]], 1))
+                    best_b[name] = min(best_b[name], best_of(lambda obj=obj, sb=sb, ef=ef: sb(obj, ef), 1))
+                    best_1[name] = min(best_1[name], best_of(lambda obj=obj, so=so, ef=ef: [so(obj, ef, v) for v in q[:200]], 1))
             for name, *_ in entries:
                 row = results[name][-1]
                 row[2], row[3] = len(q) / best_b[name], 200 / best_1[name]
