@@ -202,3 +202,52 @@ def test_commit_after_restart_returns_at_once(tmp_path):
     with ServerProcess(tmp_path, api_key=KEY) as srv:
         r = httpx.post(srv.url + "/v1/collections/c/commit", headers=srv.headers, timeout=10)
         assert r.status_code == 200 and r.json()["documents"] == 1
+
+
+def test_supplied_vectors_are_logged_replayed_and_searched(tmp_path):
+    """Documents with their own vectors: checked before the acknowledgement, kept through a SIGKILL (the
+    write-ahead log replays them), searched with query vectors; the model is never needed."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(20, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    docs = [{"id": f"v{i}", "text": f"vector document {i}", "vector": x[i].tolist()} for i in range(20)]
+    cfg = {"dense": {"model": str(tmp_path / "no-such-model")}}
+    srv = ServerProcess(tmp_path / "root", api_key=KEY, args=["--commit-interval", "3600"]).start()
+    h = srv.headers
+    try:
+        r = httpx.post(srv.url + "/v1/collections", json={"name": "vec", "config": cfg}, headers=h)
+        assert r.status_code == 201, r.text
+        url = srv.url + "/v1/collections/vec"
+        assert httpx.post(url + "/documents", json=docs[:12], headers=h).status_code == 202
+        bad = [
+            ([{**docs[12], "vector": x[12, :15].tolist()}], "dimension 15"),  # the first batch fixed 16
+            ([docs[12], {k: v for k, v in docs[13].items() if k != "vector"}], "for every document"),
+            ('[{"id": "n", "text": "t", "vector": [' + ", ".join(["NaN"] * 16) + "]}]", "NaN"),  # raw: not JSON
+        ]
+        for body, message in bad:
+            if isinstance(body, str):
+                r = httpx.post(url + "/documents", content=body, headers={**h, "Content-Type": "application/json"})
+            else:
+                r = httpx.post(url + "/documents", json=body, headers=h)
+            assert r.status_code in (400, 422) and message in r.text, r.text
+        srv.kill()  # acknowledged, never committed: the log must replay the vectors
+        srv = ServerProcess(tmp_path / "root", api_key=KEY, args=["--commit-interval", "3600"]).start()
+        assert httpx.post(url.replace(url.split("/v1")[0], srv.url) + "/commit", headers=srv.headers,
+                          timeout=60).json()["documents"] == 12
+        url = srv.url + "/v1/collections/vec"
+        r = httpx.post(url + "/search", json={"query_vector": x[7].tolist(), "method": "dense", "k": 3})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["hits"][0]["id"] == "v7"
+        r = httpx.post(url + "/search", json={"query_vectors": [x[3].tolist(), x[5].tolist()], "method": "dense",
+                                              "k": 1, "include_text": False})
+        assert [q["hits"][0]["id"] for q in r.json()["results"]] == ["v3", "v5"]
+        r = httpx.post(url + "/search", json={"query_vector": x[3, :8].tolist(), "method": "dense"})
+        assert r.status_code == 400 and "query_vectors must have shape (1, 16)" in r.text
+        r = httpx.post(url + "/search", json={"query_vector": x[3].tolist(), "method": "bm25"})
+        assert r.status_code == 422 and "needs query texts" in r.text
+        doc = httpx.get(url + "/documents/v7").json()
+        assert "vector" not in doc["metadata"]  # the vector is not stored as metadata
+    finally:
+        srv.stop()

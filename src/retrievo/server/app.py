@@ -266,9 +266,19 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     @app.post("/v1/collections/{name}/search", tags=["search"], dependencies=[Depends(read_auth)])
     def search(name: str, req: SearchRequest) -> SearchResponse:
         t0 = time.perf_counter()
-        if (req.query is None) == (req.queries is None):
+        if req.query_vector is not None and req.query_vectors is not None:
+            raise HTTPException(422, "give at most one of 'query_vector' and 'query_vectors'")
+        qvecs = [req.query_vector] if req.query_vector is not None else req.query_vectors
+        if qvecs is not None and req.query is None and req.queries is None:
+            if req.method != "dense":
+                raise HTTPException(422, f"method {req.method!r} needs query texts; vectors alone serve method 'dense'")
+            queries = [""] * len(qvecs)  # vector-only queries
+        elif (req.query is None) == (req.queries is None):
             raise HTTPException(422, "give exactly one of 'query' and 'queries'")
-        queries = [req.query] if req.query is not None else list(req.queries or [])
+        else:
+            queries = [req.query] if req.query is not None else list(req.queries or [])
+            if qvecs is not None and len(qvecs) != len(queries):
+                raise HTTPException(422, f"{len(qvecs)} query vectors for {len(queries)} queries")
         if not queries:
             raise HTTPException(422, "queries: at least one query is required")
         if len(queries) > settings.max_queries:
@@ -276,7 +286,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         for i, q in enumerate(queries):
             if len(q) > settings.max_query_chars:
                 raise HTTPException(422, f"queries[{i}]: {len(q)} characters, the limit is {settings.max_query_chars}")
-            if not q.strip():
+            if not q.strip() and qvecs is None:
                 raise HTTPException(422, f"queries[{i}]: the query is empty")
         if req.k > settings.max_k:
             raise HTTPException(422, f"k: {req.k} is over the limit of {settings.max_k}")
@@ -291,7 +301,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
             fusion = coll.config.fusion.replace(**changes)
         generation = coll.generation
         res = coll.search(queries, k=req.offset + req.k, method=req.method, filter=req.filter,
-                          fusion=fusion, index=req.index, sparse=req.sparse_mode)
+                          fusion=fusion, index=req.index, sparse=req.sparse_mode, query_vectors=qvecs)
         counters["searches"] += 1
         counters["queries"] += len(queries)
         pages = [res.row(i)[req.offset:] for i in range(len(queries))]

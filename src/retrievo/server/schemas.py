@@ -93,6 +93,10 @@ class SearchRequest(_Strict):
     filter: dict[str, Any] | None = Field(None, description='metadata filter, e.g. {"year": {"$gte": 2020}}')
     index: Literal["flat", "int8", "binary", "hnsw", "ivf", "ivfpq"] | None = None
     sparse_mode: Literal["exact", "approx"] | None = Field(None, description="SPLADE: exact or Seismic approx")
+    query_vector: list[float] | None = Field(
+        None, min_length=1, max_length=8192, description="dense query vector computed elsewhere (with or instead of 'query')")
+    query_vectors: list[Annotated[list[float], Field(min_length=1, max_length=8192)]] | None = Field(
+        None, min_length=1, max_length=100, description="dense query vectors, one per query of the batch")
     include_text: bool = True
     highlight: bool = True
 
@@ -127,6 +131,9 @@ class DocumentBody(_Strict):
     title: str = ""
     text: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    vector: list[float] | None = Field(
+        None, description="a dense vector computed elsewhere (then the document is not encoded); give one for "
+        "every document of a request or for none")
 
 
 class WriteAck(_Strict):

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from retrievo.config import CollectionConfig
-from retrievo.errors import CollectionExistsError, InvalidInputError, NotFoundError, RetrievoError
+from retrievo.errors import (
+    CollectionExistsError,
+    ConfigError,
+    InvalidInputError,
+    NotFoundError,
+    RetrievoError,
+)
 from retrievo.store.collection import Collection
 from retrievo.store.wal import WAL_FILENAME, WriteAheadLog
 from retrievo.types import Document
@@ -73,11 +79,19 @@ class CollectionService:
         except Exception:
             self.writer.close()
             raise
-        encoder = self.writer.encoder if self.writer.has_dense else None
+        encoder = None
+        if self.writer.has_dense:
+            try:
+                encoder = self.writer.encoder  # one model in memory, shared by both views
+            except ConfigError:  # a model that cannot load here: supplied vectors still work, and a
+                encoder = None  # text that needs encoding gets the loader's error when it comes
         self.reader = Collection.open(path, readonly=True, encoder=encoder)
         if self.writer.has_sparse:  # one SPLADE model in memory, shared by both views
             self.reader.set_sparse_encoder(self.writer.sparse_encoder)
         self.wal = WriteAheadLog(path / WAL_FILENAME)
+        self._vec_lock = threading.Lock()
+        self._vec_dim: int | None = None  # dimension of supplied vectors acknowledged before any commit
+        self._model_dim: int | None = None
         self.error: str | None = None
         self._applied = 0  # highest WAL seq committed to the collection
         self._cond = threading.Condition()
@@ -95,13 +109,49 @@ class CollectionService:
             raise UnavailableError("the server is shutting down")
 
     def upsert(self, docs: Iterable[Any]) -> tuple[int, int]:
-        """Validate, log durably and acknowledge; returns ``(count, seq)``. Committed in the background."""
+        """Validate, log durably and acknowledge; returns ``(count, seq)``. Committed in the background.
+
+        Documents may carry a ``vector`` (computed elsewhere): every document of the request or none, all
+        checked (shape, dimension, finite values) before anything is logged.
+        """
         self._check_available()
+        docs = list(docs)
+        vectors = [d.get("vector") if isinstance(d, dict) else None for d in docs]
+        docs = [{k: v for k, v in d.items() if k != "vector"} if isinstance(d, dict) else d for d in docs]
         batch = self.writer._validate(docs, "documents")
         if not batch:
             raise InvalidInputError("documents: the request holds no documents")
-        seq = self.wal.append("upsert", [d.to_dict() for d in batch])
+        payload = [d.to_dict() for d in batch]
+        if any(v is not None for v in vectors):
+            missing = [i for i, v in enumerate(vectors) if v is None]
+            if missing:
+                raise InvalidInputError(
+                    f"documents[{missing[0]}]: no 'vector', while other documents of the request have one; "
+                    "give a vector for every document of a request or for none")
+            with self._vec_lock:
+                arr = self.writer._check_vector_batch(vectors, batch, "documents")
+                dim = self._vector_dim()
+                if dim is not None and arr.shape[1] != dim:
+                    raise InvalidInputError(
+                        f"documents: vectors have dimension {arr.shape[1]} but the collection's have {dim}")
+                self._vec_dim = arr.shape[1]
+                for d, v in zip(payload, arr.tolist(), strict=True):
+                    d["vector"] = v
+        seq = self.wal.append("upsert", payload)
         return len(batch), seq
+
+    def _vector_dim(self) -> int | None:
+        """The dimension supplied vectors must have: committed vectors', else the model's (when it loads),
+        else that of vectors this process already acknowledged."""
+        flat = self.writer._state.flat
+        if flat is not None and flat.dim:
+            return int(flat.dim)
+        if self._model_dim is None:
+            try:
+                self._model_dim = int(self.writer.encoder.dim)
+            except ConfigError:  # a model that cannot load here: only supplied vectors are possible
+                self._model_dim = 0
+        return self._model_dim or self._vec_dim
 
     def delete(self, ids: list[str]) -> tuple[int, int]:
         self._check_available()
@@ -142,7 +192,9 @@ class CollectionService:
         try:
             for _seq, op, payload in ops:
                 if op == "upsert":
-                    self.writer.upsert([Document.from_any(d) for d in payload])
+                    vectors = [d.get("vector") for d in payload]
+                    docs = [Document.from_any({k: v for k, v in d.items() if k != "vector"}) for d in payload]
+                    self.writer.upsert(docs, vectors=None if vectors[0] is None else vectors)
                 else:
                     self.writer.delete(payload)
             self.writer.commit()

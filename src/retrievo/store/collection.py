@@ -39,6 +39,7 @@ from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig, Sp
 from retrievo.encoders.cache import EmbeddingCache, encode_with_cache
 from retrievo.errors import (
     CollectionExistsError,
+    ConfigError,
     DuplicateIdError,
     FormatVersionError,
     InvalidInputError,
@@ -343,7 +344,12 @@ class Collection:
             return self._state.flat.dim
         for v in self._pending_vectors.values():
             return int(v.shape[0])
-        return None if self._encoder is None else int(self._encoder.dim)
+        if self._encoder is None:
+            return None
+        try:
+            return int(self._encoder.dim)
+        except ConfigError:  # a model that cannot load here: only supplied vectors, any dimension so far
+            return None
 
     def _check_vector_batch(self, vectors: Any, batch: list[Document], where: str) -> np.ndarray:
         """Validate caller-supplied dense vectors for ``batch``: shape, dimension, finite values."""
