@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["drain_heaps", "heap_drain_sorted", "heap_push", "update_heaps", "update_heaps_rows"]
+__all__ = ["drain_heaps", "heap_drain_sorted", "heap_push", "update_heaps"]
 
 
 @nb.njit(cache=True, inline="always")
@@ -68,39 +68,17 @@ def heap_drain_sorted(h_scores, h_idx, size, out_scores, out_idx):  # pragma: no
 
 
 @nb.njit(nogil=True, cache=True)
-def update_heaps(scores, base, mask, use_mask, h_scores, h_idx, sizes, q0, q1):  # pragma: no cover - compiled
-    """Offer the score block ``scores[q, j]`` (rows ``base + j``) to the running top-k heaps of queries q0..q1.
+def update_heaps(scores, base, rows, mask, use_mask, h_scores, h_idx, sizes, q0, q1):  # pragma: no cover - compiled
+    """Offer the score block ``scores[q - q0, j]`` to the running top-k heaps of queries q0..q1.
 
-    Columns must be offered in increasing row order across calls, so that on equal scores the earlier
-    (lower) row is kept. One well-predicted comparison per score in the common case.
+    Column ``j`` is row ``rows[j]`` when ``rows`` is not empty (scattered rows), else row ``base + j``
+    (a contiguous block, where ``mask[j]`` filters when ``use_mask``). Rows must increase within and across
+    calls, so that on equal scores the earlier (lower) row is kept. One well-predicted comparison per
+    score in the common case.
     """
     k = h_scores.shape[1]
     n = scores.shape[1]
-    for qi in range(q0, q1):
-        hs = h_scores[qi]
-        hi = h_idx[qi]
-        size = sizes[qi]
-        thresh = hs[0] if size == k else -np.inf
-        for j in range(n):
-            s = scores[qi, j]
-            if s <= thresh:
-                continue
-            if use_mask and not mask[j]:
-                continue
-            size = heap_push(hs, hi, size, k, s, base + j)
-            if size == k:
-                thresh = hs[0]
-        sizes[qi] = size
-
-
-@nb.njit(nogil=True, cache=True)
-def update_heaps_rows(scores, rows, h_scores, h_idx, sizes, q0, q1):  # pragma: no cover - compiled
-    """As :func:`update_heaps` for scattered rows: column ``j`` of ``scores`` is row ``rows[j]``.
-
-    ``rows`` must increase within and across calls (ties keep the lower row).
-    """
-    k = h_scores.shape[1]
-    n = scores.shape[1]
+    scattered = len(rows) > 0
     for qi in range(q0, q1):
         hs = h_scores[qi]
         hi = h_idx[qi]
@@ -110,7 +88,9 @@ def update_heaps_rows(scores, rows, h_scores, h_idx, sizes, q0, q1):  # pragma: 
             s = scores[qi - q0, j]
             if s <= thresh:
                 continue
-            size = heap_push(hs, hi, size, k, s, rows[j])
+            if use_mask and not mask[j]:
+                continue
+            size = heap_push(hs, hi, size, k, s, rows[j] if scattered else base + j)
             if size == k:
                 thresh = hs[0]
         sizes[qi] = size

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from retrievo.indexes._topk import drain_heaps, update_heaps, update_heaps_rows
+from retrievo.indexes._topk import drain_heaps, update_heaps
 
 __all__ = ["FlatIndex"]
 
@@ -23,6 +23,8 @@ _ROW_BLOCK = 4096
 _QUERY_BLOCK = 1024
 _SUBSET_CHUNK = 8192  # allowed rows gathered and scored at a time
 SUBSET_BELOW = 1 / 3  # filters allowing at most this fraction of rows score only those rows
+_NO_ROWS = np.zeros(0, dtype=np.int64)  # update_heaps: a contiguous block of rows
+_NO_MASK = np.zeros(1, dtype=np.bool_)
 
 
 @lru_cache(maxsize=4)
@@ -84,7 +86,7 @@ class FlatIndex:
                 for q0 in range(0, nq, _QUERY_BLOCK):
                     qb = q[q0 : q0 + _QUERY_BLOCK]
                     scores = self._block_scores(qb, taken, 0, len(chunk))
-                    update_heaps_rows(scores, chunk, h_scores, h_idx, sizes, q0, q0 + len(qb))
+                    update_heaps(scores, 0, chunk, _NO_MASK, False, h_scores, h_idx, sizes, q0, q0 + len(qb))
         out_idx = np.full((nq, k), -1, dtype=np.int64)
         out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
         drain_heaps(h_scores, h_idx, sizes, out_scores, out_idx)
@@ -146,7 +148,7 @@ class FlatIndex:
                 else:
                     scores = self._block_scores(qb, *tasks[t][:3])
                 _, start, _, offset, m = tasks[t]
-                update_heaps(scores, offset + start, m, use_mask, hs, hi, sz, 0, len(qb))
+                update_heaps(scores, offset + start, _NO_ROWS, m, use_mask, hs, hi, sz, 0, len(qb))
         out_idx = np.full((nq, k), -1, dtype=np.int64)
         out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
         drain_heaps(h_scores, h_idx, sizes, out_scores, out_idx)

@@ -703,6 +703,16 @@ def _prefetch_row(f_terms, f_w, s, e):  # pragma: no cover - compiled
         _prefetch(f_w, j)
 
 
+@nb.njit(nogil=True, cache=True, inline="always")
+def _score_queued(qd, f_terms, f_w, f_scale, scaled, pend, pend_s, pend_e, i, h_scores, h_idx, size, k):  # pragma: no cover
+    """Score the queued document in slot ``i`` (its row was prefetched when it was queued) into the heap."""
+    e = pend[i]
+    s = _dot_row(qd, f_terms, f_w, pend_s[i], pend_e[i])
+    if scaled:
+        s *= f_scale[e]
+    return heap_push(h_scores, h_idx, size, k, s, e)
+
+
 def _pack_extents(pr_docs: np.ndarray, f_indptr: np.ndarray) -> np.ndarray:
     """Each posting's forward row as ``offset << 24 | length`` (uint64), as Seismic keeps it: the scoring
     loop then prefetches a document's row straight from the posting, without first loading the row
@@ -855,21 +865,13 @@ def _approx_serial(q_indptr, q_terms, q_w, f_terms, f_w, f_scale, pr_docs, pr_pa
                 pend_e[tail & _QMASK] = re
                 tail += 1
                 if tail - head > _AHEAD:
-                    i = head & _QMASK
+                    size = _score_queued(qd, f_terms, f_w, f_scale, scaled, pend, pend_s, pend_e, head & _QMASK,
+                                         h_scores, h_idx, size, k)
                     head += 1
-                    e = pend[i]
-                    s = _dot_row(qd, f_terms, f_w, pend_s[i], pend_e[i])
-                    if scaled:
-                        s *= f_scale[e]
-                    size = heap_push(h_scores, h_idx, size, k, s, e)
         while head < tail:
-            i = head & _QMASK
+            size = _score_queued(qd, f_terms, f_w, f_scale, scaled, pend, pend_s, pend_e, head & _QMASK,
+                                 h_scores, h_idx, size, k)
             head += 1
-            e = pend[i]
-            s = _dot_row(qd, f_terms, f_w, pend_s[i], pend_e[i])
-            if scaled:
-                s *= f_scale[e]
-            size = heap_push(h_scores, h_idx, size, k, s, e)
         for j in range(qs, qe):
             qd[q_terms[j]] = 0.0
         heap_drain_sorted(h_scores, h_idx, size, out_scores[qi], out_idx[qi])
