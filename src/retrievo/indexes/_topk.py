@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["drain_heaps", "heap_drain_sorted", "heap_push", "update_heaps"]
+__all__ = ["accumulator_topk", "drain_heaps", "heap_drain_sorted", "heap_push", "update_heaps"]
 
 
 @nb.njit(cache=True, inline="always")
@@ -100,3 +100,40 @@ def update_heaps(scores, base, rows, mask, use_mask, h_scores, h_idx, sizes, q0,
 def drain_heaps(h_scores, h_idx, sizes, out_scores, out_idx):  # pragma: no cover - compiled
     for qi in range(h_scores.shape[0]):
         heap_drain_sorted(h_scores[qi], h_idx[qi], sizes[qi], out_scores[qi], out_idx[qi])
+
+
+@nb.njit(nogil=True, cache=True)
+def accumulator_topk(acc, touched, q_lo, q_hi, q_terms, p_indptr, p_docs, allowed, use_allowed,
+                     h_scores, h_idx, k):  # pragma: no cover - compiled
+    """Top-k of a term-at-a-time accumulator (scores >= 0) into a fresh heap; returns its size.
+
+    ``touched`` postings (of query terms ``q_terms[q_lo:q_hi]``) were added up. When they cover a good part
+    of the rows, one sequential scan is cheapest; otherwise the postings are revisited, each document
+    once. Either way ``acc`` is left all zeros for the next query.
+    """
+    size = 0
+    n_rows = len(acc)
+    if touched * 4 >= n_rows:
+        thresh = np.float32(0.0)
+        for d in range(n_rows):
+            s = acc[d]
+            acc[d] = 0.0  # cleared unconditionally: a sequential store costs less than a mispredicted branch
+            if s <= thresh:  # one well-predicted branch per row: zero or below the current k-th best
+                continue
+            if use_allowed and not allowed[d]:
+                continue
+            size = heap_push(h_scores, h_idx, size, k, s, d)
+            if size == k:
+                thresh = h_scores[0]
+    else:
+        for j in range(q_lo, q_hi):
+            t = q_terms[j]
+            for p in range(p_indptr[t], p_indptr[t + 1]):
+                d = p_docs[p]
+                s = acc[d]
+                if s != 0.0:
+                    acc[d] = 0.0  # visit each document once
+                    if use_allowed and not allowed[d]:
+                        continue
+                    size = heap_push(h_scores, h_idx, size, k, s, d)
+    return size

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from retrievo.config import BM25Config
-from retrievo.indexes._topk import heap_drain_sorted, heap_push
+from retrievo.indexes._topk import accumulator_topk, heap_drain_sorted
 
 __all__ = ["BM25Stats", "InvertedIndex", "compute_stats", "term_frequencies"]
 
@@ -69,56 +69,27 @@ def compute_stats(
     return BM25Stats(int(live.sum()), int(np.asarray(doclen, dtype=np.int64)[live].sum()), df)
 
 
-@nb.njit(cache=True, inline="always")
-def _one_query(qi, q_indptr, q_terms, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
-               out_idx, out_scores, counts):  # pragma: no cover - compiled
-    acc = np.zeros(n_docs, dtype=np.float32)
-    h_scores = np.empty(k, dtype=np.float32)
-    h_idx = np.empty(k, dtype=np.int64)
-    size = 0
-    touched = 0
-    for j in range(q_indptr[qi], q_indptr[qi + 1]):
-        t = q_terms[j]
-        touched += p_indptr[t + 1] - p_indptr[t]
-        for p in range(p_indptr[t], p_indptr[t + 1]):
-            acc[p_docs[p]] += p_impacts[p]
-    if touched * 4 >= n_docs:
-        # dense accumulator: one sequential scan beats revisiting the postings
-        # one well-predicted branch per row: below the current k-th best (or zero) -> skip
-        thresh = np.float32(0.0)
-        for d in range(n_docs):
-            s = acc[d]
-            if s <= thresh:
-                continue
-            if use_allowed and not allowed[d]:
-                continue
-            size = heap_push(h_scores, h_idx, size, k, s, d)
-            if size == k:
-                thresh = h_scores[0]
-    else:
-        for j in range(q_indptr[qi], q_indptr[qi + 1]):
-            t = q_terms[j]
-            for p in range(p_indptr[t], p_indptr[t + 1]):
-                d = p_docs[p]
-                s = acc[d]
-                if s != 0.0:
-                    acc[d] = 0.0  # visit each document once
-                    if use_allowed and not allowed[d]:
-                        continue
-                    size = heap_push(h_scores, h_idx, size, k, s, d)
-    heap_drain_sorted(h_scores, h_idx, size, out_scores[qi], out_idx[qi])
-    counts[qi] = size
-
-
 @nb.njit(nogil=True, cache=True)
 def _search_serial(q_indptr, q_terms, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k):  # pragma: no cover - compiled
+    """Term-at-a-time BM25 for a batch of queries; one accumulator serves them all (left zeroed by each)."""
     nq = len(q_indptr) - 1
     out_idx = np.full((nq, k), -1, dtype=np.int64)
     out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
     counts = np.zeros(nq, dtype=np.int64)
+    acc = np.zeros(n_docs, dtype=np.float32)
+    h_scores = np.empty(k, dtype=np.float32)
+    h_idx = np.empty(k, dtype=np.int64)
     for qi in range(nq):
-        _one_query(qi, q_indptr, q_terms, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k,
-                   out_idx, out_scores, counts)
+        touched = 0
+        for j in range(q_indptr[qi], q_indptr[qi + 1]):
+            t = q_terms[j]
+            touched += p_indptr[t + 1] - p_indptr[t]
+            for p in range(p_indptr[t], p_indptr[t + 1]):
+                acc[p_docs[p]] += p_impacts[p]
+        size = accumulator_topk(acc, touched, q_indptr[qi], q_indptr[qi + 1], q_terms, p_indptr, p_docs, allowed,
+                                use_allowed, h_scores, h_idx, k)
+        heap_drain_sorted(h_scores, h_idx, size, out_scores[qi], out_idx[qi])
+        counts[qi] = size
     return out_idx, out_scores, counts
 
 

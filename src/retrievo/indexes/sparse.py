@@ -70,7 +70,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from retrievo.errors import InvalidInputError
-from retrievo.indexes._topk import heap_drain_sorted, heap_push
+from retrievo.indexes._topk import accumulator_topk, heap_drain_sorted, heap_push
 
 __all__ = ["SeismicParams", "SegmentedSparseIndex", "SparseIndex"]
 
@@ -169,7 +169,6 @@ def _exact_serial(q_indptr, q_terms, q_w, p_indptr, p_docs, p_w, allowed, use_al
     h_scores = np.empty(k, dtype=np.float32)
     h_idx = np.empty(k, dtype=np.int64)
     for qi in range(nq):
-        size = 0
         touched = 0
         for j in range(q_indptr[qi], q_indptr[qi + 1]):
             t = q_terms[j]
@@ -177,32 +176,8 @@ def _exact_serial(q_indptr, q_terms, q_w, p_indptr, p_docs, p_w, allowed, use_al
             touched += p_indptr[t + 1] - p_indptr[t]
             for p in range(p_indptr[t], p_indptr[t + 1]):
                 acc[p_docs[p]] += qw * p_w[p]
-        if touched * 4 >= n_rows:
-            # dense accumulator: one sequential scan (clearing it) beats revisiting the postings
-            thresh = np.float32(0.0)
-            for d in range(n_rows):
-                s = acc[d]
-                if s == 0.0:
-                    continue
-                acc[d] = 0.0
-                if s <= thresh:
-                    continue
-                if use_allowed and not allowed[d]:
-                    continue
-                size = heap_push(h_scores, h_idx, size, k, s, d)
-                if size == k:
-                    thresh = h_scores[0]
-        else:
-            for j in range(q_indptr[qi], q_indptr[qi + 1]):
-                t = q_terms[j]
-                for p in range(p_indptr[t], p_indptr[t + 1]):
-                    d = p_docs[p]
-                    s = acc[d]
-                    if s != 0.0:
-                        acc[d] = 0.0  # visit each document once
-                        if use_allowed and not allowed[d]:
-                            continue
-                        size = heap_push(h_scores, h_idx, size, k, s, d)
+        size = accumulator_topk(acc, touched, q_indptr[qi], q_indptr[qi + 1], q_terms, p_indptr, p_docs, allowed,
+                                use_allowed, h_scores, h_idx, k)
         heap_drain_sorted(h_scores, h_idx, size, out_scores[qi], out_idx[qi])
         counts[qi] = size
     return out_idx, out_scores, counts
