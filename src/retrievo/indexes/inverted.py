@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from retrievo.config import BM25Config
 from retrievo.indexes._topk import accumulator_topk, heap_drain_sorted
 
-__all__ = ["BM25Stats", "InvertedIndex", "compute_stats", "term_frequencies"]
+__all__ = ["BM25Stats", "InvertedIndex", "compute_stats", "term_at_a_time", "term_frequencies"]
 
 
 @dataclass(frozen=True)
@@ -70,22 +70,27 @@ def compute_stats(
 
 
 @nb.njit(nogil=True, cache=True)
-def _search_serial(q_indptr, q_terms, p_indptr, p_docs, p_impacts, allowed, use_allowed, n_docs, k):  # pragma: no cover - compiled
-    """Term-at-a-time BM25 for a batch of queries; one accumulator serves them all (left zeroed by each)."""
+def term_at_a_time(q_indptr, q_terms, q_w, p_indptr, p_docs, p_w, allowed, use_allowed, n_rows, k):  # pragma: no cover - compiled
+    """Exact top-k by ``Σ q_w · p_w`` over the query terms' postings, for a batch of queries (CSR).
+
+    BM25 (precomputed impacts, query weights 1) and learned sparse vectors (SPLADE) both use it. One
+    accumulator serves the whole batch: :func:`accumulator_topk` leaves it zeroed after each query.
+    """
     nq = len(q_indptr) - 1
     out_idx = np.full((nq, k), -1, dtype=np.int64)
     out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
     counts = np.zeros(nq, dtype=np.int64)
-    acc = np.zeros(n_docs, dtype=np.float32)
+    acc = np.zeros(n_rows, dtype=np.float32)
     h_scores = np.empty(k, dtype=np.float32)
     h_idx = np.empty(k, dtype=np.int64)
     for qi in range(nq):
         touched = 0
         for j in range(q_indptr[qi], q_indptr[qi + 1]):
             t = q_terms[j]
+            qw = q_w[j]
             touched += p_indptr[t + 1] - p_indptr[t]
             for p in range(p_indptr[t], p_indptr[t + 1]):
-                acc[p_docs[p]] += p_impacts[p]
+                acc[p_docs[p]] += qw * p_w[p]
         size = accumulator_topk(acc, touched, q_indptr[qi], q_indptr[qi + 1], q_terms, p_indptr, p_docs, allowed,
                                 use_allowed, h_scores, h_idx, k)
         heap_drain_sorted(h_scores, h_idx, size, out_scores[qi], out_idx[qi])
@@ -224,8 +229,8 @@ class InvertedIndex:
 
     def _run(self, queries, k, mask, use_allowed):
         q_indptr, q_terms = self._queries_csr(queries)
-        return _search_serial(
-            q_indptr, q_terms, self.p_indptr, self.p_docs, self.p_impacts,
+        return term_at_a_time(
+            q_indptr, q_terms, np.ones(len(q_terms), dtype=np.float32), self.p_indptr, self.p_docs, self.p_impacts,
             mask, use_allowed, self.n_rows, k,
         )
 

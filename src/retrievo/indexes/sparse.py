@@ -4,8 +4,8 @@ Documents and queries are non-negative sparse vectors over a fixed vocabulary (a
 per document); the score of a document is the inner product ``q · d``.
 
 Exact mode ("term-at-a-time"): the postings of every query term are scanned and ``q_t · w_{t,d}`` is added
-into a per-query accumulator, then a bounded heap takes the top k — the same compiled loop as BM25 in
-:mod:`retrievo.indexes.inverted`, with a weight per query term.
+into an accumulator, then a bounded heap takes the top k — the very kernel BM25 runs
+(:func:`retrievo.indexes.inverted.term_at_a_time`, which takes a weight per query term).
 
 Approximate mode follows Seismic (Bruch, Nardini, Rulli, Venturini, "Efficient Inverted Indexes for
 Approximate Retrieval over Learned Sparse Representations", SIGIR 2024):
@@ -70,7 +70,8 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from retrievo.errors import InvalidInputError
-from retrievo.indexes._topk import accumulator_topk, heap_drain_sorted, heap_push
+from retrievo.indexes._topk import heap_drain_sorted, heap_push
+from retrievo.indexes.inverted import term_at_a_time
 
 __all__ = ["SeismicParams", "SegmentedSparseIndex", "SparseIndex"]
 
@@ -154,33 +155,6 @@ def _as_csr(x, what: str, n_cols: int | None = None) -> sp.csr_matrix:
         m.eliminate_zeros()
         m.sort_indices()
     return m
-
-
-# ------------------------------------------------------------------------------------------- exact kernels
-
-
-@nb.njit(nogil=True, cache=True)
-def _exact_serial(q_indptr, q_terms, q_w, p_indptr, p_docs, p_w, allowed, use_allowed, n_rows, k):  # pragma: no cover - compiled
-    nq = len(q_indptr) - 1
-    out_idx = np.full((nq, k), -1, dtype=np.int64)
-    out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
-    counts = np.zeros(nq, dtype=np.int64)
-    acc = np.zeros(n_rows, dtype=np.float32)
-    h_scores = np.empty(k, dtype=np.float32)
-    h_idx = np.empty(k, dtype=np.int64)
-    for qi in range(nq):
-        touched = 0
-        for j in range(q_indptr[qi], q_indptr[qi + 1]):
-            t = q_terms[j]
-            qw = q_w[j]
-            touched += p_indptr[t + 1] - p_indptr[t]
-            for p in range(p_indptr[t], p_indptr[t + 1]):
-                acc[p_docs[p]] += qw * p_w[p]
-        size = accumulator_topk(acc, touched, q_indptr[qi], q_indptr[qi + 1], q_terms, p_indptr, p_docs, allowed,
-                                use_allowed, h_scores, h_idx, k)
-        heap_drain_sorted(h_scores, h_idx, size, out_scores[qi], out_idx[qi])
-        counts[qi] = size
-    return out_idx, out_scores, counts
 
 
 # ------------------------------------------------------------------------------------------- build kernels
@@ -1080,7 +1054,7 @@ class SparseIndex:
         q_w = q.data
         if mode == "exact":
             def run(a: int, b: int):
-                return _exact_serial(q_indptr[a:b + 1] - q_indptr[a], q_terms[q_indptr[a]:q_indptr[b]],
+                return term_at_a_time(q_indptr[a:b + 1] - q_indptr[a], q_terms[q_indptr[a]:q_indptr[b]],
                                      q_w[q_indptr[a]:q_indptr[b]], self.p_indptr, self.p_docs, self.p_w,
                                      mask, use_allowed, self.n_rows, k)
         else:
