@@ -37,7 +37,9 @@ Approximate Retrieval over Learned Sparse Representations", SIGIR 2024):
   visited block are scored against the forward index (the full document vectors, with a dense query) and
   pushed into the heap, each document once per query (uint8 epoch marks). Documents to score pass through
   a short queue whose rows are prefetched, so memory latency overlaps the scoring of the previous ones,
-  across block and list boundaries. The forward weights are float16 (as in Seismic: half the memory
+  across block and list boundaries. On CPUs with AVX2/AVX-512 a row is scored 16 entries at a time (a
+  vector load of terms and weights, a gather of the query weights; :func:`_gather_dot`), else one entry at
+  a time. The forward weights are float16 (as in Seismic: half the memory
   traffic; scores within ~1e-3 relative) once terms + float32 weights would exceed 32 MiB, float32 below
   (``forward_precision="auto"``; "float16"/"float32" force either). Approximate results therefore carry
   scores computed from those weights; the exact mode uses its own float32 postings.
@@ -617,9 +619,9 @@ def _as_f32(typingctx, x):  # pragma: no cover - compiled
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
-def _dot_row(qd, f_terms, f_w, s, e):  # pragma: no cover - compiled
-    """Dense query · one forward row; four accumulators keep the additions (and the float16 conversions,
-    which LLVM otherwise chains to the accumulator register) independent."""
+def _dot_row_scalar(qd, f_terms, f_w, s, e):  # pragma: no cover - compiled
+    """Dense query · one forward row, one entry at a time; four accumulators keep the additions (and the
+    float16 conversions, which LLVM otherwise chains to the accumulator register) independent."""
     a0 = np.float32(0.0)
     a1 = np.float32(0.0)
     a2 = np.float32(0.0)
@@ -635,6 +637,118 @@ def _dot_row(qd, f_terms, f_w, s, e):  # pragma: no cover - compiled
         a0 += qd[f_terms[j]] * _as_f32(f_w[j])
         j += 1
     return (a0 + a1) + (a2 + a3)
+
+
+_LANES = 16  # entries per gather: measured best on AVX-512 (8 and 32 lanes were 5-10 % slower)
+
+
+class _VectorGEP(ir.instructions.Instruction):
+    """``getelementptr T, ptr %base, <n x i32> %idx``: a vector of addresses from one base and a vector of
+    indices, which the x86 backend lowers to a gather with 32-bit indices (vgatherdps). llvmlite's builder
+    only takes scalar indices; the ptrtoint/add/inttoptr spelling it does take becomes two gathers with
+    64-bit addresses, ~8 % slower on the whole search."""
+
+    def __init__(self, parent, ptr, idx):
+        super().__init__(parent, ir.VectorType(ptr.type, idx.type.count), "getelementptr", [ptr, idx])
+
+    def descr(self, buf):
+        ptr, idx = self.operands
+        buf.append(f"getelementptr {ptr.type.pointee}, {ptr.type} {ptr.get_reference()}, "
+                   f"{idx.type} {idx.get_reference()}\n")
+
+
+@intrinsic
+def _gather_dot(typingctx, qd, f_terms, f_w, s, e):  # pragma: no cover - compiled
+    """Dense query · forward row ``[s, e)``, 16 entries at a time: a vector load of the terms, a gather of
+    their query weights (``llvm.masked.gather``), a vector load and conversion of the weights (float32,
+    float16 bits or uint8 codes) and a multiply-add into 16 lanes; the last partial block is masked. LLVM
+    emits AVX-512/AVX2 gathers where the CPU has them and scalar loads elsewhere."""
+    if not (qd.dtype == types.float32 and f_terms.dtype in (types.uint16, types.int32)
+            and f_w.dtype in (types.float32, types.uint16, types.uint8)):
+        return None
+    sig = types.float32(qd, f_terms, f_w, s, e)
+
+    def codegen(context, builder, signature, args):
+        n_l = _LANES
+        qa, ta, wa = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args[:3], args[:3], strict=True))
+        i1, i32, i64, f32 = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.FloatType()
+        vf, vi32, vm = ir.VectorType(f32, n_l), ir.VectorType(i32, n_l), ir.VectorType(i1, n_l)
+        t_el = ir.IntType(16) if signature.args[1].dtype == types.uint16 else i32
+        w_dt = signature.args[2].dtype
+        w_el = {types.float32: f32, types.uint16: ir.IntType(16), types.uint8: ir.IntType(8)}[w_dt]
+        vt, vw = ir.VectorType(t_el, n_l), ir.VectorType(w_el, n_l)
+        t_al, w_al = t_el.width // 8, (32 if w_dt == types.float32 else w_el.width) // 8
+        mod = builder.module
+
+        def masked_load(vec, el):
+            name = f"llvm.masked.load.v{n_l}{'f32' if el == f32 else f'i{el.width}'}.p0"
+            return cgutils.get_or_insert_function(mod, ir.FunctionType(vec, [vec.as_pointer(), i32, vm, vec]), name)
+
+        gather = cgutils.get_or_insert_function(
+            mod, ir.FunctionType(vf, [ir.VectorType(f32.as_pointer(), n_l), i32, vm, vf]),
+            f"llvm.masked.gather.v{n_l}f32.v{n_l}p0")
+        load_t, load_w = masked_load(vt, t_el), masked_load(vw, w_el)
+        zero = ir.Constant(vf, [0.0] * n_l)
+        acc = cgutils.alloca_once_value(builder, zero)
+
+        def block(j, mask):
+            tp = builder.bitcast(builder.gep(ta.data, [j]), vt.as_pointer())
+            wp = builder.bitcast(builder.gep(wa.data, [j]), vw.as_pointer())
+            if mask is None:
+                tv, wv = builder.load(tp, align=t_al), builder.load(wp, align=w_al)
+                mask = ir.Constant(vm, [1] * n_l)
+            else:
+                tv = builder.call(load_t, [tp, i32(t_al), mask, ir.Constant(vt, [0] * n_l)])
+                wv = builder.call(load_w, [wp, i32(w_al), mask, ir.Constant(vw, [0] * n_l)])
+            idx = builder.zext(tv, vi32) if t_el != i32 else tv
+            ptrs = _VectorGEP(builder.block, qa.data, idx)
+            builder._insert(ptrs)
+            g = builder.call(gather, [ptrs, i32(4), mask, zero])
+            if w_dt == types.uint16:
+                w = builder.fpext(builder.bitcast(wv, ir.VectorType(ir.HalfType(), n_l)), vf)
+            elif w_dt == types.uint8:
+                w = builder.uitofp(wv, vf)
+            else:
+                w = wv
+            builder.store(builder.fadd(builder.load(acc), builder.fmul(g, w)), acc)
+
+        s_, e_ = args[3], args[4]
+        n = builder.sub(e_, s_)
+        full = builder.udiv(n, i64(n_l))
+        with cgutils.for_range(builder, full) as loop:
+            block(builder.add(s_, builder.mul(loop.index, i64(n_l))), None)
+        rest = builder.sub(n, builder.mul(full, i64(n_l)))
+        with builder.if_then(builder.icmp_signed(">", rest, i64(0))):
+            r = builder.insert_element(ir.Constant(vi32, ir.Undefined), builder.trunc(rest, i32), i32(0))
+            r = builder.shuffle_vector(r, ir.Constant(vi32, ir.Undefined), ir.Constant(vi32, [0] * n_l))
+            block(builder.add(s_, builder.mul(full, i64(n_l))),
+                  builder.icmp_unsigned("<", ir.Constant(vi32, list(range(n_l))), r))
+        v = builder.load(acc)
+        tot = builder.extract_element(v, i32(0))
+        for i in range(1, n_l):
+            tot = builder.fadd(tot, builder.extract_element(v, i32(i)))
+        return tot
+
+    return sig, codegen
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _dot_row_gather(qd, f_terms, f_w, s, e):  # pragma: no cover - compiled
+    return _gather_dot(qd, f_terms, f_w, s, e)
+
+
+def _host_has_gather() -> bool:
+    """AVX2 or AVX-512 on this CPU: the gathered dot product is then 15-25 % faster per search (measured on
+    AMD EPYC Zen 4, SciFact and the 500k benchmark corpus); elsewhere LLVM would split the gather into
+    scalar loads, and the scalar kernel with four accumulators is the better choice. (numba's on-disk cache
+    is keyed by the CPU's name and features, so a cached kernel always matches this choice.)"""
+    from llvmlite import binding
+
+    feats = binding.get_host_cpu_features()
+    return bool(feats.get("avx2", False) or feats.get("avx512f", False))
+
+
+_dot_row = _dot_row_gather if _host_has_gather() else _dot_row_scalar
 
 
 _AHEAD = 4  # documents fetched ahead of the one being scored

@@ -301,3 +301,29 @@ def test_index_saved_before_packed_extents_still_loads(data, tmp_path):
     np.testing.assert_array_equal(old.pr_pack, idx.pr_pack)
     for a, b in zip(old.search(queries, 10, mode="approx"), idx.search(queries, 10, mode="approx"), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("terms", [np.uint16, np.int32])
+@pytest.mark.parametrize("weights", ["float32", "float16", "uint8"])
+def test_gathered_and_scalar_row_dot_products_match_numpy(terms, weights):
+    import numba as nb
+
+    from retrievo.indexes.sparse import _dot_row_gather, _dot_row_scalar
+
+    @nb.njit
+    def both(qd, t, w, s, e):
+        return _dot_row_gather(qd, t, w, s, e), _dot_row_scalar(qd, t, w, s, e)
+
+    rng = np.random.default_rng(7)
+    vocab = 65_536 if terms == np.uint16 else 70_000
+    qd = rng.random(vocab).astype(np.float32)
+    t = rng.integers(0, vocab, 200).astype(terms)
+    w32 = rng.random(200).astype(np.float32)
+    w = {"float32": w32, "float16": w32.astype(np.float16).view(np.uint16), "uint8": (w32 * 255).astype(np.uint8)}[weights]
+    as_f = {"float32": w32, "float16": w32.astype(np.float16).astype(np.float64),
+            "uint8": (w32 * 255).astype(np.uint8).astype(np.float64)}[weights]
+    # whole blocks of 16, a masked last block, an empty row, one entry, a row ending at the array's end
+    for s, e in ((0, 200), (3, 90), (5, 5), (7, 8), (16, 32), (184, 200), (199, 200)):
+        want = float(np.dot(qd[t[s:e].astype(np.int64)].astype(np.float64), as_f[s:e]))
+        got = both(qd, t, w, s, e)
+        np.testing.assert_allclose(got, [want, want], rtol=1e-5, atol=1e-6)
