@@ -34,6 +34,9 @@ def main() -> None:
         table = "\n\n".join(t for t in tables if t not in long)
         if long:
             table += "\n\n(The full sweep is in RESULTS.md.)"
+        if not tables:  # a section of sentences only: its findings, without the measurement and command lines
+            paras = [p.strip() for p in body.split("\n\n")]
+            table = "\n\n".join(p for p in paras if p and not p.startswith(("##", "Measured", "Command")))
         parts.append(f"**{title.group(1) if title else name}**\n\n{table}\n")
     block = ("<!-- begin:results -->\nQuoted from [benchmarks/RESULTS.md](benchmarks/RESULTS.md) (machine, versions, "
              "dates and commands are there) by `benchmarks/quote_readme.py`.\n\n"
