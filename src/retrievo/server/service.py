@@ -69,10 +69,11 @@ class _Waiter:
 class CollectionService:
     """One collection behind the server: reads, logged writes and a background committer."""
 
-    def __init__(self, name: str, path: Path, commit_interval: float = 1.0) -> None:
+    def __init__(self, name: str, path: Path, commit_interval: float = 1.0, retry_max: float = 30.0) -> None:
         self.name = name
         self.path = path
         self.commit_interval = commit_interval
+        self.retry_max = retry_max  # a failed commit is retried after commit_interval, doubling up to this
         self.writer = Collection.open(path)
         try:
             self.writer._acquire_write_lock()  # one writing process per collection: fail now, not at commit
@@ -97,7 +98,12 @@ class CollectionService:
         self._cond = threading.Condition()
         self._stop = False
         self._kick = False
-        self.replayed = self._commit_pending()  # replay what a previous process acknowledged
+        try:
+            self.replayed = self._commit_pending()  # replay what a previous process acknowledged
+        except Exception as exc:  # kept in the log; the committer retries it, and writes wait till then
+            log.exception("replay of %s failed", self.name)
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.replayed = 0
         self._thread = threading.Thread(target=self._run, name=f"retrievo-commit-{name}", daemon=True)
         self._thread.start()
 
@@ -209,20 +215,35 @@ class CollectionService:
         return len(ops)
 
     def _run(self) -> None:
+        """Commit every ``commit_interval`` (or when kicked). A failed commit keeps the log — nothing
+        acknowledged is dropped — sets :attr:`error` (writes are refused with 503 meanwhile) and is retried
+        after ``commit_interval``, doubling up to ``retry_max`` seconds, so a cause that goes away (a model
+        installed, disk space freed) needs no restart; the first commit that succeeds clears the error."""
+        wait, fails = self.commit_interval, 0
         while True:
             with self._cond:
                 if not self._kick and not self._stop:
-                    self._cond.wait(self.commit_interval)
+                    self._cond.wait(wait)
                 self._kick = False
                 stop = self._stop
             try:
                 self._commit_pending()
             except Exception as exc:  # keep the log: nothing acknowledged is dropped
-                log.exception("commit of %s failed", self.name)
+                log.exception("commit of %s failed; retrying", self.name)
                 with self._cond:
                     self.error = f"{type(exc).__name__}: {exc}"
                     self._cond.notify_all()
-                return
+                if stop:
+                    return
+                fails += 1
+                wait = min(self.commit_interval * 2 ** (fails - 1), self.retry_max)
+                continue
+            if self.error is not None:
+                log.warning("commit of %s succeeded again", self.name)
+                with self._cond:
+                    self.error = None
+                    self._cond.notify_all()
+            wait, fails = self.commit_interval, 0
             if stop:
                 return
 
