@@ -8,6 +8,7 @@ from retrievo.config import (
     DenseConfig,
     DenseIndexConfig,
     FusionConfig,
+    PRFConfig,
 )
 from retrievo.errors import (
     DocumentError,
@@ -38,6 +39,7 @@ __all__ = [
     "FusionConfig",
     "InvalidInputError",
     "NotFoundError",
+    "PRFConfig",
     "RetrievoError",
     "SearchResults",
     "SourceFormatError",

@@ -20,6 +20,7 @@ __all__ = [
     "DenseIndexConfig",
     "SparseConfig",
     "FusionConfig",
+    "PRFConfig",
     "CollectionConfig",
     "DEFAULT_DENSE_MODEL",
 ]
@@ -266,6 +267,41 @@ class FusionConfig(_Config):
             raise ConfigError(f"FusionConfig.rrf_k must be > 0, got {self.rrf_k}")
         if self.depth < 1:
             raise ConfigError(f"FusionConfig.depth must be >= 1, got {self.depth}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PRFConfig(_Config):
+    """Pseudo-relevance feedback (see :mod:`retrievo.search.prf`): RM3 for BM25, Rocchio for dense.
+
+    The defaults are the published ones, not tuned here: RM3 as Anserini/Pyserini run it (10 feedback
+    documents, 10 terms, original query weight 0.5) and Rocchio's classic ``alpha`` 1, ``beta`` 0.75 over
+    the top 3 dense results (the depth Li et al., TOIS 2023, found best for dense PRF).
+
+    Args:
+        fb_docs: RM3 feedback documents.
+        fb_terms: RM3 expansion terms.
+        original_weight: weight of the original query in RM3's interpolation, in ``[0, 1]``.
+        dense_fb_docs: Rocchio feedback documents.
+        alpha: Rocchio weight of the query vector.
+        beta: Rocchio weight of the feedback documents' mean vector.
+    """
+
+    fb_docs: int = 10
+    fb_terms: int = 10
+    original_weight: float = 0.5
+    dense_fb_docs: int = 3
+    alpha: float = 1.0
+    beta: float = 0.75
+
+    def __post_init__(self) -> None:
+        for name in ("fb_docs", "fb_terms", "dense_fb_docs"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"PRFConfig.{name} must be an integer >= 1, got {v!r}")
+        if not 0.0 <= self.original_weight <= 1.0:
+            raise ConfigError(f"PRFConfig.original_weight must be in [0, 1], got {self.original_weight}")
+        if self.alpha < 0 or self.beta < 0 or self.alpha + self.beta <= 0:
+            raise ConfigError(f"PRFConfig.alpha and beta must be >= 0, not both 0, got {self.alpha}, {self.beta}")
 
 
 @dataclass(frozen=True, kw_only=True)

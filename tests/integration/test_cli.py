@@ -89,3 +89,13 @@ def test_cli_method_list_matches_the_engine():
     from retrievo.store.collection import METHODS
 
     assert CLI_METHODS == METHODS
+
+
+def test_eval_with_pseudo_relevance_feedback(tmp_path, subset):
+    folder, nq = subset
+    proc = run("eval", str(folder), "--method", "bm25", "--prf", "--fb-terms", "5", "--json",
+               "--collection", str(tmp_path / "ec"), "--run-file", str(tmp_path / "p.trec"))
+    out = json.loads(proc.stdout)
+    assert out["prf"] is True and out["queries"] == nq and 0.3 < out["ndcg@10"] <= 1.0
+    bad = run("eval", str(folder), "--method", "bm25", "--fb-docs", "3", "--collection", str(tmp_path / "ec"), ok=False)
+    assert bad.returncode != 0 and "need --prf" in bad.stderr

@@ -102,6 +102,24 @@ def _sparse_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
     return kw or None
 
 
+def _add_prf_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prf", action="store_true",
+                   help="pseudo-relevance feedback: RM3 for BM25, Rocchio for dense (published defaults)")
+    p.add_argument("--fb-docs", type=int, default=None, help="RM3 feedback documents (default 10)")
+    p.add_argument("--fb-terms", type=int, default=None, help="RM3 expansion terms (default 10)")
+    p.add_argument("--original-weight", type=float, default=None, help="RM3 original query weight (default 0.5)")
+
+
+def _prf_from_args(args: argparse.Namespace):
+    from retrievo.config import PRFConfig
+    from retrievo.errors import InvalidInputError
+
+    given = {n: getattr(args, n) for n in ("fb_docs", "fb_terms", "original_weight") if getattr(args, n) is not None}
+    if given and not args.prf:
+        raise InvalidInputError("--fb-docs, --fb-terms and --original-weight need --prf")
+    return PRFConfig(**given) if args.prf else None
+
+
 def _add_fusion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion", choices=["convex", "rrf"], default=None, help="hybrid fusion (default convex)")
     p.add_argument("--weights", default=None,
@@ -135,7 +153,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     coll = Collection.open(args.collection, readonly=True)
     try:
         res = coll.search(args.query, k=args.k, method=args.method, filter=args.filter, fusion=_fusion_from_args(args),
-                          index=_index_from_args(args), sparse=_sparse_from_args(args))
+                          index=_index_from_args(args), sparse=_sparse_from_args(args), prf=_prf_from_args(args))
         rows = res.row(0)
         docs = coll.get_many([d for d, _ in rows])
         if args.json:
@@ -238,7 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.dataset, method=args.method, split=args.split, config=_config_from_args(args),
         fusion=_fusion_from_args(args), collection_dir=args.collection, run_file=args.run_file,
         depth=args.depth, show_progress=True,  # progress goes to stderr; stdout stays JSON
-        index=_index_from_args(args), sparse=_sparse_from_args(args),
+        index=_index_from_args(args), sparse=_sparse_from_args(args), prf=_prf_from_args(args),
     )
     if args.json:
         print(json.dumps(res.to_json()))
@@ -364,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fusion_args(p)
     _add_index_args(p)
     _add_sparse_args(p)
+    _add_prf_args(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="describe a collection")
@@ -396,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fusion_args(p)
     _add_index_args(p)
     _add_sparse_args(p)
+    _add_prf_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", help="compare two TREC runs with paired significance tests")

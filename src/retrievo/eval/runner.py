@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from retrievo._paths import cache_root
-from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig, SparseConfig
+from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig, PRFConfig, SparseConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
 from retrievo.eval.runs import write_run
@@ -35,11 +35,12 @@ class EvalResult:
     index: str | None = None
     index_bytes_in_ram: int | None = None
     sparse_mode: str | None = None
+    prf: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of ``retrievo eval --json``: exactly these keys (plus ``index`` and
         ``index_bytes_in_ram`` when a dense index was chosen explicitly, and ``sparse_mode`` when a SPLADE
-        search mode was)."""
+        search mode was, and ``prf`` when pseudo-relevance feedback was on)."""
         out = {**{k: round(v, 4) for k, v in self.measures.items()}, "method": self.method,
                "dataset": self.dataset, "queries": self.queries}
         if self.index is not None:
@@ -47,6 +48,8 @@ class EvalResult:
             out["index_bytes_in_ram"] = self.index_bytes_in_ram
         if self.sparse_mode is not None:
             out["sparse_mode"] = self.sparse_mode
+        if self.prf:
+            out["prf"] = True
         return out
 
 
@@ -98,6 +101,7 @@ def run_eval(
     show_progress: bool = True,
     index: DenseIndexConfig | None = None,
     sparse: dict[str, Any] | None = None,
+    prf: PRFConfig | None = None,
 ) -> EvalResult:
     """Index (or reuse) ``dataset_dir``, search every query of ``split`` with ``method``, and measure.
 
@@ -113,6 +117,7 @@ def run_eval(
         depth: results per query in the run (BEIR uses 1000).
         index: the dense index to search with (reported in the result); default: the collection's.
         sparse: SPLADE search settings (``mode``, ``query_cut``, ``heap_factor``); default: the config's.
+        prf: pseudo-relevance feedback (RM3 for BM25, Rocchio for dense); default: off.
     """
     signals = method_signals(method)
     dataset = BeirDataset.from_path(dataset_dir)
@@ -130,7 +135,7 @@ def run_eval(
         qids = list(queries)
         t0 = time.perf_counter()
         results = coll.search([queries[q] for q in qids], k=depth, method=method, query_ids=qids, fusion=fusion,
-                              index=index, sparse=sparse)
+                              index=index, sparse=sparse, prf=prf)
         t_search = time.perf_counter() - t0
         run = results.to_run()
         measures = evaluate(run, qrels)
@@ -139,6 +144,8 @@ def run_eval(
             label += f"-{sparse['mode']}"
         if index is not None:
             label += f"-{index.kind}"
+        if prf is not None:
+            label += "-prf"
         run_path = Path(run_file) if run_file else coll.path / "runs" / f"{dataset.name}-{split}-{label}.trec"
         write_run(run_path, run, tag=f"retrievo-{method}")
         res = EvalResult(method, dataset.name, len(qrels), measures, run, run_path, coll.path, t_index, t_search)
@@ -147,6 +154,7 @@ def run_eval(
             res.index_bytes_in_ram = int(coll.dense_index(index).nbytes) if "dense" in signals else 0
         if sparse and sparse.get("mode"):
             res.sparse_mode = sparse["mode"]
+        res.prf = prf is not None
         return res
     finally:
         coll.close()

@@ -200,6 +200,7 @@ class InvertedIndex:
         k: int,
         allowed: np.ndarray | None = None,
         threads: int | None = None,
+        weights: list[np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-k rows for each query (an array of term ids; repeated terms count repeatedly).
 
@@ -207,6 +208,7 @@ class InvertedIndex:
             queries: term ids per query; ids outside the vocabulary must have been dropped.
             k: results per query.
             allowed: optional boolean mask over rows; only rows where it is true are returned.
+            weights: optional weight per query term (as ``queries``; e.g. an expanded query), default 1.
             threads: worker threads for a batch (default: all cores). The compiled kernel releases the GIL,
                 so plain Python threads run it in parallel; numba's OpenMP layer is avoided on purpose,
                 because its spinning threads slow down PyTorch's own OpenMP pool in the same process.
@@ -219,19 +221,26 @@ class InvertedIndex:
         mask = np.asarray(allowed, dtype=np.bool_) if use_allowed else np.zeros(1, dtype=np.bool_)
         threads = max(1, int(threads or os.cpu_count() or 1))
         nq = len(queries)
+        if weights is not None and (len(weights) != nq or any(
+                np.shape(w) != np.shape(q) for w, q in zip(weights, queries, strict=True))):
+            raise ValueError("weights must give one weight per query term")
         if threads == 1 or nq < 32:
-            return self._run(queries, k, mask, use_allowed)
+            return self._run(queries, k, mask, use_allowed, weights)
         bounds = np.linspace(0, nq, min(threads, nq) + 1).astype(int)
         parts = list(_pool(threads).map(
-            lambda ab: self._run(queries[ab[0]:ab[1]], k, mask, use_allowed), zip(bounds[:-1], bounds[1:], strict=True)
+            lambda ab: self._run(queries[ab[0]:ab[1]], k, mask, use_allowed,
+                                 None if weights is None else weights[ab[0]:ab[1]]),
+            zip(bounds[:-1], bounds[1:], strict=True)
         ))
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
-    def _run(self, queries, k, mask, use_allowed):
+    def _run(self, queries, k, mask, use_allowed, weights=None):
         q_indptr, q_terms = self._queries_csr(queries)
+        q_w = (np.ones(len(q_terms), dtype=np.float32) if weights is None
+               else np.concatenate([np.asarray(w, np.float32) for w in weights]) if len(weights)
+               else np.zeros(0, np.float32))
         return term_at_a_time(
-            q_indptr, q_terms, np.ones(len(q_terms), dtype=np.float32), self.p_indptr, self.p_docs, self.p_impacts,
-            mask, use_allowed, self.n_rows, k,
+            q_indptr, q_terms, q_w, self.p_indptr, self.p_docs, self.p_impacts, mask, use_allowed, self.n_rows, k,
         )
 
     def get_scores(self, query: np.ndarray) -> np.ndarray:

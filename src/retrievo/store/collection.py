@@ -35,7 +35,7 @@ import numpy as np
 from retrievo._paths import cache_root
 from retrievo._version import __version__
 from retrievo.analysis.analyzer import Analyzer
-from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig, SparseConfig
+from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig, PRFConfig, SparseConfig
 from retrievo.encoders.cache import EmbeddingCache, encode_with_cache
 from retrievo.errors import (
     CollectionExistsError,
@@ -693,6 +693,7 @@ class Collection:
         show_progress: bool = False,
         sparse: SparseConfig | dict[str, Any] | str | None = None,
         query_vectors: Any = None,
+        prf: PRFConfig | bool | None = None,
     ) -> SearchResults:
         """Search the last committed state.
 
@@ -711,6 +712,9 @@ class Collection:
             query_vectors: dense query vectors computed elsewhere, ``(len(queries), dim)``; the dense signal
                 uses them instead of encoding the query texts. With ``method="dense"`` the queries may be
                 ``None`` (a batch of ``len(query_vectors)``).
+            prf: pseudo-relevance feedback (``True`` for the defaults of :class:`PRFConfig`): the BM25
+                signal searches again with its RM3-expanded query, the dense signal with its Rocchio-moved
+                query vector (see :mod:`retrievo.search.prf`); the SPLADE signal is left as it is.
 
         Returns:
             :class:`SearchResults` shaped ``(len(queries), k)``.
@@ -742,6 +746,12 @@ class Collection:
             if "dense" not in signals:
                 raise InvalidInputError(f"search: query_vectors are for the dense signal, and method {method!r} has none")
             qv = self._check_query_vectors(query_vectors, len(queries))
+        if prf is True:
+            prf = PRFConfig()
+        elif prf is False:
+            prf = None
+        elif prf is not None and not isinstance(prf, PRFConfig):
+            raise InvalidInputError(f"search: prf must be a bool or a PRFConfig, got {type(prf).__name__}")
         index_cfg = self._index_config(index)
         sparse_cfg = self._sparse_config(sparse) if "splade" in signals else None
         allowed = self.filter_mask(filter)
@@ -751,9 +761,9 @@ class Collection:
             return SearchResults.from_lists([[] for _ in range(nq)], k, tuple(query_ids), method)
         def run(signal: str, depth: int):
             if signal == "bm25":
-                return self._search_bm25(state, queries, depth, allowed)
+                return self._search_bm25(state, queries, depth, allowed, prf)
             if signal == "dense":
-                return self._search_dense(state, queries, depth, allowed, index_cfg, qv)
+                return self._search_dense(state, queries, depth, allowed, index_cfg, qv, prf)
             return self._search_sparse(state, queries, depth, allowed, sparse_cfg)
 
         if len(signals) == 1:
@@ -779,13 +789,35 @@ class Collection:
         ids[valid] = state.ids[rows[valid]]
         return SearchResults(ids=ids, scores=scores.astype(np.float32), counts=counts, query_ids=tuple(query_ids), method=method)
 
-    def _search_bm25(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None):
+    def _search_bm25(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
+                     prf: PRFConfig | None = None):
         vocab = state.vocab
         q_terms = [
             np.array([vocab[t] for t in self.analyzer.tokenize(q) if t in vocab], dtype=np.int64) for q in queries
         ]
-        assert state.inverted is not None
-        return state.inverted.search(q_terms, k, allowed)
+        inv = state.inverted
+        assert inv is not None
+        if prf is None:
+            return inv.search(q_terms, k, allowed)
+        from retrievo.search.prf import rm3_query
+
+        rows, scores, counts = inv.search(q_terms, prf.fb_docs, allowed)
+        doc_freq = np.diff(inv.p_indptr)
+        expanded = [rm3_query(q_terms[i], rows[i, :counts[i]], scores[i, :counts[i]],
+                              lambda r: self._doc_terms(state, r), doc_freq, state.n_live, prf.fb_terms,
+                              prf.original_weight) for i in range(len(q_terms))]
+        return inv.search([t for t, _ in expanded], k, allowed, weights=[w for _, w in expanded])
+
+    @staticmethod
+    def _doc_terms(state: _State, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Term ids and counts of the document at a global row (from its segment's term frequencies)."""
+        for seg in state.segments:
+            local = row - state.offsets[seg.seg]
+            if 0 <= local < seg.n_rows:
+                d = seg.data
+                a, b = int(d.tf_indptr[local]), int(d.tf_indptr[local + 1])
+                return np.asarray(d.tf_terms[a:b], dtype=np.int64), np.asarray(d.tf_counts[a:b])
+        raise IndexError(f"row {row} is in no segment")
 
     def _sparse_config(self, sparse: SparseConfig | dict[str, Any] | str | None) -> SparseConfig:
         base = self.config.sparse
@@ -919,10 +951,17 @@ class Collection:
         return state.compressed[key]
 
     def _search_dense(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
-                      index: DenseIndexConfig | None = None, qv: np.ndarray | None = None):
+                      index: DenseIndexConfig | None = None, qv: np.ndarray | None = None,
+                      prf: PRFConfig | None = None):
         idx = self.dense_index(index)
         if qv is None:
             qv = self.encoder.encode_queries(queries)
+        if prf is not None and state.flat is not None:
+            from retrievo.search.prf import rocchio
+
+            rows, _, counts = idx.search(qv, prf.dense_fb_docs, allowed)
+            fb = [state.flat.gather(rows[i, :counts[i]]) for i in range(len(rows))]
+            qv = rocchio(qv, fb, prf.alpha, prf.beta)
         return idx.search(qv, k, allowed)
 
     def _check_query_vectors(self, query_vectors: Any, nq: int) -> np.ndarray:
