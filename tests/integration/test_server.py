@@ -44,6 +44,23 @@ def test_search_returns_hits_with_highlights_and_pages(server):
     assert page2["results"][0]["hits"][0]["rank"] == 4
 
 
+def test_search_with_pseudo_relevance_feedback_matches_the_library(server):
+    from retrievo import Collection
+
+    q = "microglia immune cells of the brain"
+    r = httpx.post(server.url + "/v1/collections/sci/search", json={"query": q, "k": 10, "prf": True})
+    assert r.status_code == 200, r.text
+    served = [h["id"] for h in r.json()["results"][0]["hits"]]
+    coll = Collection.open(server.root / "sci", readonly=True)
+    try:
+        assert served == [d for d, _ in coll.search(q, k=10, prf=True).row(0)]
+        assert served != [d for d, _ in coll.search(q, k=10).row(0)]  # feedback did change the ranking
+    finally:
+        coll.close()
+    bad = httpx.post(server.url + "/v1/collections/sci/search", json={"query": q, "prf": "sometimes"})
+    assert bad.status_code == 422
+
+
 def test_batch_search_and_documents(server, scifact_small):
     r = httpx.post(server.url + "/v1/collections/sci/search",
                    json={"queries": ["vitamin d", "stem cells"], "k": 3, "include_text": False, "highlight": False})

@@ -301,7 +301,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
             fusion = coll.config.fusion.replace(**changes)
         generation = coll.generation
         res = coll.search(queries, k=req.offset + req.k, method=req.method, filter=req.filter,
-                          fusion=fusion, index=req.index, sparse=req.sparse_mode, query_vectors=qvecs)
+                          fusion=fusion, index=req.index, sparse=req.sparse_mode, query_vectors=qvecs,
+                          prf=req.prf)
         counters["searches"] += 1
         counters["queries"] += len(queries)
         pages = [res.row(i)[req.offset:] for i in range(len(queries))]

@@ -97,6 +97,7 @@ class SearchRequest(_Strict):
         None, min_length=1, max_length=8192, description="dense query vector computed elsewhere (with or instead of 'query')")
     query_vectors: list[Annotated[list[float], Field(min_length=1, max_length=8192)]] | None = Field(
         None, min_length=1, max_length=100, description="dense query vectors, one per query of the batch")
+    prf: bool = Field(False, description="pseudo-relevance feedback: RM3 for BM25, Rocchio for dense (defaults)")
     include_text: bool = True
     highlight: bool = True
 
