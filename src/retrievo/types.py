@@ -91,6 +91,8 @@ class SearchResults:
         counts: int array, ``(n_queries,)``.
         query_ids: the query ids (``"0"``, ``"1"``, … when none were given).
         method: the retrieval method that produced them.
+        probabilities: ``(n_queries, k)`` calibrated probabilities of relevance, when a calibrated cut-off
+            was asked for (``search(..., min_probability=...)``), else ``None``.
     """
 
     ids: np.ndarray
@@ -98,6 +100,7 @@ class SearchResults:
     counts: np.ndarray
     query_ids: tuple[str, ...]
     method: str = ""
+    probabilities: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.query_ids)

@@ -99,3 +99,19 @@ def test_eval_with_pseudo_relevance_feedback(tmp_path, subset):
     assert out["prf"] is True and out["queries"] == nq and 0.3 < out["ndcg@10"] <= 1.0
     bad = run("eval", str(folder), "--method", "bm25", "--fb-docs", "3", "--collection", str(tmp_path / "ec"), ok=False)
     assert bad.returncode != 0 and "need --prf" in bad.stderr
+
+
+def test_calibrate_then_search_with_a_cut_off(tmp_path, subset):
+    folder, nq = subset
+    coll = tmp_path / "c"
+    run("index", str(folder), "--collection", str(coll), "--no-dense", "--quiet")
+    no_cal = run("search", str(coll), "microglia", "--min-probability", "0.5", ok=False)
+    assert no_cal.returncode != 0 and "no calibration for method 'bm25'" in no_cal.stderr
+    out = json.loads(run("calibrate", str(coll), str(folder), "--split", "test", "--depth", "10", "--json").stdout)
+    assert out["method"] == "bm25" and out["queries"] == nq and 0 < out["positive_rate"] < 1
+    full = json.loads(run("search", str(coll), "microglia immune cells", "--k", "10", "--json").stdout)["results"]
+    cut = json.loads(run("search", str(coll), "microglia immune cells", "--k", "10", "--json",
+                         "--min-probability", "0.3").stdout)["results"]
+    assert [h["id"] for h in cut] == [h["id"] for h in full][:len(cut)]
+    none = run("search", str(coll), "microglia", "--min-probability", "1", "--json").stdout
+    assert json.loads(none)["results"] == []

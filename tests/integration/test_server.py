@@ -61,6 +61,27 @@ def test_search_with_pseudo_relevance_feedback_matches_the_library(server):
     assert bad.status_code == 422
 
 
+def test_calibrated_cut_off_over_http(server, scifact_small):
+    from retrievo import Collection
+
+    url = server.url + "/v1/collections/sci/search"
+    missing = httpx.post(url, json={"query": "brain", "min_probability": 0.5})
+    assert missing.status_code == 400 and "no calibration" in missing.json()["error"]["message"]
+    docs = [d for d in scifact_small[:200] if d["title"]][:120]
+    coll = Collection.open(server.root / "sci")  # calibrating writes one file; the server keeps serving
+    try:
+        coll.calibrate({d["_id"]: d["title"] for d in docs}, {d["_id"]: {d["_id"]: 1} for d in docs}, depth=10)
+    finally:
+        coll.close()
+    q = docs[5]["title"]
+    full = httpx.post(url, json={"query": q, "k": 10}).json()["results"][0]["hits"]
+    cut = httpx.post(url, json={"query": q, "k": 10, "min_probability": 0.2}).json()["results"][0]["hits"]
+    assert cut and [h["id"] for h in cut] == [h["id"] for h in full][:len(cut)]
+    assert all(h["probability"] >= 0.2 for h in cut)
+    assert full[0].get("probability") is None  # without a cut-off no probability is computed
+    assert httpx.post(url, json={"query": q, "min_probability": 2}).status_code == 422
+
+
 def test_batch_search_and_documents(server, scifact_small):
     r = httpx.post(server.url + "/v1/collections/sci/search",
                    json={"queries": ["vitamin d", "stem cells"], "k": 3, "include_text": False, "highlight": False})

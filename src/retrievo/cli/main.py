@@ -153,7 +153,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     coll = Collection.open(args.collection, readonly=True)
     try:
         res = coll.search(args.query, k=args.k, method=args.method, filter=args.filter, fusion=_fusion_from_args(args),
-                          index=_index_from_args(args), sparse=_sparse_from_args(args), prf=_prf_from_args(args))
+                          index=_index_from_args(args), sparse=_sparse_from_args(args), prf=_prf_from_args(args),
+                          min_probability=args.min_probability)
         rows = res.row(0)
         docs = coll.get_many([d for d, _ in rows])
         if args.json:
@@ -225,6 +226,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     chosen = plan["chosen"]
     print(f"chosen: {chosen['index']}" + (" (applied to the collection)" if plan["applied"] else "")
           if chosen else "no index fits this budget")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from retrievo.eval.datasets import BeirDataset
+    from retrievo.store.collection import Collection
+
+    ds = BeirDataset.from_path(args.dataset)
+    coll = Collection.open(args.collection)
+    try:
+        cal = coll.calibrate(ds.queries(args.split), ds.qrels(args.split), method=args.method, depth=args.depth,
+                             fusion=_fusion_from_args(args), index=_index_from_args(args),
+                             sparse=_sparse_from_args(args), prf=_prf_from_args(args))
+    finally:
+        coll.close()
+    out = {"method": cal.method, "queries": cal.n_queries, "results": cal.n_results,
+           "positive_rate": round(cal.positive_rate, 4), "file": str(coll._calibration_path(args.method))}
+    print(json.dumps(out) if args.json else
+          f"calibrated {cal.method} on {cal.n_queries} judged queries of {args.split} "
+          f"({cal.n_results} results, {cal.positive_rate:.1%} relevant) -> {out['file']}")
     return 0
 
 
@@ -383,7 +404,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index_args(p)
     _add_sparse_args(p)
     _add_prf_args(p)
+    p.add_argument("--min-probability", type=float, default=None,
+                   help="calibrated cut-off: only results at least this likely relevant (needs `retrievo calibrate`)")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("calibrate", help="fit a method's probability of relevance on judged queries (BEIR qrels)")
+    p.add_argument("collection")
+    p.add_argument("dataset", help="a BEIR folder whose queries and qrels judge this collection's documents")
+    p.add_argument("--split", default="train", help="the judged split to fit on (not the one you report)")
+    p.add_argument("--method", choices=METHODS, default="bm25")
+    p.add_argument("--depth", type=int, default=20, help="results per query to fit on")
+    p.add_argument("--json", action="store_true")
+    _add_fusion_args(p)
+    _add_index_args(p)
+    _add_sparse_args(p)
+    _add_prf_args(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("info", help="describe a collection")
     p.add_argument("collection")

@@ -302,7 +302,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         generation = coll.generation
         res = coll.search(queries, k=req.offset + req.k, method=req.method, filter=req.filter,
                           fusion=fusion, index=req.index, sparse=req.sparse_mode, query_vectors=qvecs,
-                          prf=req.prf)
+                          prf=req.prf, min_probability=req.min_probability)
         counters["searches"] += 1
         counters["queries"] += len(queries)
         pages = [res.row(i)[req.offset:] for i in range(len(queries))]
@@ -311,11 +311,13 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
             want = sorted({doc_id for hits in pages for doc_id, _ in hits})
             docs = {d.id: d for d in coll.get_many(want) if d is not None}
         results = []
-        for q, hits in zip(queries, pages, strict=True):
+        for qi, (q, hits) in enumerate(zip(queries, pages, strict=True)):
             terms = set(coll.analyzer.tokenize(q)) if req.highlight else set()
             out = []
             for rank, (doc_id, score) in enumerate(hits, start=req.offset + 1):
                 hit: dict[str, Any] = {"id": doc_id, "score": float(score), "rank": rank}
+                if res.probabilities is not None:
+                    hit["probability"] = round(float(res.probabilities[qi, rank - 1]), 6)
                 d = docs.get(doc_id)
                 if d is not None and req.include_text:
                     hit.update(title=d.title, text=d.text, metadata=dict(d.metadata))

@@ -98,6 +98,9 @@ class SearchRequest(_Strict):
     query_vectors: list[Annotated[list[float], Field(min_length=1, max_length=8192)]] | None = Field(
         None, min_length=1, max_length=100, description="dense query vectors, one per query of the batch")
     prf: bool = Field(False, description="pseudo-relevance feedback: RM3 for BM25, Rocchio for dense (defaults)")
+    min_probability: float | None = Field(
+        None, ge=0, le=1, description="calibrated cut-off: only results at least this likely relevant "
+        "(the collection needs a calibration for the method: `retrievo calibrate`)")
     include_text: bool = True
     highlight: bool = True
 
@@ -106,6 +109,7 @@ class Hit(_Strict):
     id: str
     score: float
     rank: int
+    probability: float | None = Field(None, description="calibrated probability of relevance (with min_probability)")
     title: str | None = None
     text: str | None = None
     metadata: dict[str, Any] | None = None

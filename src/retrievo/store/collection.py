@@ -140,6 +140,7 @@ class Collection:
         self._pending: dict[str, Document] = {}
         self._pending_deletes: set[str] = set()
         self._pending_vectors: dict[str, np.ndarray] = {}  # caller-supplied dense vectors of buffered documents
+        self._calibrators: dict[str, Any] = {}  # method -> ScoreCalibrator, read on first use
         self._state: _State = self._load_state()
 
     # -- opening -----------------------------------------------------------------------------------
@@ -694,6 +695,7 @@ class Collection:
         sparse: SparseConfig | dict[str, Any] | str | None = None,
         query_vectors: Any = None,
         prf: PRFConfig | bool | None = None,
+        min_probability: float | None = None,
     ) -> SearchResults:
         """Search the last committed state.
 
@@ -715,6 +717,9 @@ class Collection:
             prf: pseudo-relevance feedback (``True`` for the defaults of :class:`PRFConfig`): the BM25
                 signal searches again with its RM3-expanded query, the dense signal with its Rocchio-moved
                 query vector (see :mod:`retrievo.search.prf`); the SPLADE signal is left as it is.
+            min_probability: a calibrated cut-off: keep only results whose probability of relevance
+                reaches it, by the calibrator :meth:`calibrate` fitted for this method (the results then
+                carry ``probabilities``; search with the settings it was fitted with).
 
         Returns:
             :class:`SearchResults` shaped ``(len(queries), k)``.
@@ -746,6 +751,11 @@ class Collection:
             if "dense" not in signals:
                 raise InvalidInputError(f"search: query_vectors are for the dense signal, and method {method!r} has none")
             qv = self._check_query_vectors(query_vectors, len(queries))
+        calibrator = None
+        if min_probability is not None:
+            if not 0.0 <= float(min_probability) <= 1.0:
+                raise InvalidInputError(f"search: min_probability must be in [0, 1], got {min_probability!r}")
+            calibrator = self.calibrator(method)
         if prf is True:
             prf = PRFConfig()
         elif prf is False:
@@ -787,7 +797,64 @@ class Collection:
         ids = np.full((nq, k), "", dtype=object)
         valid = rows >= 0
         ids[valid] = state.ids[rows[valid]]
-        return SearchResults(ids=ids, scores=scores.astype(np.float32), counts=counts, query_ids=tuple(query_ids), method=method)
+        probabilities = None
+        if calibrator is not None:
+            # probabilities fall with rank for a fitted calibrator only mostly: cut at the first result below
+            probabilities = calibrator.probabilities(scores, counts)
+            below = (probabilities < float(min_probability)) | ~valid
+            counts = np.where(below.any(axis=1), below.argmax(axis=1), counts).astype(np.int64)
+            cut = np.arange(k)[None, :] >= counts[:, None]
+            ids[cut], scores[cut], probabilities[cut] = "", -np.inf, 0.0
+        return SearchResults(ids=ids, scores=scores.astype(np.float32), counts=counts, query_ids=tuple(query_ids),
+                             method=method, probabilities=probabilities)
+
+    # -- calibrated relevance ------------------------------------------------------------------------
+    def calibrate(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], method: str = "bm25",
+                  depth: int = 20, save: bool = True, **search_kwargs: Any) -> Any:
+        """Fit the probability of relevance of ``method``'s results on judged queries (see
+        :mod:`retrievo.search.calibration`) and keep it in the collection for ``min_probability``.
+
+        Args:
+            queries: ``{query_id: text}`` of a training split (not the split you report).
+            qrels: ``{query_id: {doc_id: relevance}}``; queries without judgements are skipped.
+            method: the search method to calibrate.
+            depth: results per query to fit on.
+            save: write ``calibration/<method>.json`` into the collection folder.
+            search_kwargs: further :meth:`search` settings (fusion, index, sparse, prf) to fit under.
+
+        Returns:
+            the :class:`~retrievo.search.calibration.ScoreCalibrator`.
+        """
+        from retrievo.search.calibration import ScoreCalibrator
+
+        qids = [q for q in queries if qrels.get(q)]
+        if not qids:
+            raise InvalidInputError("calibrate: no query has relevance judgements")
+        res = self.search([queries[q] for q in qids], k=depth, method=method, query_ids=qids, **search_kwargs)
+        labels = np.array([[int(qrels[q].get(str(d), 0) > 0) for d in row] for q, row in zip(qids, res.ids, strict=True)])
+        cal = ScoreCalibrator.fit(res.scores, res.counts, labels, method)
+        if save:
+            if self.readonly:
+                raise InvalidInputError(f"{self.path}: opened read-only; cannot save the calibration")
+            cal.save(self._calibration_path(method))
+            self._calibrators.pop(method, None)
+        return cal
+
+    def calibrator(self, method: str) -> Any:
+        """The calibrator :meth:`calibrate` saved for ``method``; :class:`InvalidInputError` when none was."""
+        from retrievo.search.calibration import ScoreCalibrator
+
+        if method not in self._calibrators:
+            path = self._calibration_path(method)
+            if not path.exists():
+                raise InvalidInputError(
+                    f"{self.path}: no calibration for method {method!r}; fit one with Collection.calibrate() or "
+                    "`retrievo calibrate`")
+            self._calibrators[method] = ScoreCalibrator.load(path)
+        return self._calibrators[method]
+
+    def _calibration_path(self, method: str) -> Path:
+        return self.path / "calibration" / f"{method.replace('+', '_')}.json"
 
     def _search_bm25(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
                      prf: PRFConfig | None = None):
