@@ -128,11 +128,15 @@ class SearchResults:
         return "\n".join(lines) + ("\n" if lines else "")
 
     def to_dicts(self) -> list[dict[str, Any]]:
-        """JSON-ready: one ``{"query_id", "results": [{"id", "score"}, …]}`` per query."""
-        return [
-            {"query_id": qid, "results": [{"id": d, "score": s} for d, s in self.row(i)]}
-            for i, qid in enumerate(self.query_ids)
-        ]
+        """JSON-ready: one ``{"query_id", "results": [{"id", "score"(, "probability")}, …]}`` per query."""
+        out = []
+        for i, qid in enumerate(self.query_ids):
+            hits = [{"id": d, "score": s} for d, s in self.row(i)]
+            if self.probabilities is not None:
+                for j, h in enumerate(hits):
+                    h["probability"] = float(self.probabilities[i, j])
+            out.append({"query_id": qid, "results": hits})
+        return out
 
     @classmethod
     def from_lists(

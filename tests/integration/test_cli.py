@@ -113,5 +113,6 @@ def test_calibrate_then_search_with_a_cut_off(tmp_path, subset):
     cut = json.loads(run("search", str(coll), "microglia immune cells", "--k", "10", "--json",
                          "--min-probability", "0.3").stdout)["results"]
     assert [h["id"] for h in cut] == [h["id"] for h in full][:len(cut)]
+    assert all(h["probability"] >= 0.3 for h in cut) and "probability" not in full[0]
     none = run("search", str(coll), "microglia", "--min-probability", "1", "--json").stdout
     assert json.loads(none)["results"] == []

@@ -162,11 +162,15 @@ def cmd_search(args: argparse.Namespace) -> int:
                 {"id": d, "score": s, "title": doc.title if doc else "", "metadata": dict(doc.metadata) if doc else {}}
                 for (d, s), doc in zip(rows, docs, strict=True)
             ]
+            if res.probabilities is not None:
+                for j, hit in enumerate(out):
+                    hit["probability"] = round(float(res.probabilities[0, j]), 6)
             print(json.dumps({"query": args.query, "method": args.method, "results": out}, ensure_ascii=False))
         else:
             for rank, ((d, s), doc) in enumerate(zip(rows, docs, strict=True), start=1):
                 title = (doc.title or doc.text[:80]) if doc else ""
-                print(f"{rank:>3}  {s:9.4f}  {d}  {title}")
+                prob = "" if res.probabilities is None else f"  p={res.probabilities[0, rank - 1]:.2f}"
+                print(f"{rank:>3}  {s:9.4f}{prob}  {d}  {title}")
             if not rows:
                 print("no results")
     finally:

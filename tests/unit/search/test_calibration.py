@@ -86,6 +86,10 @@ def test_calibrated_cut_off_through_a_collection(tmp_path, scifact_small, lexica
         if n < full.counts[i]:  # cut at the first result under the threshold
             p_all = Collection.calibrator(coll, "bm25").probabilities(full.scores[i:i + 1], full.counts[i:i + 1])
             assert p_all[0, n] < 0.5
+    dicts = cut.to_dicts()
+    assert [len(d["results"]) for d in dicts] == cut.counts.tolist()
+    assert all(h["probability"] >= 0.5 for d in dicts for h in d["results"])
+    assert "probability" not in full.to_dicts()[0]["results"][0]
     assert (coll.search(held_out, k=10, min_probability=0.0).counts == full.counts).all()
     assert (coll.search(held_out, k=10, min_probability=1.0).counts == 0).all()
     with pytest.raises(InvalidInputError, match=r"min_probability must be in \[0, 1\]"):
