@@ -116,3 +116,17 @@ def test_calibrate_then_search_with_a_cut_off(tmp_path, subset):
     assert all(h["probability"] >= 0.3 for h in cut) and "probability" not in full[0]
     none = run("search", str(coll), "microglia", "--min-probability", "1", "--json").stdout
     assert json.loads(none)["results"] == []
+
+
+def test_search_and_eval_with_typo_correction(tmp_path, subset):
+    folder, _ = subset
+    coll = tmp_path / "c"
+    run("index", str(folder), "--collection", str(coll), "--no-dense", "--quiet")
+
+    def ids(*extra):
+        return [h["id"] for h in json.loads(run("search", str(coll), *extra, "--k", "5", "--json").stdout)["results"]]
+
+    assert ids("micorglia imune cells", "--correct-typos") == ids("microglia immune cells")
+    out = json.loads(run("eval", str(folder), "--method", "bm25", "--correct-typos", "--json",
+                         "--collection", str(tmp_path / "ec")).stdout)
+    assert out["correct_typos"] is True and 0.3 < out["ndcg@10"] <= 1

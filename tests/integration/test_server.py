@@ -59,6 +59,10 @@ def test_search_with_pseudo_relevance_feedback_matches_the_library(server):
         coll.close()
     bad = httpx.post(server.url + "/v1/collections/sci/search", json={"query": q, "prf": "sometimes"})
     assert bad.status_code == 422
+    fixed = httpx.post(server.url + "/v1/collections/sci/search",
+                       json={"query": "micorglia imune cells of the brian", "k": 10, "correct_typos": True})
+    clean = httpx.post(server.url + "/v1/collections/sci/search", json={"query": q, "k": 10})
+    assert [h["id"] for h in fixed.json()["results"][0]["hits"]] == [h["id"] for h in clean.json()["results"][0]["hits"]]
 
 
 def test_calibrated_cut_off_over_http(server, scifact_small):

@@ -120,6 +120,11 @@ def _prf_from_args(args: argparse.Namespace):
     return PRFConfig(**given) if args.prf else None
 
 
+def _add_typo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--correct-typos", action="store_true",
+                   help="BM25: replace query terms outside the vocabulary by the most frequent term one edit away")
+
+
 def _add_fusion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion", choices=["convex", "rrf"], default=None, help="hybrid fusion (default convex)")
     p.add_argument("--weights", default=None,
@@ -154,7 +159,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         res = coll.search(args.query, k=args.k, method=args.method, filter=args.filter, fusion=_fusion_from_args(args),
                           index=_index_from_args(args), sparse=_sparse_from_args(args), prf=_prf_from_args(args),
-                          min_probability=args.min_probability)
+                          min_probability=args.min_probability, correct_typos=args.correct_typos)
         rows = res.row(0)
         docs = coll.get_many([d for d, _ in rows])
         if args.json:
@@ -282,6 +287,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         fusion=_fusion_from_args(args), collection_dir=args.collection, run_file=args.run_file,
         depth=args.depth, show_progress=True,  # progress goes to stderr; stdout stays JSON
         index=_index_from_args(args), sparse=_sparse_from_args(args), prf=_prf_from_args(args),
+        correct_typos=args.correct_typos,
     )
     if args.json:
         print(json.dumps(res.to_json()))
@@ -408,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index_args(p)
     _add_sparse_args(p)
     _add_prf_args(p)
+    _add_typo_args(p)
     p.add_argument("--min-probability", type=float, default=None,
                    help="calibrated cut-off: only results at least this likely relevant (needs `retrievo calibrate`)")
     p.set_defaults(func=cmd_search)
@@ -456,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index_args(p)
     _add_sparse_args(p)
     _add_prf_args(p)
+    _add_typo_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", help="compare two TREC runs with paired significance tests")

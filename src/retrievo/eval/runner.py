@@ -36,11 +36,12 @@ class EvalResult:
     index_bytes_in_ram: int | None = None
     sparse_mode: str | None = None
     prf: bool = False
+    correct_typos: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of ``retrievo eval --json``: exactly these keys (plus ``index`` and
         ``index_bytes_in_ram`` when a dense index was chosen explicitly, and ``sparse_mode`` when a SPLADE
-        search mode was, and ``prf`` when pseudo-relevance feedback was on)."""
+        search mode was, ``prf`` when pseudo-relevance feedback was on, ``correct_typos`` when typo correction was)."""
         out = {**{k: round(v, 4) for k, v in self.measures.items()}, "method": self.method,
                "dataset": self.dataset, "queries": self.queries}
         if self.index is not None:
@@ -50,6 +51,8 @@ class EvalResult:
             out["sparse_mode"] = self.sparse_mode
         if self.prf:
             out["prf"] = True
+        if self.correct_typos:
+            out["correct_typos"] = True
         return out
 
 
@@ -102,6 +105,7 @@ def run_eval(
     index: DenseIndexConfig | None = None,
     sparse: dict[str, Any] | None = None,
     prf: PRFConfig | None = None,
+    correct_typos: bool = False,
 ) -> EvalResult:
     """Index (or reuse) ``dataset_dir``, search every query of ``split`` with ``method``, and measure.
 
@@ -118,6 +122,7 @@ def run_eval(
         index: the dense index to search with (reported in the result); default: the collection's.
         sparse: SPLADE search settings (``mode``, ``query_cut``, ``heap_factor``); default: the config's.
         prf: pseudo-relevance feedback (RM3 for BM25, Rocchio for dense); default: off.
+        correct_typos: BM25 query terms outside the vocabulary corrected (one edit); default: off.
     """
     signals = method_signals(method)
     dataset = BeirDataset.from_path(dataset_dir)
@@ -135,7 +140,7 @@ def run_eval(
         qids = list(queries)
         t0 = time.perf_counter()
         results = coll.search([queries[q] for q in qids], k=depth, method=method, query_ids=qids, fusion=fusion,
-                              index=index, sparse=sparse, prf=prf)
+                              index=index, sparse=sparse, prf=prf, correct_typos=correct_typos)
         t_search = time.perf_counter() - t0
         run = results.to_run()
         measures = evaluate(run, qrels)
@@ -146,6 +151,8 @@ def run_eval(
             label += f"-{index.kind}"
         if prf is not None:
             label += "-prf"
+        if correct_typos:
+            label += "-typos"
         run_path = Path(run_file) if run_file else coll.path / "runs" / f"{dataset.name}-{split}-{label}.trec"
         write_run(run_path, run, tag=f"retrievo-{method}")
         res = EvalResult(method, dataset.name, len(qrels), measures, run, run_path, coll.path, t_index, t_search)
@@ -155,6 +162,7 @@ def run_eval(
         if sparse and sparse.get("mode"):
             res.sparse_mode = sparse["mode"]
         res.prf = prf is not None
+        res.correct_typos = correct_typos
         return res
     finally:
         coll.close()

@@ -696,6 +696,7 @@ class Collection:
         query_vectors: Any = None,
         prf: PRFConfig | bool | None = None,
         min_probability: float | None = None,
+        correct_typos: bool = False,
     ) -> SearchResults:
         """Search the last committed state.
 
@@ -720,6 +721,9 @@ class Collection:
             min_probability: a calibrated cut-off: keep only results whose probability of relevance
                 reaches it, by the calibrator :meth:`calibrate` fitted for this method (the results then
                 carry ``probabilities``; search with the settings it was fitted with).
+            correct_typos: BM25 signal: a query term that is not in the vocabulary is replaced by the
+                vocabulary term one edit away that the most documents contain (see
+                :mod:`retrievo.analysis.typos`; the lookup table is built on first use).
 
         Returns:
             :class:`SearchResults` shaped ``(len(queries), k)``.
@@ -771,7 +775,7 @@ class Collection:
             return SearchResults.from_lists([[] for _ in range(nq)], k, tuple(query_ids), method)
         def run(signal: str, depth: int):
             if signal == "bm25":
-                return self._search_bm25(state, queries, depth, allowed, prf)
+                return self._search_bm25(state, queries, depth, allowed, prf, correct_typos)
             if signal == "dense":
                 return self._search_dense(state, queries, depth, allowed, index_cfg, qv, prf)
             return self._search_sparse(state, queries, depth, allowed, sparse_cfg)
@@ -857,13 +861,17 @@ class Collection:
         return self.path / "calibration" / f"{method.replace('+', '_')}.json"
 
     def _search_bm25(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
-                     prf: PRFConfig | None = None):
+                     prf: PRFConfig | None = None, correct_typos: bool = False):
         vocab = state.vocab
-        q_terms = [
-            np.array([vocab[t] for t in self.analyzer.tokenize(q) if t in vocab], dtype=np.int64) for q in queries
-        ]
         inv = state.inverted
         assert inv is not None
+        if correct_typos:
+            fix = self._typo_corrector(state).correct
+            q_terms = [np.array([i for i in map(fix, self.analyzer.tokenize(q)) if i is not None], dtype=np.int64)
+                       for q in queries]
+        else:
+            q_terms = [np.array([vocab[t] for t in self.analyzer.tokenize(q) if t in vocab], dtype=np.int64)
+                       for q in queries]
         if prf is None:
             return inv.search(q_terms, k, allowed)
         from retrievo.search.prf import rm3_query
@@ -874,6 +882,20 @@ class Collection:
                               lambda r: self._doc_terms(state, r), doc_freq, state.n_live, prf.fb_terms,
                               prf.original_weight) for i in range(len(q_terms))]
         return inv.search([t for t, _ in expanded], k, allowed, weights=[w for _, w in expanded])
+
+    @staticmethod
+    def _typo_corrector(state: _State) -> Any:
+        """The generation's :class:`~retrievo.analysis.typos.TypoCorrector` (built once, on first use)."""
+        from retrievo.analysis.typos import TypoCorrector
+
+        tc = state.compressed.get("typos")
+        if tc is None:
+            assert state.inverted is not None
+            terms = [""] * len(state.vocab)
+            for t, i in state.vocab.items():
+                terms[i] = t
+            tc = state.compressed["typos"] = TypoCorrector(terms, np.diff(state.inverted.p_indptr))
+        return tc
 
     @staticmethod
     def _doc_terms(state: _State, row: int) -> tuple[np.ndarray, np.ndarray]:
