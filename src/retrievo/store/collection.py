@@ -140,7 +140,7 @@ class Collection:
         self._pending: dict[str, Document] = {}
         self._pending_deletes: set[str] = set()
         self._pending_vectors: dict[str, np.ndarray] = {}  # caller-supplied dense vectors of buffered documents
-        self._calibrators: dict[str, Any] = {}  # method -> ScoreCalibrator, read on first use
+        self._calibrators: dict[str, Any] = {}  # method -> (file mtime, ScoreCalibrator), read on first use
         self._state: _State = self._load_state()
 
     # -- opening -----------------------------------------------------------------------------------
@@ -841,21 +841,24 @@ class Collection:
             if self.readonly:
                 raise InvalidInputError(f"{self.path}: opened read-only; cannot save the calibration")
             cal.save(self._calibration_path(method))
-            self._calibrators.pop(method, None)
         return cal
 
     def calibrator(self, method: str) -> Any:
-        """The calibrator :meth:`calibrate` saved for ``method``; :class:`InvalidInputError` when none was."""
+        """The calibrator :meth:`calibrate` saved for ``method`` (read again when the file changes, e.g. a
+        server's reader after another process re-calibrated); :class:`InvalidInputError` when none was."""
         from retrievo.search.calibration import ScoreCalibrator
 
-        if method not in self._calibrators:
-            path = self._calibration_path(method)
-            if not path.exists():
-                raise InvalidInputError(
-                    f"{self.path}: no calibration for method {method!r}; fit one with Collection.calibrate() or "
-                    "`retrievo calibrate`")
-            self._calibrators[method] = ScoreCalibrator.load(path)
-        return self._calibrators[method]
+        path = self._calibration_path(method)
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            raise InvalidInputError(
+                f"{self.path}: no calibration for method {method!r}; fit one with Collection.calibrate() or "
+                "`retrievo calibrate`") from None
+        cached = self._calibrators.get(method)
+        if cached is None or cached[0] != stamp:
+            cached = self._calibrators[method] = (stamp, ScoreCalibrator.load(path))
+        return cached[1]
 
     def _calibration_path(self, method: str) -> Path:
         return self.path / "calibration" / f"{method.replace('+', '_')}.json"

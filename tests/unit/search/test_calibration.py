@@ -3,6 +3,8 @@ cut-off through a real collection, the report's arithmetic, and bad input."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -97,6 +99,11 @@ def test_calibrated_cut_off_through_a_collection(tmp_path, scifact_small, lexica
     ro = Collection.open(tmp_path / "c", readonly=True)
     try:
         assert ro.search(held_out, k=10, min_probability=0.5).counts.tolist() == cut.counts.tolist()
+        # re-calibrated by another handle: the reader sees the new file
+        refit = coll.calibrate(queries, qrels, method="bm25", depth=3)
+        path = tmp_path / "c" / "calibration" / "bm25.json"
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+        assert ro.calibrator("bm25") == refit and refit.depth == 3
         with pytest.raises(InvalidInputError, match="read-only"):
             ro.calibrate(queries, qrels, method="bm25")
     finally:
