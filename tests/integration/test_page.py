@@ -50,6 +50,20 @@ def test_search_page_in_chromium(tmp_path, scifact_small):
             assert first_score > 0
             assert "bm25" in page.inner_text("#status")
             bm25_ids = page.locator("#results .hit-meta").all_inner_texts()
+            # a misspelt query finds the same results once "Fix typos" is ticked
+            page.fill("#query", "micorglia in the brian")
+            page.click("#go")
+            page.wait_for_function("document.getElementById('status').textContent.includes('results')")
+            page.check("#typos")
+            page.wait_for_function(
+                "ids => JSON.stringify([...document.querySelectorAll('#results .hit-meta')].map(e => e.innerText))"
+                " === JSON.stringify(ids)", arg=bm25_ids)
+            page.uncheck("#typos")
+            page.fill("#query", "microglia in the brain")
+            page.click("#go")
+            page.wait_for_function(
+                "ids => JSON.stringify([...document.querySelectorAll('#results .hit-meta')].map(e => e.innerText))"
+                " === JSON.stringify(ids)", arg=bm25_ids)
 
             page.check("input[name=method][value=dense]")
             page.wait_for_selector("#results[data-method=dense]")

@@ -86,7 +86,7 @@ async function search() {
   const list = $("results");
   try {
     const data = await api(`/v1/collections/${encodeURIComponent(name)}/search`,
-      { query: q, k: 10, method: method(), highlight: true });
+      { query: q, k: 10, method: method(), highlight: true, correct_typos: $("typos").checked, prf: $("prf").checked });
     const hits = data.results[0].hits;
     list.textContent = "";
     list.dataset.method = data.method;
@@ -119,4 +119,5 @@ async function search() {
 $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
 $("collection").addEventListener("change", () => { updateMethods(); search(); });
 for (const r of document.querySelectorAll('input[name="method"]')) r.addEventListener("change", search);
+for (const id of ["typos", "prf"]) $(id).addEventListener("change", search);
 loadCollections();
