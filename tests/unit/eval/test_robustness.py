@@ -1,0 +1,43 @@
+"""Robustness checks: seeded typo'd queries, poisoned passages, and attack success by hand and through a
+real collection."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from retrievo import Collection
+from retrievo.eval.robustness import PAYLOAD, attack_success, poisoned_passages, typo_queries
+from retrievo.types import SearchResults
+
+
+def test_typo_queries_are_seeded():
+    q = {"a": "microglia immune cells", "b": "cerebral white matter development"}
+    assert typo_queries(q, 1.0, seed=1) == typo_queries(q, 1.0, seed=1)
+    assert typo_queries(q, 1.0, seed=1) != q and typo_queries(q, 0.0) == q
+
+
+def test_poisoned_passages_and_attack_success_by_hand():
+    q = {f"q{i}": f"query number {i}" for i in range(10)}
+    targets, docs = poisoned_passages(q, 3, seed=0)
+    assert len(targets) == 3 and targets == poisoned_passages(q, 3, seed=0)[0]
+    assert [d["_id"] for d in docs] == [f"poison-{t}" for t in targets]
+    assert all(d["text"] == f"{q[t]} {PAYLOAD}" for d, t in zip(docs, targets, strict=True))
+    ids = np.array([["poison-x", "d1", "d2"], ["d3", "d4", "poison-y"], ["d5", "poison-x", ""]], dtype=object)
+    res = SearchResults(ids=ids, scores=np.zeros((3, 3), np.float32), counts=np.array([3, 3, 2]),
+                        query_ids=("x", "y", "z"))
+    # x: its passage at rank 1; y: at rank 3; z: another query's passage only
+    assert attack_success(res, ["x", "y", "z"], ks=(1, 3)) == {"success@1": 1 / 3, "success@3": 2 / 3}
+
+
+def test_poisoned_passages_through_a_collection(tmp_path, scifact_small, lexical_config):
+    coll = Collection.create(tmp_path / "c", lexical_config)
+    coll.add(scifact_small[:200])
+    coll.commit()
+    queries = {d["_id"]: d["title"] for d in scifact_small[:200] if len(d["title"].split()) >= 4}
+    targets, docs = poisoned_passages(queries, 20, seed=0)
+    coll.add(docs)
+    coll.commit()
+    res = coll.search([queries[t] for t in targets], k=10, query_ids=targets)
+    succ = attack_success(res, targets)
+    # a passage that repeats the query is found by BM25 for (almost) every target
+    assert succ["success@10"] >= 0.9 and succ["success@1"] <= succ["success@5"] <= succ["success@10"]
