@@ -1,7 +1,7 @@
 """Robustness to typos: nDCG@10 on clean test queries and on the same queries with typos, with and without
 retrievo's BM25 typo correction.
 
-Typo'd queries: :func:`retrievo.analysis.typos.perturb` at ``--rate`` (default 0.3: each word of 4+
+Typo'd queries: :func:`retrievo.eval.robustness.typo_queries` (``perturb``) at ``--rate`` (default 0.3: each word of 4+
 letters gets one random edit — swap, deletion, insertion or substitution — with probability 0.3), seeded,
 so every method sees the same typos. Correction (``correct_typos=True``): a BM25 query term outside the
 vocabulary becomes the vocabulary term one edit away that the most documents contain; the dense signal
@@ -19,10 +19,10 @@ import numpy as np
 
 from _common import dataset_dir, header, write_section
 from retrievo import Collection
-from retrievo.analysis.typos import perturb
 from retrievo.config import CollectionConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
+from retrievo.eval.robustness import typo_queries
 from retrievo.eval.runner import default_collection_dir, ensure_collection
 
 SETTINGS = (("bm25", False), ("bm25", True), ("dense", False), ("hybrid", False), ("hybrid", True))
@@ -38,9 +38,8 @@ def main() -> None:
         ds = BeirDataset.from_path(dataset_dir(name))
         queries, qrels = ds.queries("test"), ds.qrels("test")
         qids = [q for q in queries if q in qrels]
-        rng = np.random.default_rng(0)
         clean = [queries[q] for q in qids]
-        typo = [perturb(t, args.rate, rng) for t in clean]
+        typo = list(typo_queries({q: queries[q] for q in qids}, args.rate, seed=0).values())
         changed = np.mean([a != b for a, b in zip(clean, typo, strict=True)])
         cfg = CollectionConfig()
         coll, _ = ensure_collection(ds, cfg, show_progress=True)
