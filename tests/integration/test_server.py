@@ -59,6 +59,8 @@ def test_search_with_pseudo_relevance_feedback_matches_the_library(server):
         coll.close()
     bad = httpx.post(server.url + "/v1/collections/sci/search", json={"query": q, "prf": "sometimes"})
     assert bad.status_code == 422
+    no_dense = httpx.post(server.url + "/v1/collections/sci/search", json={"query": q, "adapter": True})
+    assert no_dense.status_code == 400 and "adapter is for the dense signal" in no_dense.json()["error"]["message"]
     fixed = httpx.post(server.url + "/v1/collections/sci/search",
                        json={"query": "micorglia imune cells of the brian", "k": 10, "correct_typos": True})
     clean = httpx.post(server.url + "/v1/collections/sci/search", json={"query": q, "k": 10})

@@ -159,7 +159,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         res = coll.search(args.query, k=args.k, method=args.method, filter=args.filter, fusion=_fusion_from_args(args),
                           index=_index_from_args(args), sparse=_sparse_from_args(args), prf=_prf_from_args(args),
-                          min_probability=args.min_probability, correct_typos=args.correct_typos)
+                          min_probability=args.min_probability, correct_typos=args.correct_typos,
+                          adapter=args.adapter)
         rows = res.row(0)
         docs = coll.get_many([d for d, _ in rows])
         if args.json:
@@ -255,6 +256,25 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(json.dumps(out) if args.json else
           f"calibrated {cal.method} on {cal.n_queries} judged queries of {args.split} "
           f"({cal.n_results} results, {cal.positive_rate:.1%} relevant) -> {out['file']}")
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from retrievo.eval.datasets import BeirDataset
+    from retrievo.store.collection import Collection
+
+    ds = BeirDataset.from_path(args.dataset)
+    coll = Collection.open(args.collection)
+    try:
+        ad = coll.fit_query_adapter(ds.queries(args.split), ds.qrels(args.split), negatives=args.negatives,
+                                    epochs=args.epochs)
+    finally:
+        coll.close()
+    info = ad.info.__dict__
+    print(json.dumps(info) if args.json else
+          f"query adapter learnt on {info['n_train']} judged queries of {args.split}: validation top-1 "
+          f"{info['val_hit_before']:.3f} -> {info['val_hit_after']:.3f} (epoch {info['best_epoch']}); "
+          f"search with --adapter")
     return 0
 
 
@@ -415,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sparse_args(p)
     _add_prf_args(p)
     _add_typo_args(p)
+    p.add_argument("--adapter", action="store_true", help="dense: use the query adapter `retrievo adapt` learnt")
     p.add_argument("--min-probability", type=float, default=None,
                    help="calibrated cut-off: only results at least this likely relevant (needs `retrievo calibrate`)")
     p.set_defaults(func=cmd_search)
@@ -431,6 +452,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sparse_args(p)
     _add_prf_args(p)
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("adapt", help="learn a query adapter for the dense signal from judged queries (no re-indexing)")
+    p.add_argument("collection")
+    p.add_argument("dataset", help="a BEIR folder whose queries and qrels judge this collection's documents")
+    p.add_argument("--split", default="train", help="the judged split to learn from (not the one you report)")
+    p.add_argument("--negatives", type=int, default=30, help="hard negatives per query")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("info", help="describe a collection")
     p.add_argument("collection")

@@ -303,7 +303,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         res = coll.search(queries, k=req.offset + req.k, method=req.method, filter=req.filter,
                           fusion=fusion, index=req.index, sparse=req.sparse_mode, query_vectors=qvecs,
                           prf=req.prf, min_probability=req.min_probability,
-                          correct_typos=req.correct_typos)
+                          correct_typos=req.correct_typos, adapter=req.adapter)
         counters["searches"] += 1
         counters["queries"] += len(queries)
         pages = [res.row(i)[req.offset:] for i in range(len(queries))]

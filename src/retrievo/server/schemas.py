@@ -99,6 +99,7 @@ class SearchRequest(_Strict):
         None, min_length=1, max_length=100, description="dense query vectors, one per query of the batch")
     prf: bool = Field(False, description="pseudo-relevance feedback: RM3 for BM25, Rocchio for dense (defaults)")
     correct_typos: bool = Field(False, description="BM25: correct query terms outside the vocabulary (one edit)")
+    adapter: bool = Field(False, description="dense: use the collection's query adapter (`retrievo adapt`)")
     min_probability: float | None = Field(
         None, ge=0, le=1, description="calibrated cut-off: only results at least this likely relevant "
         "(the collection needs a calibration for the method: `retrievo calibrate`)")

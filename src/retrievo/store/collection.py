@@ -140,7 +140,7 @@ class Collection:
         self._pending: dict[str, Document] = {}
         self._pending_deletes: set[str] = set()
         self._pending_vectors: dict[str, np.ndarray] = {}  # caller-supplied dense vectors of buffered documents
-        self._calibrators: dict[str, Any] = {}  # method -> (file mtime, ScoreCalibrator), read on first use
+        self._learned: dict[tuple[str, ...], Any] = {}  # calibrators and the query adapter: (file mtime, object)
         self._state: _State = self._load_state()
 
     # -- opening -----------------------------------------------------------------------------------
@@ -697,6 +697,7 @@ class Collection:
         prf: PRFConfig | bool | None = None,
         min_probability: float | None = None,
         correct_typos: bool = False,
+        adapter: bool = False,
     ) -> SearchResults:
         """Search the last committed state.
 
@@ -724,6 +725,8 @@ class Collection:
             correct_typos: BM25 signal: a query term that is not in the vocabulary is replaced by the
                 vocabulary term one edit away that the most documents contain (see
                 :mod:`retrievo.analysis.typos`; the lookup table is built on first use).
+            adapter: dense signal: move the query vectors with the query adapter :meth:`fit_query_adapter`
+                learnt for this collection (documents keep their vectors).
 
         Returns:
             :class:`SearchResults` shaped ``(len(queries), k)``.
@@ -755,6 +758,11 @@ class Collection:
             if "dense" not in signals:
                 raise InvalidInputError(f"search: query_vectors are for the dense signal, and method {method!r} has none")
             qv = self._check_query_vectors(query_vectors, len(queries))
+        query_adapter = None
+        if adapter:
+            if "dense" not in signals:
+                raise InvalidInputError(f"search: adapter is for the dense signal, and method {method!r} has none")
+            query_adapter = self.query_adapter()
         calibrator = None
         if min_probability is not None:
             if not 0.0 <= float(min_probability) <= 1.0:
@@ -777,7 +785,7 @@ class Collection:
             if signal == "bm25":
                 return self._search_bm25(state, queries, depth, allowed, prf, correct_typos)
             if signal == "dense":
-                return self._search_dense(state, queries, depth, allowed, index_cfg, qv, prf)
+                return self._search_dense(state, queries, depth, allowed, index_cfg, qv, prf, query_adapter)
             return self._search_sparse(state, queries, depth, allowed, sparse_cfg)
 
         if len(signals) == 1:
@@ -855,9 +863,70 @@ class Collection:
             raise InvalidInputError(
                 f"{self.path}: no calibration for method {method!r}; fit one with Collection.calibrate() or "
                 "`retrievo calibrate`") from None
-        cached = self._calibrators.get(method)
+        cached = self._learned.get(("calibration", method))
         if cached is None or cached[0] != stamp:
-            cached = self._calibrators[method] = (stamp, ScoreCalibrator.load(path))
+            cached = self._learned["calibration", method] = (stamp, ScoreCalibrator.load(path))
+        return cached[1]
+
+    # -- query adapter -----------------------------------------------------------------------------------
+    def fit_query_adapter(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
+                          negatives: int = 30, save: bool = True, query_vectors: Any = None,
+                          **train_kwargs: Any) -> Any:
+        """Learn a query adapter for the dense signal from judged queries (see :mod:`retrievo.search.adapters`):
+        each query's relevant documents against the dense index's top ``negatives`` results that are not
+        judged relevant. Stored vectors are read, never re-encoded; ``search(..., adapter=True)`` uses it.
+
+        Args:
+            queries: ``{query_id: text}`` of a training split (not the split you report).
+            qrels: ``{query_id: {doc_id: relevance}}``; queries whose relevant documents are not in the
+                collection are skipped.
+            negatives: hard negatives per query.
+            save: keep it in the collection folder (``adapters/query_adapter.npy`` + ``.json``).
+            query_vectors: the queries' vectors computed elsewhere, one row per entry of ``queries`` (in its
+                order), for collections of supplied vectors; default: encode the texts.
+            train_kwargs: :func:`~retrievo.search.adapters.fit_query_adapter` settings (epochs, lr, …).
+        """
+        from retrievo.search.adapters import fit_query_adapter
+
+        state = self._state
+        if state.flat is None:
+            raise InvalidInputError(f"{self.path}: no dense vectors are stored; a query adapter needs them")
+        row_of = {state.ids[r]: r for r in np.flatnonzero(state.live)}
+        qids = [q for q in queries if any(v > 0 and d in row_of for d, v in qrels.get(q, {}).items())]
+        if len(qids) < 5:
+            raise InvalidInputError(f"fit_query_adapter: {len(qids)} queries have relevant documents here; 5 needed")
+        if query_vectors is None:
+            qv = self.encoder.encode_queries([queries[q] for q in qids])
+        else:
+            where = {q: i for i, q in enumerate(queries)}
+            qv = self._check_query_vectors(query_vectors, len(where))[[where[q] for q in qids]]
+        pos_rows = [np.array([row_of[d] for d, v in qrels[q].items() if v > 0 and d in row_of]) for q in qids]
+        depth = negatives + max(len(p) for p in pos_rows)
+        rows, _, counts = self.dense_index(None).search(qv, depth, state.live)
+        neg_rows = [np.array([r for r in rows[i, :counts[i]] if r not in set(pos_rows[i].tolist())][:negatives],
+                             dtype=np.int64) for i in range(len(qids))]
+        adapter = fit_query_adapter(qv, [state.flat.gather(p) for p in pos_rows],
+                                    [state.flat.gather(n) for n in neg_rows], **train_kwargs)
+        if save:
+            if self.readonly:
+                raise InvalidInputError(f"{self.path}: opened read-only; cannot save the query adapter")
+            adapter.save(self.path / "adapters")
+        return adapter
+
+    def query_adapter(self) -> Any:
+        """The query adapter :meth:`fit_query_adapter` saved (read again when the file changes)."""
+        from retrievo.search.adapters import QueryAdapter
+
+        path = self.path / "adapters" / "query_adapter.npy"
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            raise InvalidInputError(
+                f"{self.path}: no query adapter; learn one with Collection.fit_query_adapter() or "
+                "`retrievo adapt`") from None
+        cached = self._learned.get(("adapter",))
+        if cached is None or cached[0] != stamp:
+            cached = self._learned["adapter",] = (stamp, QueryAdapter.load(path.parent))
         return cached[1]
 
     def _calibration_path(self, method: str) -> Path:
@@ -1044,10 +1113,12 @@ class Collection:
 
     def _search_dense(self, state: _State, queries: list[str], k: int, allowed: np.ndarray | None,
                       index: DenseIndexConfig | None = None, qv: np.ndarray | None = None,
-                      prf: PRFConfig | None = None):
+                      prf: PRFConfig | None = None, query_adapter: Any = None):
         idx = self.dense_index(index)
         if qv is None:
             qv = self.encoder.encode_queries(queries)
+        if query_adapter is not None:
+            qv = query_adapter.apply(qv)
         if prf is not None and state.flat is not None:
             from retrievo.search.prf import rocchio
 
