@@ -90,3 +90,20 @@ def write_section(name: str, body: str) -> None:
 def header(title: str, packages: tuple[str, ...]) -> str:
     return (f"## {title}\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine()}; retrievo at {git_rev()}; "
             f"{versions('retrievo', *packages)}.\n")
+
+
+def eval_collection_copy(ds, tag: str) -> Path:
+    """A fresh copy (``benchmarks/.cache/<tag>-<dataset>``) of the BM25 + MiniLM collection ``retrievo eval``
+    keeps for ``ds`` (built first when missing), for checks that change a collection."""
+    import shutil
+
+    from retrievo.config import CollectionConfig
+    from retrievo.eval.runner import default_collection_dir, ensure_collection
+
+    cfg = CollectionConfig()
+    coll, _ = ensure_collection(ds, cfg, show_progress=True)
+    coll.close()
+    work = CACHE / f"{tag}-{ds.name}"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(default_collection_dir(ds, cfg), work)
+    return work

@@ -20,22 +20,14 @@ import time
 
 import numpy as np
 
-from _common import CACHE, dataset_dir, header, write_section
+from _common import CACHE, dataset_dir, eval_collection_copy, header, write_section
 from retrievo import Collection
-from retrievo.config import CollectionConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
-from retrievo.eval.runner import default_collection_dir, ensure_collection
 
 
 def copy_of(ds: BeirDataset) -> Collection:
-    cfg = CollectionConfig()
-    coll, _ = ensure_collection(ds, cfg, show_progress=True)
-    coll.close()
-    work = CACHE / f"adapter-{ds.name}"
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(default_collection_dir(ds, cfg), work)
-    return Collection.open(work)
+    return Collection.open(eval_collection_copy(ds, "adapter"))
 
 
 def measure(coll: Collection, queries, qrels, qids, label, rows):

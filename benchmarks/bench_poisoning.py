@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import shutil
 
-from _common import CACHE, dataset_dir, header, write_section
+from _common import dataset_dir, eval_collection_copy, header, write_section
 from retrievo import Collection
-from retrievo.config import CollectionConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
 from retrievo.eval.robustness import attack_success, poisoned_passages
-from retrievo.eval.runner import default_collection_dir, ensure_collection
 
 METHODS = ("bm25", "dense", "hybrid")
 N_TARGETS = 100
@@ -37,12 +35,7 @@ def main() -> None:
         ds = BeirDataset.from_path(dataset_dir(name))
         queries, qrels = ds.queries("test"), ds.qrels("test")
         queries = {q: t for q, t in queries.items() if q in qrels}
-        cfg = CollectionConfig()
-        coll, _ = ensure_collection(ds, cfg, show_progress=True)
-        coll.close()
-        work = CACHE / f"poison-{name}"
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.copytree(default_collection_dir(ds, cfg), work)
+        work = eval_collection_copy(ds, "poison")
         targets, docs = poisoned_passages(queries, N_TARGETS, seed=0)
         others = [q for q in queries if q not in set(targets)]
         clean = Collection.open(work, readonly=True)
