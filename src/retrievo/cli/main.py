@@ -125,6 +125,14 @@ def _add_typo_args(p: argparse.ArgumentParser) -> None:
                    help="BM25: replace query terms outside the vocabulary by the most frequent term one edit away")
 
 
+def _add_judged_args(p: argparse.ArgumentParser) -> None:
+    """The arguments of the commands that learn from relevance judgements (calibrate, adapt)."""
+    p.add_argument("collection")
+    p.add_argument("dataset", help="a BEIR folder whose queries and qrels judge this collection's documents")
+    p.add_argument("--split", default="train", help="the judged split to learn from (not the one you report)")
+    p.add_argument("--json", action="store_true")
+
+
 def _add_fusion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion", choices=["convex", "rrf"], default=None, help="hybrid fusion (default convex)")
     p.add_argument("--weights", default=None,
@@ -239,18 +247,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
+def _learn_from_judgements(args: argparse.Namespace, learn):
+    """``learn(collection, queries, qrels)`` with the ``--split`` of the BEIR folder ``args.dataset`` on the
+    collection ``args.collection`` (opened writable: what is learnt is saved in it)."""
     from retrievo.eval.datasets import BeirDataset
     from retrievo.store.collection import Collection
 
     ds = BeirDataset.from_path(args.dataset)
     coll = Collection.open(args.collection)
     try:
-        cal = coll.calibrate(ds.queries(args.split), ds.qrels(args.split), method=args.method, depth=args.depth,
-                             fusion=_fusion_from_args(args), index=_index_from_args(args),
-                             sparse=_sparse_from_args(args), prf=_prf_from_args(args))
+        return coll, learn(coll, ds.queries(args.split), ds.qrels(args.split))
     finally:
         coll.close()
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    coll, cal = _learn_from_judgements(args, lambda c, q, r: c.calibrate(
+        q, r, method=args.method, depth=args.depth, fusion=_fusion_from_args(args), index=_index_from_args(args),
+        sparse=_sparse_from_args(args), prf=_prf_from_args(args)))
     out = {"method": cal.method, "queries": cal.n_queries, "results": cal.n_results,
            "positive_rate": round(cal.positive_rate, 4), "file": str(coll._calibration_path(args.method))}
     print(json.dumps(out) if args.json else
@@ -260,16 +274,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from retrievo.eval.datasets import BeirDataset
-    from retrievo.store.collection import Collection
-
-    ds = BeirDataset.from_path(args.dataset)
-    coll = Collection.open(args.collection)
-    try:
-        ad = coll.fit_query_adapter(ds.queries(args.split), ds.qrels(args.split), negatives=args.negatives,
-                                    epochs=args.epochs)
-    finally:
-        coll.close()
+    _, ad = _learn_from_judgements(args, lambda c, q, r: c.fit_query_adapter(
+        q, r, negatives=args.negatives, epochs=args.epochs))
     info = ad.info.__dict__
     print(json.dumps(info) if args.json else
           f"query adapter learnt on {info['n_train']} judged queries of {args.split}: validation top-1 "
@@ -441,12 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("calibrate", help="fit a method's probability of relevance on judged queries (BEIR qrels)")
-    p.add_argument("collection")
-    p.add_argument("dataset", help="a BEIR folder whose queries and qrels judge this collection's documents")
-    p.add_argument("--split", default="train", help="the judged split to fit on (not the one you report)")
+    _add_judged_args(p)
     p.add_argument("--method", choices=METHODS, default="bm25")
     p.add_argument("--depth", type=int, default=20, help="results per query to fit on")
-    p.add_argument("--json", action="store_true")
     _add_fusion_args(p)
     _add_index_args(p)
     _add_sparse_args(p)
@@ -454,12 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("adapt", help="learn a query adapter for the dense signal from judged queries (no re-indexing)")
-    p.add_argument("collection")
-    p.add_argument("dataset", help="a BEIR folder whose queries and qrels judge this collection's documents")
-    p.add_argument("--split", default="train", help="the judged split to learn from (not the one you report)")
+    _add_judged_args(p)
     p.add_argument("--negatives", type=int, default=30, help="hard negatives per query")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("info", help="describe a collection")

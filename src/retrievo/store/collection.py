@@ -839,6 +839,8 @@ class Collection:
         """
         from retrievo.search.calibration import ScoreCalibrator
 
+        if save:
+            self._check_can_save("calibration")
         qids = [q for q in queries if qrels.get(q)]
         if not qids:
             raise InvalidInputError("calibrate: no query has relevance judgements")
@@ -846,8 +848,6 @@ class Collection:
         labels = np.array([[int(qrels[q].get(str(d), 0) > 0) for d in row] for q, row in zip(qids, res.ids, strict=True)])
         cal = ScoreCalibrator.fit(res.scores, res.counts, labels, method)
         if save:
-            if self.readonly:
-                raise InvalidInputError(f"{self.path}: opened read-only; cannot save the calibration")
             cal.save(self._calibration_path(method))
         return cal
 
@@ -856,17 +856,26 @@ class Collection:
         server's reader after another process re-calibrated); :class:`InvalidInputError` when none was."""
         from retrievo.search.calibration import ScoreCalibrator
 
-        path = self._calibration_path(method)
+        return self._learned_file(("calibration", method), self._calibration_path(method), ScoreCalibrator.load,
+                                  f"no calibration for method {method!r}; fit one with Collection.calibrate() or "
+                                  "`retrievo calibrate`")
+
+    def _learned_file(self, key: tuple[str, ...], path: Path, load: Any, missing: str) -> Any:
+        """What ``load(path)`` gives, kept in memory and read again when the file changes (a server's reader
+        sees a calibration or adapter learnt by another process); :class:`InvalidInputError` (``missing``)
+        when there is no such file."""
         try:
             stamp = path.stat().st_mtime_ns
         except FileNotFoundError:
-            raise InvalidInputError(
-                f"{self.path}: no calibration for method {method!r}; fit one with Collection.calibrate() or "
-                "`retrievo calibrate`") from None
-        cached = self._learned.get(("calibration", method))
+            raise InvalidInputError(f"{self.path}: {missing}") from None
+        cached = self._learned.get(key)
         if cached is None or cached[0] != stamp:
-            cached = self._learned["calibration", method] = (stamp, ScoreCalibrator.load(path))
+            cached = self._learned[key] = (stamp, load(path))
         return cached[1]
+
+    def _check_can_save(self, what: str) -> None:
+        if self.readonly:
+            raise InvalidInputError(f"{self.path}: opened read-only; cannot save the {what}")
 
     # -- query adapter -----------------------------------------------------------------------------------
     def fit_query_adapter(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
@@ -888,6 +897,8 @@ class Collection:
         """
         from retrievo.search.adapters import fit_query_adapter
 
+        if save:
+            self._check_can_save("query adapter")
         state = self._state
         if state.flat is None:
             raise InvalidInputError(f"{self.path}: no dense vectors are stored; a query adapter needs them")
@@ -908,8 +919,6 @@ class Collection:
         adapter = fit_query_adapter(qv, [state.flat.gather(p) for p in pos_rows],
                                     [state.flat.gather(n) for n in neg_rows], **train_kwargs)
         if save:
-            if self.readonly:
-                raise InvalidInputError(f"{self.path}: opened read-only; cannot save the query adapter")
             adapter.save(self.path / "adapters")
         return adapter
 
@@ -917,17 +926,9 @@ class Collection:
         """The query adapter :meth:`fit_query_adapter` saved (read again when the file changes)."""
         from retrievo.search.adapters import QueryAdapter
 
-        path = self.path / "adapters" / "query_adapter.npy"
-        try:
-            stamp = path.stat().st_mtime_ns
-        except FileNotFoundError:
-            raise InvalidInputError(
-                f"{self.path}: no query adapter; learn one with Collection.fit_query_adapter() or "
-                "`retrievo adapt`") from None
-        cached = self._learned.get(("adapter",))
-        if cached is None or cached[0] != stamp:
-            cached = self._learned["adapter",] = (stamp, QueryAdapter.load(path.parent))
-        return cached[1]
+        return self._learned_file(("adapter",), self.path / "adapters" / "query_adapter.npy",
+                                  lambda p: QueryAdapter.load(p.parent),
+                                  "no query adapter; learn one with Collection.fit_query_adapter() or `retrievo adapt`")
 
     def _calibration_path(self, method: str) -> Path:
         return self.path / "calibration" / f"{method.replace('+', '_')}.json"
