@@ -92,18 +92,23 @@ def header(title: str, packages: tuple[str, ...]) -> str:
             f"{versions('retrievo', *packages)}.\n")
 
 
+def eval_collection(ds, config=None):
+    """The collection ``retrievo eval`` keeps for ``ds`` and ``config`` (default BM25 + MiniLM), opened; built
+    first when missing."""
+    from retrievo.config import CollectionConfig
+    from retrievo.eval.runner import ensure_collection
+
+    return ensure_collection(ds, config or CollectionConfig(), show_progress=True)[0]
+
+
 def eval_collection_copy(ds, tag: str) -> Path:
     """A fresh copy (``benchmarks/.cache/<tag>-<dataset>``) of the BM25 + MiniLM collection ``retrievo eval``
     keeps for ``ds`` (built first when missing), for checks that change a collection."""
     import shutil
 
-    from retrievo.config import CollectionConfig
-    from retrievo.eval.runner import default_collection_dir, ensure_collection
-
-    cfg = CollectionConfig()
-    coll, _ = ensure_collection(ds, cfg, show_progress=True)
+    coll = eval_collection(ds)
     coll.close()
     work = CACHE / f"{tag}-{ds.name}"
     shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(default_collection_dir(ds, cfg), work)
+    shutil.copytree(coll.path, work)
     return work

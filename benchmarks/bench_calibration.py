@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from _common import dataset_dir, header, write_section
+from _common import dataset_dir, eval_collection, header, write_section
 from retrievo import Collection
 from retrievo.config import CollectionConfig
 from retrievo.eval.datasets import BeirDataset
-from retrievo.eval.runner import default_collection_dir, ensure_collection
 from retrievo.search.calibration import ScoreCalibrator, calibration_report
 
 DEPTH = 20
@@ -78,9 +77,7 @@ def main() -> None:
         ds = BeirDataset.from_path(dataset_dir(name))
         for method in methods:
             cfg = CollectionConfig() if "dense" in method or method == "hybrid" else CollectionConfig(dense=None)
-            coll, _ = ensure_collection(ds, cfg, show_progress=True)
-            coll.close()
-            coll = Collection.open(default_collection_dir(ds, cfg))
+            coll = eval_collection(ds, cfg)
             try:
                 tr = judged(ds, "train", sample)
                 te = judged(ds, "test")
@@ -108,9 +105,7 @@ def main() -> None:
     ds = BeirDataset.from_path(dataset_dir("nfcorpus"))
     for method, (cal, t_best) in scifact_cal.items():
         cfg = CollectionConfig() if method != "bm25" else CollectionConfig(dense=None)
-        coll, _ = ensure_collection(ds, cfg, show_progress=True)
-        coll.close()
-        coll = Collection.open(default_collection_dir(ds, cfg))
+        coll = eval_collection(ds, cfg)
         try:
             res, lab, nrel = run(coll, method, *judged(ds, "test"))
         finally:

@@ -17,13 +17,11 @@ import argparse
 
 import numpy as np
 
-from _common import dataset_dir, header, write_section
-from retrievo import Collection
+from _common import dataset_dir, eval_collection, header, write_section
 from retrievo.config import CollectionConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
 from retrievo.eval.robustness import typo_queries
-from retrievo.eval.runner import default_collection_dir, ensure_collection
 
 SETTINGS = (("bm25", False), ("bm25", True), ("dense", False), ("hybrid", False), ("hybrid", True))
 
@@ -42,9 +40,7 @@ def main() -> None:
         typo = list(typo_queries({q: queries[q] for q in qids}, args.rate, seed=0).values())
         changed = np.mean([a != b for a, b in zip(clean, typo, strict=True)])
         cfg = CollectionConfig()
-        coll, _ = ensure_collection(ds, cfg, show_progress=True)
-        coll.close()
-        coll = Collection.open(default_collection_dir(ds, cfg), readonly=True)
+        coll = eval_collection(ds, cfg)
         uncorrected: dict[str, tuple[float, float]] = {}  # method -> (nDCG with typos, drop), no correction
         try:
             for method, fix in SETTINGS:
