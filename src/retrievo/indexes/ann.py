@@ -19,11 +19,11 @@ search over the allowed rows completes it, so a search never returns fewer than 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from retrievo._io import write_atomic
 from retrievo._optional import require
 from retrievo.config import DenseIndexConfig
 from retrievo.indexes.flat import FlatIndex
@@ -96,11 +96,7 @@ def build_segment_index(vectors: np.ndarray, cfg: DenseIndexConfig, path: Path |
         index.train(train)
     index.add(x)
     if path is not None:
-        tmp = path.with_suffix(".tmp")
-        faiss.write_index(index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, lambda fh: faiss.write_index(index, faiss.PyCallbackIOWriter(fh.write)))
     return index
 
 

@@ -22,12 +22,12 @@ the new segment and reopening a collection encodes nothing.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numba as nb
 import numpy as np
 
+from retrievo._io import save_npy
 from retrievo.indexes.flat import FlatIndex
 
 __all__ = ["BinaryCodes", "BinaryIndex", "Int8Codes", "Int8Index", "RescoringIndex", "pack_signs"]
@@ -100,8 +100,8 @@ class Int8Codes:
         return Int8Codes(np.asarray(self.codes[local]), self.offset, self.scale)
 
     def save(self, folder: Path) -> None:
-        _save_npy(folder / self.FILES[0], np.asarray(self.codes))
-        _save_npy(folder / self.FILES[1], np.stack([self.offset, self.scale]))
+        save_npy(folder / self.FILES[0], np.asarray(self.codes))
+        save_npy(folder / self.FILES[1], np.stack([self.offset, self.scale]))
 
     @classmethod
     def load(cls, folder: Path) -> Int8Codes:
@@ -130,21 +130,11 @@ class BinaryCodes:
         return BinaryCodes(np.asarray(self.words[local]))
 
     def save(self, folder: Path) -> None:
-        _save_npy(folder / self.FILES[0], np.asarray(self.words))
+        save_npy(folder / self.FILES[0], np.asarray(self.words))
 
     @classmethod
     def load(cls, folder: Path) -> BinaryCodes:
         return cls(np.load(folder / cls.FILES[0], mmap_mode="r"))
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    """Write atomically (temporary file, fsync, rename): a crash leaves the old file or none."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class _CodesIndex(FlatIndex):

@@ -71,6 +71,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from retrievo._io import save_npy, write_json
 from retrievo.errors import InvalidInputError
 from retrievo.indexes._topk import heap_drain_sorted, heap_push
 from retrievo.indexes.inverted import term_at_a_time
@@ -1194,21 +1195,11 @@ class SparseIndex:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         for name, arr in self._arrays().items():
-            tmp = path / f"{name}.npy.tmp"
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path / f"{name}.npy")
+            save_npy(path / f"{name}.npy", arr, sync_dir=False)
         meta = {"format": FORMAT, "kind": "sparse", "n_rows": self.n_rows, "vocab_size": self.vocab_size,
                 "exact": self.has_exact, "max_blocks": self.max_blocks,
                 "approx": None if self.params is None else asdict(self.params)}
-        tmp = path / "meta.json.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(meta, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path / "meta.json")
+        write_json(path / "meta.json", meta, indent=None)  # written last: it marks the index complete
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> SparseIndex:

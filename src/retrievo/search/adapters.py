@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrievo._io import save_npy, write_json
 from retrievo.errors import InvalidInputError
 
 __all__ = ["QueryAdapter", "fit_query_adapter"]
@@ -56,11 +57,8 @@ class QueryAdapter:
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "query_adapter.tmp.npy"
-        np.save(tmp, self.a)
-        tmp.replace(folder / "query_adapter.npy")
-        (folder / "query_adapter.json.tmp").write_text(json.dumps(asdict(self.info), indent=1))
-        (folder / "query_adapter.json.tmp").replace(folder / "query_adapter.json")
+        save_npy(folder / "query_adapter.npy", self.a, sync_dir=False)
+        write_json(folder / "query_adapter.json", asdict(self.info), indent=1)
 
     @classmethod
     def load(cls, folder: str | Path) -> QueryAdapter:

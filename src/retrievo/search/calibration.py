@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from retrievo._io import write_json
 from retrievo.errors import InvalidInputError
 
 __all__ = ["ScoreCalibrator", "list_features", "calibration_report"]
@@ -107,9 +108,7 @@ class ScoreCalibrator:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(path)
+        write_json(path, asdict(self), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> ScoreCalibrator:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from retrievo._io import write_json
 from retrievo._paths import cache_root
 from retrievo._version import __version__
 from retrievo.analysis.analyzer import Analyzer
@@ -50,7 +50,7 @@ from retrievo.indexes.filters import compile_filter, parse_filter
 from retrievo.indexes.flat import FlatIndex
 from retrievo.indexes.inverted import InvertedIndex, term_frequencies
 from retrievo.search.fusion import fuse
-from retrievo.store.segments import Segment, SegmentData, fsync_dir, segment_dirname, write_segment
+from retrievo.store.segments import Segment, SegmentData, segment_dirname, write_segment
 from retrievo.store.sqlite import DocStore, value_kind
 from retrievo.types import Document, SearchResults
 
@@ -110,17 +110,6 @@ def _doc_hash(doc: Document) -> str:
     return h.hexdigest()[:32]
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 class Collection:
     """A searchable, incrementally updatable set of documents stored in a folder.
 
@@ -166,7 +155,7 @@ class Collection:
             "config": config.to_dict(),
         }
         DocStore(path / "collection.sqlite").close()
-        _write_json_atomic(path / "manifest.json", manifest)
+        write_json(path / "manifest.json", manifest)
         return cls(path, config, readonly=False, encoder=encoder)
 
     @classmethod
@@ -1165,7 +1154,7 @@ class Collection:
             self.config = self.config.replace(index=chosen.config)
             manifest = json.loads((self.path / "manifest.json").read_text())
             manifest["config"] = self.config.to_dict()
-            _write_json_atomic(self.path / "manifest.json", manifest)
+            write_json(self.path / "manifest.json", manifest)
         return {"budget_bytes": budget_bytes, "documents": len(rows), "calibration_vectors": len(pick),
                 "chosen": None if chosen is None else chosen.to_dict(), "candidates": [p.to_dict() for p in plans],
                 "applied": bool(apply and chosen is not None)}

@@ -26,21 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Segment", "SegmentData", "write_segment", "segment_dirname", "fsync_dir"]
+from retrievo._io import fsync_dir, write_synced
+
+__all__ = ["Segment", "SegmentData", "write_segment", "segment_dirname"]
 
 SEGMENT_FORMAT = 1
 
 
 def segment_dirname(seg: int) -> str:
     return f"seg_{seg:08d}"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -146,20 +140,14 @@ def write_segment(root: Path, seg: int, data: SegmentData) -> Path:
         arr = getattr(data, name)
         if arr is None:
             continue
-        with open(tmp / f"{name}.npy", "wb") as fh:
-            np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
+        write_synced(tmp / f"{name}.npy", lambda fh, a=arr: np.save(fh, np.ascontiguousarray(a), allow_pickle=False))
     meta = {
         "format": SEGMENT_FORMAT,
         "n_rows": data.n_rows,
         "dim": None if data.dense is None else int(data.dense.shape[1]),
         "sparse_vocab": data.sparse_vocab if data.has_sparse else None,
     }
-    with open(tmp / "segment.json", "w") as fh:
-        json.dump(meta, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    write_synced(tmp / "segment.json", lambda fh: fh.write(json.dumps(meta).encode()))
     fsync_dir(tmp)
     os.rename(tmp, final)
     fsync_dir(root)
