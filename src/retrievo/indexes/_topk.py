@@ -1,11 +1,11 @@
-"""Top-k selection helpers shared by the indexes (numpy and numba)."""
+"""Top-k selection shared by the indexes: heap kernels (numba) and the merge of per-segment lists (numpy)."""
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-__all__ = ["accumulator_topk", "drain_heaps", "heap_drain_sorted", "heap_push", "update_heaps"]
+__all__ = ["accumulator_topk", "drain_heaps", "heap_drain_sorted", "heap_push", "select_topk", "update_heaps"]
 
 
 @nb.njit(cache=True, inline="always")
@@ -137,3 +137,27 @@ def accumulator_topk(acc, touched, q_lo, q_hi, q_terms, p_indptr, p_docs, allowe
                         continue
                     size = heap_push(h_scores, h_idx, size, k, s, d)
     return size
+
+
+def select_topk(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The best ``k`` of each query's candidates, e.g. the top-k lists of several segments side by side.
+
+    Args:
+        rows: ``(n_queries, m)`` global rows, ``-1`` where a slot holds no candidate.
+        scores: ``(n_queries, m)`` their scores (``-inf`` for empty slots).
+        k: results wanted per query.
+
+    Returns:
+        ``(rows, scores, counts)`` shaped ``(n, k), (n, k), (n,)``: best score first, equal scores by the lower
+        row, empty slots last; padded with ``-1`` / ``-inf`` when fewer than ``k`` candidates are real.
+    """
+    nq = rows.shape[0]
+    keys = np.where(rows >= 0, rows, np.iinfo(np.int64).max)
+    order = np.lexsort((keys, -scores), axis=1)[:, :k]
+    width = order.shape[1]
+    out_rows = np.full((nq, k), -1, dtype=np.int64)
+    out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
+    out_rows[:, :width] = np.take_along_axis(rows, order, axis=1)
+    out_scores[:, :width] = np.take_along_axis(scores, order, axis=1)
+    counts = (out_rows >= 0).sum(axis=1).astype(np.int64)
+    return out_rows, out_scores, counts

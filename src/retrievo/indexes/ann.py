@@ -26,6 +26,7 @@ import numpy as np
 from retrievo._io import write_atomic
 from retrievo._optional import require
 from retrievo.config import DenseIndexConfig
+from retrievo.indexes._topk import select_topk
 from retrievo.indexes.flat import FlatIndex
 
 __all__ = ["AnnIndex", "build_segment_index", "choose_strategy", "index_filename"]
@@ -240,15 +241,7 @@ class AnnIndex:
         else:
             self.last_strategy = "filtered-traversal"
             rows, scores = self._search_segments(q, k, mask, True)
-        out_idx = np.full((nq, k), -1, dtype=np.int64)
-        out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
-        counts = np.zeros(nq, dtype=np.int64)
-        keys = np.where(rows >= 0, rows, np.iinfo(np.int64).max)
-        order = np.lexsort((keys, -scores), axis=1)[:, :k]
-        width = order.shape[1]
-        out_idx[:, :width] = np.take_along_axis(rows, order, axis=1)
-        out_scores[:, :width] = np.take_along_axis(scores, order, axis=1)
-        counts[:] = (out_idx >= 0).sum(axis=1)
+        out_idx, out_scores, counts = select_topk(rows, scores, k)
         # never fewer than min(k, allowed): complete short rows exactly
         short = np.flatnonzero(counts < min(k, n_allowed))
         if len(short):

@@ -28,6 +28,7 @@ import numba as nb
 import numpy as np
 
 from retrievo._io import save_npy
+from retrievo.indexes._topk import select_topk
 from retrievo.indexes.flat import FlatIndex
 
 __all__ = ["BinaryCodes", "BinaryIndex", "Int8Codes", "Int8Index", "RescoringIndex", "pack_signs"]
@@ -218,20 +219,9 @@ class RescoringIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(int(k), 1)
         cand, _, counts = self.coarse.search(q, k * self.rescore_multiplier, allowed, threads)
-        nq = q.shape[0]
         valid = cand >= 0
         exact = np.full(cand.shape, -np.inf, dtype=np.float32)
         if valid.any():
             vecs = self.full.gather(cand[valid])
             exact[valid] = np.einsum("ij,ij->i", vecs, np.repeat(q, counts, axis=0))
-        # best exact score first; ties by lower row; padding (-inf, row -1 -> a huge key) last
-        keys = np.where(valid, cand, np.iinfo(np.int64).max)
-        order = np.lexsort((keys, -exact), axis=1)[:, :k]
-        out_idx = np.full((nq, k), -1, dtype=np.int64)
-        out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
-        width = order.shape[1]
-        out_idx[:, :width] = np.take_along_axis(cand, order, axis=1)
-        out_scores[:, :width] = np.take_along_axis(exact, order, axis=1)
-        out_counts = np.minimum(counts, k)
-        out_idx[np.arange(k)[None, :] >= out_counts[:, None]] = -1
-        return out_idx, out_scores, out_counts
+        return select_topk(cand, exact, k)  # best exact score first; ties by lower row; padding last

@@ -73,7 +73,7 @@ from numba.extending import intrinsic
 
 from retrievo._io import save_npy, write_json
 from retrievo.errors import InvalidInputError
-from retrievo.indexes._topk import heap_drain_sorted, heap_push
+from retrievo.indexes._topk import heap_drain_sorted, heap_push, select_topk
 from retrievo.indexes.inverted import term_at_a_time
 
 __all__ = ["SeismicParams", "SegmentedSparseIndex", "SparseIndex"]
@@ -1273,12 +1273,5 @@ class SegmentedSparseIndex:
         if not rows_l:
             return (np.full((nq, k), -1, np.int64), np.full((nq, k), -np.inf, np.float32), np.zeros(nq, np.int64))
         if len(rows_l) == 1:
-            rows, scores = rows_l[0], scores_l[0]
-        else:
-            rows = np.concatenate(rows_l, axis=1)
-            scores = np.concatenate(scores_l, axis=1)
-            keys = np.where(rows >= 0, rows, np.iinfo(np.int64).max)
-            order = np.lexsort((keys, -scores), axis=1)[:, :k]
-            rows = np.take_along_axis(rows, order, axis=1)
-            scores = np.take_along_axis(scores, order, axis=1)
-        return rows, scores, (rows >= 0).sum(axis=1).astype(np.int64)
+            return rows_l[0], scores_l[0], (rows_l[0] >= 0).sum(axis=1).astype(np.int64)
+        return select_topk(np.concatenate(rows_l, axis=1), np.concatenate(scores_l, axis=1), k)
