@@ -271,7 +271,9 @@ def timed(fn, threads: int, repeat: int = 3) -> tuple[float, float]:
 def run_corpus(name: str, docs: sp.csr_matrix, queries: sp.csr_matrix, args, rows: list[str], plots: dict) -> None:
     import seismic
 
-    from retrievo.indexes.sparse import SeismicParams, SparseIndex, _as_csr, _quantise_rows_u8
+    from retrievo.indexes.sparse import SeismicParams, SparseIndex
+    from retrievo.indexes.sparse.build import _quantise_rows_u8
+    from retrievo.indexes.sparse.params import as_csr
 
     queries = queries[np.diff(queries.indptr) > 0]
     nnz_avg = docs.nnz / docs.shape[0]
@@ -305,7 +307,7 @@ def run_corpus(name: str, docs: sp.csr_matrix, queries: sp.csr_matrix, args, row
     # the same structures with 8-bit forward rows (forward_precision="uint8": a code per weight and a step
     # per row) instead of float16 — quantised from the float32 input, not rebuilt
     ours8 = copy.copy(ours)
-    ours8.f_w, ours8.f_scale = _quantise_rows_u8(ours.f_indptr, _as_csr(docs, "documents").data)
+    ours8.f_w, ours8.f_scale = _quantise_rows_u8(ours.f_indptr, as_csr(docs, "documents").data)
     fwd8 = ours8.f_indptr.nbytes + ours8.f_terms.nbytes + ours8.f_w.nbytes + ours8.f_scale.nbytes
     builds["retrievo 8-bit"] = (t_build, (fwd8 + parts["approx"]) / 2**20)
     exact_q = {1: queries.shape[0] / on_one_core(lambda: best_of(lambda: ours.search(queries, 10, threads=1), 2)),

@@ -308,7 +308,7 @@ def test_index_saved_before_packed_extents_still_loads(data, tmp_path):
 def test_gathered_and_scalar_row_dot_products_match_numpy(terms, weights):
     import numba as nb
 
-    from retrievo.indexes.sparse import _dot_row_gather, _dot_row_scalar
+    from retrievo.indexes.sparse.kernels import _dot_row_gather, _dot_row_scalar
 
     @nb.njit
     def both(qd, t, w, s, e):
