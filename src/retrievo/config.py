@@ -318,6 +318,8 @@ class CollectionConfig(_Config):
         index: the dense index searched by default (see :class:`DenseIndexConfig`).
         max_segments: merge segments on commit once there are more than this many.
         max_deleted_fraction: merge a segment once this fraction of its rows is deleted.
+        signals: plugin signals this collection computes, by name, each with its own settings (a JSON
+            object the signal reads); see :mod:`retrievo.signals.base`.
     """
 
     analyzer: AnalyzerConfig = field(default_factory=AnalyzerConfig)
@@ -328,14 +330,27 @@ class CollectionConfig(_Config):
     index: DenseIndexConfig = field(default_factory=DenseIndexConfig)
     max_segments: int = 8
     max_deleted_fraction: float = 0.3
+    signals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.signals, dict) or not all(
+                isinstance(k, str) and isinstance(v, dict) for k, v in self.signals.items()):
+            raise ConfigError(f"CollectionConfig.signals must map signal names to objects of settings, got {self.signals!r}")
         if self.max_segments < 1:
             raise ConfigError(f"CollectionConfig.max_segments must be >= 1, got {self.max_segments}")
         if not (0.0 < self.max_deleted_fraction <= 1.0):
             raise ConfigError(
                 f"CollectionConfig.max_deleted_fraction must be in (0, 1], got {self.max_deleted_fraction}"
             )
+
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if not out["signals"]:  # collections without plugin signals keep the manifest older versions read
+            del out["signals"]
+        else:
+            out["signals"] = {k: dict(v) for k, v in out["signals"].items()}
+        return out
 
 
 _SUBCONFIGS: dict[tuple[str, str], type[_Config]] = {

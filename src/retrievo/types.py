@@ -93,6 +93,7 @@ class SearchResults:
         method: the retrieval method that produced them.
         probabilities: ``(n_queries, k)`` calibrated probabilities of relevance, when a calibrated cut-off
             was asked for (``search(..., min_probability=...)``), else ``None``.
+        generation: the collection generation the results were read from (``None`` when not from one).
     """
 
     ids: np.ndarray
@@ -101,6 +102,7 @@ class SearchResults:
     query_ids: tuple[str, ...]
     method: str = ""
     probabilities: np.ndarray | None = None
+    generation: int | None = None
 
     def __len__(self) -> int:
         return len(self.query_ids)

@@ -24,11 +24,12 @@ def sparse_coll(tmp_path_factory, scifact_small):
 
 
 def _brute_force(coll, queries, k):
+    from retrievo.signals.splade import SpladeSignal, segment_csr
     from retrievo.store.segments import SegmentData
 
     state = coll._state
-    data = SegmentData.concat([s.data for s in state.segments], with_dense=False)
-    docs = data.sparse_csr()
+    data = SegmentData.concat([s.data for s in state.segments], SpladeSignal.layouts)
+    docs = segment_csr(data)
     q = coll.sparse_encoder.encode_queries(queries)
     scores = (q @ docs.T).toarray()
     scores[:, ~state.live] = -np.inf

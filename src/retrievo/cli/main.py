@@ -13,12 +13,11 @@ import textwrap
 from typing import Any
 
 from retrievo._version import __version__
+from retrievo.cli.options import add_search_args, request_from_args
 from retrievo.errors import RetrievoError
+from retrievo.signals.registry import METHODS  # the built-in methods (the registry imports no engine code)
 
-# the methods of Collection.search (kept here so --help does not import the engine)
-METHODS = ("bm25", "dense", "splade", "hybrid", "bm25+splade", "dense+splade", "bm25+dense+splade")
-
-__all__ = ["main", "build_parser"]
+__all__ = ["METHODS", "main", "build_parser"]
 
 
 def _add_collection_config_args(p: argparse.ArgumentParser) -> None:
@@ -31,6 +30,8 @@ def _add_collection_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--doc-top-n", type=int, default=None, help="keep each document's n largest SPLADE weights")
     g.add_argument("--k1", type=float, default=None, help="BM25 k1 (default 0.9)")
     g.add_argument("--b", type=float, default=None, help="BM25 b (default 0.4)")
+    g.add_argument("--signal", action="append", default=[], metavar="NAME[=JSON]",
+                   help="also compute a plugin signal (with its settings as a JSON object); repeatable")
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -51,78 +52,15 @@ def _config_from_args(args: argparse.Namespace):
 
         kw = {"model": args.splade_model} if args.splade_model else {}
         sparse = SparseConfig(**kw, doc_top_n=args.doc_top_n)
-    return CollectionConfig(bm25=bm25, dense=dense, sparse=sparse)
-
-
-def _fusion_from_args(args: argparse.Namespace):
-    from retrievo.config import FusionConfig
-
-    kw: dict[str, Any] = {}
-    if getattr(args, "fusion", None):
-        kw["method"] = args.fusion
-    if getattr(args, "weights", None):
-        kw["weights"] = tuple(float(w) for w in args.weights.split(","))
-    if getattr(args, "rrf_k", None) is not None:
-        kw["rrf_k"] = args.rrf_k
-    return FusionConfig(**kw) if kw else None
-
-
-def _add_index_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", choices=["flat", "int8", "binary", "hnsw", "ivf", "ivfpq"], default=None,
-                   help="dense index: exact flat; int8/binary codes in RAM re-ranked with float vectors from disk; "
-                        "hnsw/ivf/ivfpq approximate (faiss)")
-    p.add_argument("--rescore-multiplier", type=int, default=None,
-                   help="candidates from a compressed index per wanted result (default 4)")
-    for flag, help_ in (("M", "HNSW graph degree"), ("ef-construction", "HNSW build beam"),
-                        ("ef-search", "HNSW search beam"), ("nlist", "IVF cells"), ("nprobe", "IVF cells per query"),
-                        ("pq-m", "PQ sub-vectors"), ("pq-bits", "bits per PQ code")):
-        p.add_argument(f"--{flag}", type=int, default=None, help=help_)
-
-
-def _index_from_args(args: argparse.Namespace):
-    from retrievo.config import DenseIndexConfig
-
-    names = ("rescore_multiplier", "M", "ef_construction", "ef_search", "nlist", "nprobe", "pq_m", "pq_bits")
-    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    if args.index is None and not given:
-        return None
-    return DenseIndexConfig(kind=args.index or "flat", **given)
-
-
-def _add_sparse_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sparse-mode", choices=["exact", "approx"], default=None,
-                   help="SPLADE search: exact, or approx (Seismic blocks; default: the collection's)")
-    p.add_argument("--query-cut", type=int, default=None, help="approx: the query's largest terms visited")
-    p.add_argument("--heap-factor", type=float, default=None, help="approx: block skipping threshold in (0, 1]")
-
-
-def _sparse_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
-    kw = {k: getattr(args, a) for k, a in (("mode", "sparse_mode"), ("query_cut", "query_cut"),
-                                          ("heap_factor", "heap_factor")) if getattr(args, a, None) is not None}
-    return kw or None
-
-
-def _add_prf_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prf", action="store_true",
-                   help="pseudo-relevance feedback: RM3 for BM25, Rocchio for dense (published defaults)")
-    p.add_argument("--fb-docs", type=int, default=None, help="RM3 feedback documents (default 10)")
-    p.add_argument("--fb-terms", type=int, default=None, help="RM3 expansion terms (default 10)")
-    p.add_argument("--original-weight", type=float, default=None, help="RM3 original query weight (default 0.5)")
-
-
-def _prf_from_args(args: argparse.Namespace):
-    from retrievo.config import PRFConfig
-    from retrievo.errors import InvalidInputError
-
-    given = {n: getattr(args, n) for n in ("fb_docs", "fb_terms", "original_weight") if getattr(args, n) is not None}
-    if given and not args.prf:
-        raise InvalidInputError("--fb-docs, --fb-terms and --original-weight need --prf")
-    return PRFConfig(**given) if args.prf else None
-
-
-def _add_typo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--correct-typos", action="store_true",
-                   help="BM25: replace query terms outside the vocabulary by the most frequent term one edit away")
+    signals: dict[str, Any] = {}
+    for spec in getattr(args, "signal", None) or []:
+        name, _, raw = spec.partition("=")
+        try:
+            settings = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as exc:
+            raise RetrievoError(f"--signal {spec}: the settings are not valid JSON: {exc}") from exc
+        signals[name] = settings
+    return CollectionConfig(bm25=bm25, dense=dense, sparse=sparse, signals=signals)
 
 
 def _add_judged_args(p: argparse.ArgumentParser) -> None:
@@ -131,13 +69,6 @@ def _add_judged_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="a BEIR folder whose queries and qrels judge this collection's documents")
     p.add_argument("--split", default="train", help="the judged split to learn from (not the one you report)")
     p.add_argument("--json", action="store_true")
-
-
-def _add_fusion_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fusion", choices=["convex", "rrf"], default=None, help="hybrid fusion (default convex)")
-    p.add_argument("--weights", default=None,
-                   help="fusion weights, one per signal in the method's order, e.g. 0.5,0.5 (default equal)")
-    p.add_argument("--rrf-k", type=float, default=None, help="RRF constant (default 60)")
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -163,12 +94,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from retrievo.store.collection import Collection
 
+    req = request_from_args(args)
     coll = Collection.open(args.collection, readonly=True)
     try:
-        res = coll.search(args.query, k=args.k, method=args.method, filter=args.filter, fusion=_fusion_from_args(args),
-                          index=_index_from_args(args), sparse=_sparse_from_args(args), prf=_prf_from_args(args),
-                          min_probability=args.min_probability, correct_typos=args.correct_typos,
-                          adapter=args.adapter)
+        res = coll.searcher.search(args.query, req)
         rows = res.row(0)
         docs = coll.get_many([d for d, _ in rows])
         if args.json:
@@ -179,7 +108,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             if res.probabilities is not None:
                 for j, hit in enumerate(out):
                     hit["probability"] = round(float(res.probabilities[0, j]), 6)
-            print(json.dumps({"query": args.query, "method": args.method, "results": out}, ensure_ascii=False))
+            print(json.dumps({"query": args.query, "method": req.method, "results": out}, ensure_ascii=False))
         else:
             for rank, ((d, s), doc) in enumerate(zip(rows, docs, strict=True), start=1):
                 title = (doc.title or doc.text[:80]) if doc else ""
@@ -262,13 +191,13 @@ def _learn_from_judgements(args: argparse.Namespace, learn):
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    coll, cal = _learn_from_judgements(args, lambda c, q, r: c.calibrate(
-        q, r, method=args.method, depth=args.depth, fusion=_fusion_from_args(args), index=_index_from_args(args),
-        sparse=_sparse_from_args(args), prf=_prf_from_args(args)))
-    out = {"method": cal.method, "queries": cal.n_queries, "results": cal.n_results,
-           "positive_rate": round(cal.positive_rate, 4), "file": str(coll._calibration_path(args.method))}
+    req = request_from_args(args)
+    coll, cal = _learn_from_judgements(args, lambda c, q, r: c.searcher.calibrate(q, r, req, depth=args.depth))
+    out = {"method": cal.method, "key": cal.key, "queries": cal.n_queries, "results": cal.n_results,
+           "positive_rate": round(cal.positive_rate, 4),
+           "file": str(coll.searcher.calibration_path(req.replace(k=args.depth)))}
     print(json.dumps(out) if args.json else
-          f"calibrated {cal.method} on {cal.n_queries} judged queries of {args.split} "
+          f"calibrated {cal.key} on {cal.n_queries} judged queries of {args.split} "
           f"({cal.n_results} results, {cal.positive_rate:.1%} relevant) -> {out['file']}")
     return 0
 
@@ -309,11 +238,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from retrievo.eval.runner import run_eval
 
     res = run_eval(
-        args.dataset, method=args.method, split=args.split, config=_config_from_args(args),
-        fusion=_fusion_from_args(args), collection_dir=args.collection, run_file=args.run_file,
-        depth=args.depth, show_progress=True,  # progress goes to stderr; stdout stays JSON
-        index=_index_from_args(args), sparse=_sparse_from_args(args), prf=_prf_from_args(args),
-        correct_typos=args.correct_typos,
+        args.dataset, request=request_from_args(args), split=args.split, config=_config_from_args(args),
+        collection_dir=args.collection, run_file=args.run_file, depth=args.depth,
+        show_progress=True,  # progress goes to stderr; stdout stays JSON
     )
     if args.json:
         print(json.dumps(res.to_json()))
@@ -416,8 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrievo", description="Embedding-based retrieval engine.")
     parser.add_argument("--version", action="version", version=f"retrievo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    # every command takes --plugin (imported before this parser is built, so plugin options are flags)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import this module first (it registers signals, stages or options); repeatable; "
+                             "also RETRIEVO_PLUGINS=mod1,mod2")
 
-    p = sub.add_parser("index", help="add documents from a BEIR folder, .jsonl, .csv or .parquet to a collection")
+    p = sub.add_parser("index", help="add documents from a BEIR folder, .jsonl, .csv or .parquet to a collection", parents=[common])
     p.add_argument("source")
     p.add_argument("--collection", required=True, help="collection folder (created if missing)")
     p.add_argument("--upsert", action="store_true", help="replace documents whose ids exist instead of failing")
@@ -428,75 +360,56 @@ def build_parser() -> argparse.ArgumentParser:
     _add_collection_config_args(p)
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("search", help="search a collection")
+    p = sub.add_parser("search", help="search a collection", parents=[common])
     p.add_argument("collection")
     p.add_argument("query")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--method", choices=METHODS, default="bm25",
-                   help="a signal, hybrid (= bm25+dense), or signals fused with '+'")
-    p.add_argument("--filter", default=None, help='metadata filter as JSON, e.g. \'{"year": {"$gte": 2010}}\'')
     p.add_argument("--json", action="store_true")
-    _add_fusion_args(p)
-    _add_index_args(p)
-    _add_sparse_args(p)
-    _add_prf_args(p)
-    _add_typo_args(p)
-    p.add_argument("--adapter", action="store_true", help="dense: use the query adapter `retrievo adapt` learnt")
-    p.add_argument("--min-probability", type=float, default=None,
-                   help="calibrated cut-off: only results at least this likely relevant (needs `retrievo calibrate`)")
+    add_search_args(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("calibrate", help="fit a method's probability of relevance on judged queries (BEIR qrels)")
+    p = sub.add_parser("calibrate", help="fit a search setting's probability of relevance on judged queries "
+                       "(BEIR qrels); searches with the same settings can then cut by --min-probability",
+                       parents=[common])
     _add_judged_args(p)
-    p.add_argument("--method", choices=METHODS, default="bm25")
     p.add_argument("--depth", type=int, default=20, help="results per query to fit on")
-    _add_fusion_args(p)
-    _add_index_args(p)
-    _add_sparse_args(p)
-    _add_prf_args(p)
+    add_search_args(p, exclude=("k", "min_probability"))
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("adapt", help="learn a query adapter for the dense signal from judged queries (no re-indexing)")
+    p = sub.add_parser("adapt", help="learn a query adapter for the dense signal from judged queries (no re-indexing)", parents=[common])
     _add_judged_args(p)
     p.add_argument("--negatives", type=int, default=30, help="hard negatives per query")
     p.add_argument("--epochs", type=int, default=30)
     p.set_defaults(func=cmd_adapt)
 
-    p = sub.add_parser("info", help="describe a collection")
+    p = sub.add_parser("info", help="describe a collection", parents=[common])
     p.add_argument("collection")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("plan", help="choose the dense index that fits a memory budget, with its expected recall")
+    p = sub.add_parser("plan", help="choose the dense index that fits a memory budget, with its expected recall", parents=[common])
     p.add_argument("collection")
     p.add_argument("--memory-budget", required=True, help="RAM for the dense index, e.g. 500MB or 2GiB")
     p.add_argument("--apply", action="store_true", help="make the choice the collection's default index")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("delete", help="delete documents by id")
+    p = sub.add_parser("delete", help="delete documents by id", parents=[common])
     p.add_argument("collection")
     p.add_argument("ids", nargs="+")
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("eval", help="evaluate a method on a BEIR folder")
+    p = sub.add_parser("eval", help="evaluate a search setting on a BEIR folder", parents=[common])
     p.add_argument("dataset")
-    p.add_argument("--method", choices=METHODS, default="bm25",
-                   help="a signal, hybrid (= bm25+dense), or signals fused with '+'")
     p.add_argument("--split", default="test")
     p.add_argument("--collection", default=None, help="collection folder (default: a cache folder)")
     p.add_argument("--run-file", default=None, help="where to write the TREC run")
     p.add_argument("--depth", type=int, default=1000, help="results per query in the run")
     p.add_argument("--json", action="store_true")
     _add_collection_config_args(p)
-    _add_fusion_args(p)
-    _add_index_args(p)
-    _add_sparse_args(p)
-    _add_prf_args(p)
-    _add_typo_args(p)
+    add_search_args(p, exclude=("k",))
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("compare", help="compare two TREC runs with paired significance tests")
+    p = sub.add_parser("compare", help="compare two TREC runs with paired significance tests", parents=[common])
     p.add_argument("dataset", help="BEIR folder holding the qrels")
     p.add_argument("run_a")
     p.add_argument("run_b")
@@ -505,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("serve", help="serve the collections in a folder over HTTP (API, OpenAPI spec, search page)")
+    p = sub.add_parser("serve", help="serve the collections in a folder over HTTP (API, OpenAPI spec, search page)", parents=[common])
     p.add_argument("path", help="folder holding the collections (created if missing)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -516,13 +429,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("quickstart", help="index the bundled SciFact, search it and evaluate")
+    p = sub.add_parser("quickstart", help="index the bundled SciFact, search it and evaluate", parents=[common])
     _add_collection_config_args(p)
     p.set_defaults(func=cmd_quickstart)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from retrievo.plugins import load_plugins, plugin_modules
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        load_plugins(plugin_modules(argv))
+    except RetrievoError as exc:
+        print(f"retrievo: error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -15,7 +15,9 @@ from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig, PR
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
 from retrievo.eval.runs import write_run
-from retrievo.store.collection import Collection, method_signals
+from retrievo.request import Overrides, SearchRequest
+from retrievo.signals.registry import parse_method, signal_class, signal_names
+from retrievo.store.collection import Collection
 from retrievo.store.loaders import load_documents
 
 __all__ = ["EvalResult", "default_collection_dir", "ensure_collection", "run_eval"]
@@ -37,11 +39,15 @@ class EvalResult:
     sparse_mode: str | None = None
     prf: bool = False
     correct_typos: bool = False
+    adapter: bool = False
+    min_probability: float | None = None
+    key: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of ``retrievo eval --json``: exactly these keys (plus ``index`` and
         ``index_bytes_in_ram`` when a dense index was chosen explicitly, and ``sparse_mode`` when a SPLADE
-        search mode was, ``prf`` when pseudo-relevance feedback was on, ``correct_typos`` when typo correction was)."""
+        search mode was, ``prf`` when pseudo-relevance feedback was on, ``correct_typos`` when typo correction
+        was, ``adapter`` when the query adapter was, ``min_probability`` when a calibrated cut-off was)."""
         out = {**{k: round(v, 4) for k, v in self.measures.items()}, "method": self.method,
                "dataset": self.dataset, "queries": self.queries}
         if self.index is not None:
@@ -53,6 +59,10 @@ class EvalResult:
             out["prf"] = True
         if self.correct_typos:
             out["correct_typos"] = True
+        if self.adapter:
+            out["adapter"] = True
+        if self.min_probability is not None:
+            out["min_probability"] = self.min_probability
         return out
 
 
@@ -106,63 +116,61 @@ def run_eval(
     sparse: dict[str, Any] | None = None,
     prf: PRFConfig | None = None,
     correct_typos: bool = False,
+    request: SearchRequest | None = None,
 ) -> EvalResult:
-    """Index (or reuse) ``dataset_dir``, search every query of ``split`` with ``method``, and measure.
+    """Index (or reuse) ``dataset_dir``, search every query of ``split`` with a search setting, and measure.
 
     Args:
         dataset_dir: a BEIR folder.
-        method: a search method of :meth:`Collection.search`: ``bm25``, ``dense``, ``splade``, ``hybrid`` or
-            signals joined by ``+`` (``bm25+dense+splade``).
-        config: the collection config (default: BM25 + MiniLM); the dense model is dropped when the method
-            does not use it, and SPLADE (``SparseConfig()``) is added when it does.
+        method: a search method: ``bm25``, ``dense``, ``splade``, ``hybrid``, signals joined by ``+``
+            (``bm25+dense+splade``), or a plugin's signal.
+        config: the collection config (default: BM25 + MiniLM); each signal the method does not use is turned
+            off, and each it uses is turned on (SPLADE with ``SparseConfig()``).
         fusion: hybrid fusion override.
         collection_dir: where to keep the collection (default: a cache folder keyed by dataset and config).
         run_file: where to write the TREC run (default: next to the collection).
-        depth: results per query in the run (BEIR uses 1000).
+        depth: results per query in the run (BEIR uses 1000); the request's ``k``.
         index: the dense index to search with (reported in the result); default: the collection's.
         sparse: SPLADE search settings (``mode``, ``query_cut``, ``heap_factor``); default: the config's.
         prf: pseudo-relevance feedback (RM3 for BM25, Rocchio for dense); default: off.
         correct_typos: BM25 query terms outside the vocabulary corrected (one edit); default: off.
+        request: the whole search setting (then ``method``, ``fusion``, ``index``, ``sparse``, ``prf`` and
+            ``correct_typos`` are ignored), e.g. built from ``retrievo eval``'s flags.
     """
-    signals = method_signals(method)
+    if request is None:
+        request = SearchRequest(method=method, fusion=fusion, index=index, sparse=sparse, prf=prf,
+                                correct_typos=correct_typos)
+    request = request.replace(k=depth)
+    signals = parse_method(request.method)
     dataset = BeirDataset.from_path(dataset_dir)
     config = config or CollectionConfig()
-    if "dense" not in signals:
-        config = config.replace(dense=None)
-    if "splade" not in signals:
-        config = config.replace(sparse=None)
-    elif config.sparse is None:
-        config = config.replace(sparse=SparseConfig())
+    for name in signal_names():
+        config = signal_class(name).configure(config, name in signals)
     qrels = dataset.qrels(split)
     queries = dataset.queries(split)
     coll, t_index = ensure_collection(dataset, config, Path(collection_dir) if collection_dir else None, show_progress)
     try:
+        resolved = coll.searcher.resolve(request)
         qids = list(queries)
         t0 = time.perf_counter()
-        results = coll.search([queries[q] for q in qids], k=depth, method=method, query_ids=qids, fusion=fusion,
-                              index=index, sparse=sparse, prf=prf, correct_typos=correct_typos)
+        results = coll.searcher.search([queries[q] for q in qids], request, query_ids=qids)
         t_search = time.perf_counter() - t0
         run = results.to_run()
         measures = evaluate(run, qrels)
-        label = method if len(signals) == 1 else f"{method}-{(fusion or config.fusion).method}"
-        if sparse and sparse.get("mode"):
-            label += f"-{sparse['mode']}"
-        if index is not None:
-            label += f"-{index.kind}"
-        if prf is not None:
-            label += "-prf"
-        if correct_typos:
-            label += "-typos"
-        run_path = Path(run_file) if run_file else coll.path / "runs" / f"{dataset.name}-{split}-{label}.trec"
-        write_run(run_path, run, tag=f"retrievo-{method}")
-        res = EvalResult(method, dataset.name, len(qrels), measures, run, run_path, coll.path, t_index, t_search)
-        if index is not None:
-            res.index = index.kind
-            res.index_bytes_in_ram = int(coll.dense_index(index).nbytes) if "dense" in signals else 0
-        if sparse and sparse.get("mode"):
-            res.sparse_mode = sparse["mode"]
-        res.prf = prf is not None
-        res.correct_typos = correct_typos
+        run_path = Path(run_file) if run_file else coll.path / "runs" / f"{dataset.name}-{split}-{resolved.label()}.trec"
+        write_run(run_path, run, tag=f"retrievo-{request.method}")
+        res = EvalResult(request.method, dataset.name, len(qrels), measures, run, run_path, coll.path, t_index, t_search)
+        if request.index is not None:
+            res.index = resolved.index.kind
+            res.index_bytes_in_ram = (int(coll.signals["dense"].index(coll.snapshot(), resolved.index).nbytes)
+                                      if "dense" in signals else 0)
+        if isinstance(request.sparse, Overrides) and "mode" in request.sparse or isinstance(request.sparse, SparseConfig):
+            res.sparse_mode = resolved.sparse.mode
+        res.prf = request.prf is not None
+        res.correct_typos = request.correct_typos
+        res.adapter = request.adapter
+        res.min_probability = request.min_probability
+        res.key = resolved.key()
         return res
     finally:
         coll.close()

@@ -22,14 +22,19 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retrievo._io import write_json
 from retrievo.errors import InvalidInputError
+from retrievo.search.stages import Stage
 
-__all__ = ["ScoreCalibrator", "list_features", "calibration_report"]
+if TYPE_CHECKING:  # pragma: no cover
+    from retrievo.request import SearchRequest
+    from retrievo.signals.base import Candidates, SearchContext
+
+__all__ = ["CutoffStage", "ScoreCalibrator", "calibration_report", "list_features"]
 
 FEATURES = ("score", "gap_to_top", "ratio_to_top", "log_rank", "top_gap")
 
@@ -62,6 +67,8 @@ class ScoreCalibrator:
         mean, std: feature standardisation.
         coef, intercept: the logistic regression.
         n_queries, n_results, positive_rate: what it was fitted on.
+        key: the setting it was fitted under (:meth:`retrievo.request.SearchRequest.key`); it is applied
+            only to searches of that setting.
     """
 
     method: str
@@ -73,10 +80,11 @@ class ScoreCalibrator:
     n_queries: int
     n_results: int
     positive_rate: float
+    key: str = ""
 
     @classmethod
     def fit(cls, scores: np.ndarray, counts: np.ndarray, labels: np.ndarray, method: str,
-            c: float = 1.0) -> ScoreCalibrator:
+            c: float = 1.0, key: str = "") -> ScoreCalibrator:
         """Fit on ``(n, k)`` ranked scores and their 0/1 relevance ``labels`` (same shape)."""
         from sklearn.linear_model import LogisticRegression
 
@@ -95,7 +103,8 @@ class ScoreCalibrator:
         lr = LogisticRegression(C=c, max_iter=1000).fit((x - mean) / std, y)
         return cls(method=method, depth=int(scores.shape[1]), mean=tuple(map(float, mean)), std=tuple(map(float, std)),
                    coef=tuple(map(float, lr.coef_[0])), intercept=float(lr.intercept_[0]),
-                   n_queries=int(len(counts)), n_results=int(valid.sum()), positive_rate=float(y.mean()))
+                   n_queries=int(len(counts)), n_results=int(valid.sum()), positive_rate=float(y.mean()),
+                   key=key or method)
 
     def probabilities(self, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """``(n, k)`` probabilities of relevance (0 for padding)."""
@@ -117,6 +126,33 @@ class ScoreCalibrator:
             return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
         except (OSError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"{path}: not a readable calibration file ({exc})") from exc
+
+
+class CutoffStage(Stage):
+    """The stage of the calibrated cut-off: probabilities from the calibrator fitted for the request's
+    setting, and each list cut at its first result under ``min_probability`` (probabilities fall with rank
+    for a fitted calibrator only mostly, so the cut is at the first one below)."""
+
+    name = "cutoff"
+    order = 900
+
+    def active(self, request: SearchRequest) -> bool:
+        return request.min_probability is not None
+
+    def prepare(self, ctx: SearchContext) -> None:
+        ctx.scratch[("cutoff", "calibrator")] = ctx.artefacts.calibrator(ctx.request)
+
+    def apply(self, ctx: SearchContext, lists: dict[str, Candidates]) -> dict[str, Candidates]:
+        (name, cands), = lists.items()
+        cal = ctx.scratch[("cutoff", "calibrator")]
+        k = cands.rows.shape[1]
+        rows, scores = cands.rows.copy(), cands.scores.copy()
+        prob = cal.probabilities(scores, cands.counts)
+        below = (prob < float(ctx.request.min_probability)) | (rows < 0)
+        counts = np.where(below.any(axis=1), below.argmax(axis=1), cands.counts).astype(np.int64)
+        cut = np.arange(k)[None, :] >= counts[:, None]
+        rows[cut], scores[cut], prob[cut] = -1, -np.inf, 0.0
+        return {name: type(cands)(rows, scores, counts, prob)}
 
 
 def calibration_report(prob: np.ndarray, labels: np.ndarray, counts: np.ndarray, n_relevant: np.ndarray,

@@ -10,10 +10,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["rrf", "convex", "fuse"]
+from retrievo.search.stages import Stage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from retrievo.request import SearchRequest
+    from retrievo.signals.base import Candidates, SearchContext
+
+__all__ = ["FusionStage", "convex", "fuse", "rrf"]
 
 Ranked = tuple[np.ndarray, np.ndarray, int]  # (keys, scores, count) of one query, best first
 
@@ -55,3 +62,26 @@ def fuse(
     keys = np.array([kv[0] for kv in items], dtype=np.int64)
     scores = np.array([kv[1] for kv in items], dtype=np.float32)
     return keys, scores, len(items)
+
+
+class FusionStage(Stage):
+    """The stage that fuses the lists of several signals into one (the request's fusion config and weights)."""
+
+    name = "fusion"
+    order = 200
+
+    def active(self, request: SearchRequest) -> bool:
+        return len(request.signals) > 1
+
+    def apply(self, ctx: SearchContext, lists: dict[str, Candidates]) -> dict[str, Candidates]:
+        from retrievo.signals.base import Candidates
+
+        req = ctx.request
+        weights = req.fusion_weights()
+        nq, k = ctx.n_queries, req.k
+        out = Candidates.empty(nq, k)
+        ranked = [lists[s] for s in req.signals]
+        for i in range(nq):
+            keys, sc, n = fuse([c.query(i) for c in ranked], weights, k, req.fusion.method, req.fusion.rrf_k)
+            out.rows[i, :n], out.scores[i, :n], out.counts[i] = keys, sc, n
+        return {"fused": out}

@@ -22,10 +22,17 @@ stored vectors).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["rm3_query", "rocchio"]
+from retrievo.search.stages import Stage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from retrievo.request import SearchRequest
+    from retrievo.signals.base import Candidates, SearchContext, Signal
+
+__all__ = ["FeedbackStage", "rm3_query", "rocchio"]
 
 
 def rm3_query(
@@ -97,3 +104,28 @@ def rocchio(query_vectors: np.ndarray, fb_vectors: list[np.ndarray], alpha: floa
         if norm > 0:
             out[i] = v * (float(np.linalg.norm(q[i])) / norm)
     return out
+
+
+class FeedbackStage(Stage):
+    """The stage of pseudo-relevance feedback: each signal with a :meth:`~retrievo.signals.base.Signal.feedback`
+    (BM25: RM3, dense: Rocchio) first retrieves only its feedback documents, then searches again with the
+    moved query at its full depth; the other signals (SPLADE) keep their lists."""
+
+    name = "feedback"
+    order = 100
+
+    def active(self, request: SearchRequest) -> bool:
+        return request.prf is not None
+
+    def first_depth(self, request: SearchRequest, signal: Signal, depth: int) -> int:
+        fb = signal.feedback_depth(request.prf) if request.prf is not None else None
+        return depth if fb is None else fb
+
+    def apply(self, ctx: SearchContext, lists: dict[str, Candidates]) -> dict[str, Candidates]:
+        prf = ctx.request.prf
+        depth = ctx.request.depth()
+        out = dict(lists)
+        for name, sig in ctx.signals.items():
+            if prf is not None and name in lists and sig.feedback_depth(prf) is not None:
+                out[name] = sig.feedback(ctx, lists[name], depth, prf)
+        return out

@@ -51,10 +51,11 @@ from retrievo.server.schemas import (
     DocumentBody,
     ErrorBody,
     IdsRequest,
-    SearchRequest,
     SearchResponse,
     ServerSettings,
     WriteAck,
+    request_from_body,
+    search_body_model,
 )
 from retrievo.server.service import CollectionService, Registry, UnavailableError
 from retrievo.store.collection import CollectionLockedError
@@ -263,8 +264,9 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         return {**summary(svc).model_dump(), "info": svc.reader.info()}
 
     # -- search ----------------------------------------------------------------------------------------
-    @app.post("/v1/collections/{name}/search", tags=["search"], dependencies=[Depends(read_auth)])
-    def search(name: str, req: SearchRequest) -> SearchResponse:
+    search_body = search_body_model()  # from the request's option table, with the plugins loaded by now
+
+    def search(name: str, req: Any) -> SearchResponse:
         t0 = time.perf_counter()
         if req.query_vector is not None and req.query_vectors is not None:
             raise HTTPException(422, "give at most one of 'query_vector' and 'query_vectors'")
@@ -292,18 +294,10 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
             raise HTTPException(422, f"k: {req.k} is over the limit of {settings.max_k}")
         if req.offset > settings.max_offset:
             raise HTTPException(422, f"offset: {req.offset} is over the limit of {settings.max_offset}")
+        request = request_from_body(req, k=req.offset + req.k)
         svc = registry.get(name)
         coll = svc.reader
-        fusion = None
-        if req.fusion is not None:
-            changes = {k: (tuple(v) if isinstance(v, list) else v)
-                       for k, v in req.fusion.model_dump().items() if v is not None}
-            fusion = coll.config.fusion.replace(**changes)
-        generation = coll.generation
-        res = coll.search(queries, k=req.offset + req.k, method=req.method, filter=req.filter,
-                          fusion=fusion, index=req.index, sparse=req.sparse_mode, query_vectors=qvecs,
-                          prf=req.prf, min_probability=req.min_probability,
-                          correct_typos=req.correct_typos, adapter=req.adapter)
+        res = coll.searcher.search(queries, request, query_vectors=qvecs)
         counters["searches"] += 1
         counters["queries"] += len(queries)
         pages = [res.row(i)[req.offset:] for i in range(len(queries))]
@@ -327,8 +321,11 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                                          "text": coll.analyzer.term_spans(d.text, terms)}
                 out.append(hit)
             results.append({"query": q, "hits": out})
-        return SearchResponse(collection=name, generation=generation, method=req.method, results=results,
+        return SearchResponse(collection=name, generation=res.generation, method=req.method, results=results,
                               took_ms=round((time.perf_counter() - t0) * 1000, 3))
+
+    search.__annotations__["req"] = search_body  # a model built at run time: FastAPI reads it from here
+    app.post("/v1/collections/{name}/search", tags=["search"], dependencies=[Depends(read_auth)])(search)
 
     # -- documents -------------------------------------------------------------------------------------
     @app.get("/v1/collections/{name}/documents/{doc_id:path}", tags=["documents"],

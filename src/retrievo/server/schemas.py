@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from retrievo.config import SPARSE_MODES, PRFConfig
+from retrievo.request import OPTIONS, Option, SearchRequest, options
 
 __all__ = [
     "ServerSettings",
     "ErrorBody",
     "CreateCollection",
     "CollectionSummary",
-    "SearchRequest",
     "SearchResponse",
+    "request_from_body",
+    "search_body_model",
     "WriteAck",
     "IdsRequest",
     "CommitResponse",
@@ -72,39 +76,97 @@ class CollectionSummary(_Strict):
     error: str | None = None
 
 
-class Fusion(_Strict):
-    method: Literal["convex", "rrf"] | None = None
-    weights: list[float] | None = Field(None, min_length=1, max_length=3, description="one per signal")
-    rrf_k: float | None = Field(None, gt=0)
-    depth: int | None = Field(None, ge=1, le=10_000)
+_PY: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool, "floats": list[float],
+                       "json": dict[str, Any]}
+#: bounds the HTTP body adds to the request's own (the server's limits also apply: ``max_k``, …)
+_HTTP_LIMITS: dict[str, dict[str, Any]] = {"k": {"le": 1000}, "fusion.weights": {"min_length": 1, "max_length": 16}}
+_GROUP_TITLES = {"fusion": "FusionSettings", "index": "IndexSettings", "sparse": "SparseSettings", "prf": "FeedbackSettings"}
 
 
-class SearchRequest(_Strict):
-    query: str | None = Field(None, min_length=1, max_length=4096, description="one query (or use queries)")
-    queries: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
-        None, min_length=1, max_length=100, description="a batch of queries"
-    )
-    k: int = Field(10, ge=1, le=1000, description="results per query (page size)")
-    offset: int = Field(0, ge=0, le=10_000, description="results to skip (pagination)")
-    method: Literal["bm25", "dense", "splade", "hybrid", "bm25+splade", "dense+splade", "bm25+dense+splade"] = Field(
-        "bm25", description="a signal, hybrid (= bm25+dense), or signals fused with '+'"
-    )
-    fusion: Fusion | None = None
-    filter: dict[str, Any] | None = Field(None, description='metadata filter, e.g. {"year": {"$gte": 2020}}')
-    index: Literal["flat", "int8", "binary", "hnsw", "ivf", "ivfpq"] | None = None
-    sparse_mode: Literal["exact", "approx"] | None = Field(None, description="SPLADE: exact or Seismic approx")
-    query_vector: list[float] | None = Field(
-        None, min_length=1, max_length=8192, description="dense query vector computed elsewhere (with or instead of 'query')")
-    query_vectors: list[Annotated[list[float], Field(min_length=1, max_length=8192)]] | None = Field(
-        None, min_length=1, max_length=100, description="dense query vectors, one per query of the batch")
-    prf: bool = Field(False, description="pseudo-relevance feedback: RM3 for BM25, Rocchio for dense (defaults)")
-    correct_typos: bool = Field(False, description="BM25: correct query terms outside the vocabulary (one edit)")
-    adapter: bool = Field(False, description="dense: use the collection's query adapter (`retrievo adapt`)")
-    min_probability: float | None = Field(
-        None, ge=0, le=1, description="calibrated cut-off: only results at least this likely relevant "
-        "(the collection needs a calibration for the method: `retrievo calibrate`)")
-    include_text: bool = True
-    highlight: bool = True
+def _annotation(opt: Option) -> Any:
+    if opt.name == "method":
+        from retrievo.signals.registry import methods
+
+        return Literal[methods()]  # type: ignore[valid-type]
+    if opt.choices:
+        return Literal[opt.choices]  # type: ignore[valid-type]
+    return _PY[opt.type]
+
+
+def _field(opt: Option, default: Any) -> Any:
+    bounds = {b: getattr(opt, b) for b in ("ge", "gt", "le") if getattr(opt, b) is not None}
+    bounds.update(_HTTP_LIMITS.get(opt.name, {}))
+    return Field(default, description=opt.help, **bounds)
+
+
+def search_body_model() -> type[BaseModel]:
+    """The body of ``POST /v1/collections/{name}/search``, generated from the request's option table
+    (:func:`retrievo.request.options`: the built-in options and those plugins registered): the queries,
+    paging and display fields, then every search setting — a component's (``fusion``, ``index``, ``sparse``,
+    ``prf``) as an object of the fields to change in the collection's config."""
+    fields: dict[str, Any] = {
+        "query": (str | None, Field(None, min_length=1, max_length=4096, description="one query (or use queries)")),
+        "queries": (list[Annotated[str, Field(min_length=1, max_length=4096)]] | None,
+                    Field(None, min_length=1, max_length=100, description="a batch of queries")),
+        "offset": (int, Field(0, ge=0, le=10_000, description="results to skip (pagination)")),
+        "query_vector": (list[float] | None, Field(None, min_length=1, max_length=8192,
+                                                   description="dense query vector computed elsewhere (with or instead of 'query')")),
+        "query_vectors": (list[Annotated[list[float], Field(min_length=1, max_length=8192)]] | None,
+                          Field(None, min_length=1, max_length=100, description="dense query vectors, one per query of the batch")),
+        "include_text": (bool, True),
+        "highlight": (bool, True),
+        "sparse_mode": (Literal[SPARSE_MODES] | None,  # type: ignore[valid-type]
+                        Field(None, description="SPLADE: exact or Seismic approx (the same as sparse.mode)")),
+    }
+    groups: dict[str, list[Option]] = {}
+    for opt in options():
+        if opt.group:
+            groups.setdefault(opt.group, []).append(opt)
+        elif opt.name == "prf":
+            continue
+        elif opt.type == "bool":
+            fields[opt.name] = (bool, _field(opt, bool(opt.default)))
+        elif opt.name in ("method", "k"):
+            fields[opt.name] = (_annotation(opt), _field(opt, {"method": "bm25", "k": 10}[opt.name]))
+        else:
+            fields[opt.name] = (_annotation(opt) | None, _field(opt, opt.default))
+    for group, opts in groups.items():
+        sub = create_model(_GROUP_TITLES.get(group, f"{group.title()}Settings"), __base__=_Strict,
+                           **{o.field: (_annotation(o) | None, _field(o, None)) for o in opts})
+        if group == "index":
+            fields[group] = (_annotation(opts[0]) | sub | None, Field(None, description="the dense index: a kind, or "
+                             "the fields to change in the collection's (default: the collection's)"))
+        elif group == "prf":
+            fields[group] = (bool | sub, Field(False, description="pseudo-relevance feedback: true (RM3 for BM25, "
+                             "Rocchio for dense, published defaults) or its settings"))
+        else:
+            fields[group] = (sub | None, Field(None, description=f"{group} settings to change in the collection's"))
+    return create_model("SearchRequest", __base__=_Strict, **fields)
+
+
+def request_from_body(body: BaseModel, k: int) -> SearchRequest:
+    """The :class:`~retrievo.request.SearchRequest` of a search body, asking for ``k`` results per query."""
+    values: dict[str, Any] = {}
+    plugin: dict[str, Any] = {}
+    builtin = {o.name for o in OPTIONS} | {o.group for o in OPTIONS if o.group}
+    for opt in options():
+        name = opt.group or opt.name
+        if name in values or name in plugin or name in ("k",):
+            continue
+        value = getattr(body, name, None)
+        if isinstance(value, BaseModel):
+            value = value.model_dump(exclude_none=True)
+            if name == "prf":
+                value = PRFConfig(**value)
+        if name not in builtin:
+            if value is not None:
+                plugin[name] = value
+        else:
+            values[name] = value
+    mode = getattr(body, "sparse_mode", None)
+    if mode is not None:
+        values["sparse"] = {**(values.get("sparse") or {}), "mode": mode}
+    return SearchRequest(**{n: v for n, v in values.items() if v is not None}, k=k, options=plugin)
 
 
 class Hit(_Strict):

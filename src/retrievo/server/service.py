@@ -76,19 +76,17 @@ class CollectionService:
         self.retry_max = retry_max  # a failed commit is retried after commit_interval, doubling up to this
         self.writer = Collection.open(path)
         try:
-            self.writer._acquire_write_lock()  # one writing process per collection: fail now, not at commit
+            self.writer.lock_for_writing()  # one writing process per collection: fail now, not at commit
         except Exception:
             self.writer.close()
             raise
-        encoder = None
         if self.writer.has_dense:
             try:
-                encoder = self.writer.encoder  # one model in memory, shared by both views
+                self.writer.encoder  # noqa: B018 - made once, here, to be shared with the reader
             except ConfigError:  # a model that cannot load here: supplied vectors still work, and a
-                encoder = None  # text that needs encoding gets the loader's error when it comes
-        self.reader = Collection.open(path, readonly=True, encoder=encoder)
-        if self.writer.has_sparse:  # one SPLADE model in memory, shared by both views
-            self.reader.set_sparse_encoder(self.writer.sparse_encoder)
+                pass  # text that needs encoding gets the loader's error when it comes
+        self.reader = Collection.open(path, readonly=True)
+        self.reader.share_models(self.writer)  # one copy of each model in memory, shared by both views
         self.wal = WriteAheadLog(path / WAL_FILENAME)
         self._vec_lock = threading.Lock()
         self._vec_dim: int | None = None  # dimension of supplied vectors acknowledged before any commit
@@ -124,7 +122,7 @@ class CollectionService:
         docs = list(docs)
         vectors = [d.get("vector") if isinstance(d, dict) else None for d in docs]
         docs = [{k: v for k, v in d.items() if k != "vector"} if isinstance(d, dict) else d for d in docs]
-        batch = self.writer._validate(docs, "documents")
+        batch = self.writer.validate_documents(docs, "documents")
         if not batch:
             raise InvalidInputError("documents: the request holds no documents")
         payload = [d.to_dict() for d in batch]
@@ -135,7 +133,7 @@ class CollectionService:
                     f"documents[{missing[0]}]: no 'vector', while other documents of the request have one; "
                     "give a vector for every document of a request or for none")
             with self._vec_lock:
-                arr = self.writer._check_vector_batch(vectors, batch, "documents")
+                arr = self.writer.check_vectors(vectors, batch, "documents")
                 dim = self._vector_dim()
                 if dim is not None and arr.shape[1] != dim:
                     raise InvalidInputError(
@@ -149,7 +147,7 @@ class CollectionService:
     def _vector_dim(self) -> int | None:
         """The dimension supplied vectors must have: committed vectors', else the model's (when it loads),
         else that of vectors this process already acknowledged."""
-        flat = self.writer._state.flat
+        flat = self.writer.snapshot().signals.get("dense")
         if flat is not None and flat.dim:
             return int(flat.dim)
         if self._model_dim is None:

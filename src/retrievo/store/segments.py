@@ -1,19 +1,22 @@
 """Immutable on-disk segments.
 
-A segment is a folder of ``.npy`` arrays written once and then only read (memory-mapped):
+A segment is a folder of ``.npy`` arrays written once and then only read (memory-mapped), plus
+``segment.json`` (format version, row count, and metadata the signals add). Each signal declares its
+arrays as :class:`Layout` groups, so the store writes, slices (merges drop deleted rows) and concatenates
+any signal's data without knowing what it means. The built-in signals keep:
 
-- ``tf_indptr.npy`` (int64, n+1), ``tf_terms.npy`` (int32, global term ids), ``tf_counts.npy`` (int32):
-  each row's term frequencies in CSR layout (document-major, as Lucene's forward index);
-- ``doclen.npy`` (int32): analysed length of each row, BM25's ``|d|``;
-- ``dense.npy`` (float32, n × dim, L2-normalised), when the collection has a dense model;
-- ``sp_indptr.npy`` / ``sp_terms.npy`` (int32, the sparse model's vocabulary ids) / ``sp_weights.npy``
-  (float32, >= 0): each row's learned sparse (SPLADE) vector in CSR layout, when the collection has one;
-- ``segment.json``: row count, dimension and format version.
+- BM25 (:mod:`retrievo.signals.bm25`): ``tf_indptr`` (int64, n+1), ``tf_terms`` (int32, term ids of the
+  collection's vocabulary), ``tf_counts`` (int32): each row's term frequencies in CSR layout (document-major,
+  as Lucene's forward index); ``doclen`` (int32): analysed length of each row, BM25's ``|d|``;
+- dense (:mod:`retrievo.signals.dense`): ``dense`` (float32, n × dim, L2-normalised); metadata ``dim``;
+- SPLADE (:mod:`retrievo.signals.splade`): ``sp_indptr`` / ``sp_terms`` (int32, the sparse model's
+  vocabulary ids) / ``sp_weights`` (float32, >= 0) in CSR layout; metadata ``sparse_vocab``.
 
-Statistics that depend on the whole collection (document frequencies, average length) are never stored
-in a segment: they are recomputed from the live rows of all segments, so segments can later be spread
-over shards whose statistics are summed. A segment is written to ``<name>.tmp`` and renamed only after
-every file is fsynced; a folder that no commit references is garbage and is removed on the next write.
+Derived structures (ANN graphs, codes, sparse posting lists) are written beside the arrays by their
+signal. Statistics that depend on the whole collection (document frequencies, average length) are never
+stored in a segment: they are recomputed from the live rows of all segments, so segments can later be
+spread over shards whose statistics are summed. A segment is written to ``<name>.tmp`` and renamed only
+after every file is fsynced; a folder that no commit references is garbage and is removed on the next write.
 """
 
 from __future__ import annotations
@@ -21,110 +24,136 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from retrievo._io import fsync_dir, write_synced
+from retrievo.errors import InvalidInputError
 
-__all__ = ["Segment", "SegmentData", "write_segment", "segment_dirname"]
+__all__ = ["Layout", "Segment", "SegmentData", "segment_dirname", "write_segment"]
 
 SEGMENT_FORMAT = 1
+LAYOUT_KINDS = ("rows", "csr")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a group of a segment's arrays is indexed by row.
+
+    Args:
+        kind: ``"rows"`` — the first axis of each array is the row (vectors, lengths); ``"csr"`` — the first
+            array is an int64 ``indptr`` of ``n + 1`` offsets and the others hold the entries of row ``i`` at
+            ``indptr[i]:indptr[i + 1]`` (term ids and counts, sparse vectors).
+        arrays: the arrays' names (file names without ``.npy``), unique within a collection.
+    """
+
+    kind: str
+    arrays: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYOUT_KINDS or not self.arrays or (self.kind == "csr" and len(self.arrays) < 2):
+            raise InvalidInputError(f"Layout: kind must be one of {LAYOUT_KINDS} with its arrays, got {self!r}")
+
+
+class SegmentData:
+    """The arrays of one segment (in memory before writing, memory-mapped after) and its metadata.
+
+    An array is read as ``data.get(name)`` or as an attribute (``data.dense``).
+    """
+
+    def __init__(self, n_rows: int, arrays: Mapping[str, np.ndarray] | None = None,
+                 meta: Mapping[str, Any] | None = None) -> None:
+        self.n_rows = int(n_rows)
+        self.arrays: dict[str, np.ndarray] = dict(arrays or {})
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("arrays", {})
+        if name in arrays:
+            return arrays[name]
+        raise AttributeError(f"this segment has no array {name!r}")
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self.arrays.get(name)
+
+    def has(self, layout: Layout) -> bool:
+        return all(a in self.arrays for a in layout.arrays)
+
+    def put(self, layouts: Iterable[Layout], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        """Add a signal's arrays (checked against its layouts: every array, one entry per row) and metadata."""
+        for layout in layouts:
+            for name in layout.arrays:
+                if name not in arrays:
+                    raise InvalidInputError(f"segment data: array {name!r} of layout {layout} is missing")
+            first = np.asarray(arrays[layout.arrays[0]])
+            want = self.n_rows + 1 if layout.kind == "csr" else self.n_rows
+            if len(first) != want:
+                raise InvalidInputError(f"segment data: {layout.arrays[0]!r} has {len(first)} entries, expected {want}")
+            if layout.kind == "csr":
+                n = int(first[-1]) if len(first) else 0
+                short = [a for a in layout.arrays[1:] if len(arrays[a]) != n]
+                if short:
+                    raise InvalidInputError(f"segment data: {short} must hold the {n} entries {layout.arrays[0]!r} counts")
+            else:
+                short = [a for a in layout.arrays[1:] if len(arrays[a]) != self.n_rows]
+                if short:
+                    raise InvalidInputError(f"segment data: {short} must hold one entry per row ({self.n_rows})")
+            for name in layout.arrays:
+                self.arrays[name] = arrays[name]
+        self.meta.update(meta)
+
+    def take(self, rows: np.ndarray, layouts: Sequence[Layout]) -> SegmentData:
+        """A new segment made of ``rows`` (in that order) of the arrays of ``layouts`` (used by merges)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = SegmentData(len(rows), meta=self.meta)
+        for layout in layouts:
+            if not self.has(layout):
+                continue
+            if layout.kind == "rows":
+                for name in layout.arrays:
+                    out.arrays[name] = np.asarray(self.arrays[name][rows])
+                continue
+            indptr = self.arrays[layout.arrays[0]]
+            starts, ends = indptr[rows], indptr[rows + 1]
+            lengths = ends - starts
+            new_ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=new_ptr[1:])
+            pos = (np.repeat(starts - new_ptr[:-1], lengths) + np.arange(new_ptr[-1]) if len(rows)
+                   else np.zeros(0, dtype=np.int64))
+            out.arrays[layout.arrays[0]] = new_ptr
+            for name in layout.arrays[1:]:
+                out.arrays[name] = np.asarray(self.arrays[name][pos])
+        return out
+
+    @staticmethod
+    def concat(parts: Sequence[SegmentData], layouts: Sequence[Layout]) -> SegmentData:
+        """One segment's arrays made of ``parts`` in order, for each layout that every part has."""
+        out = SegmentData(sum(p.n_rows for p in parts), meta=parts[0].meta if parts else None)
+        for layout in layouts:
+            if not parts or not all(p.has(layout) for p in parts):
+                continue
+            if layout.kind == "rows":
+                for name in layout.arrays:
+                    out.arrays[name] = np.concatenate([np.asarray(p.arrays[name]) for p in parts])
+                continue
+            ptrs = [np.zeros(1, dtype=np.int64)]
+            offset = 0
+            for p in parts:
+                ptr = p.arrays[layout.arrays[0]]
+                ptrs.append(np.asarray(ptr[1:], dtype=np.int64) + offset)
+                offset += int(ptr[-1])
+            out.arrays[layout.arrays[0]] = np.concatenate(ptrs)
+            for name in layout.arrays[1:]:
+                out.arrays[name] = np.concatenate([np.asarray(p.arrays[name]) for p in parts])
+        return out
 
 
 def segment_dirname(seg: int) -> str:
     return f"seg_{seg:08d}"
-
-
-@dataclass
-class SegmentData:
-    """The arrays of one segment (in memory before writing, memory-mapped after)."""
-
-    tf_indptr: np.ndarray
-    tf_terms: np.ndarray
-    tf_counts: np.ndarray
-    doclen: np.ndarray
-    dense: np.ndarray | None = None
-    sp_indptr: np.ndarray | None = None
-    sp_terms: np.ndarray | None = None
-    sp_weights: np.ndarray | None = None
-    sparse_vocab: int | None = None
-
-    @property
-    def n_rows(self) -> int:
-        return int(len(self.doclen))
-
-    @property
-    def has_sparse(self) -> bool:
-        return self.sp_indptr is not None
-
-    def sparse_csr(self):
-        """The sparse vectors as a ``scipy.sparse.csr_matrix`` (rows × sparse vocabulary), or ``None``."""
-        if self.sp_indptr is None:
-            return None
-        import scipy.sparse as sp
-
-        return sp.csr_matrix((self.sp_weights, self.sp_terms, self.sp_indptr), shape=(self.n_rows, self.sparse_vocab))
-
-    def take(self, rows: np.ndarray) -> SegmentData:
-        """A new segment made of ``rows`` (in that order); used by merges."""
-        rows = np.asarray(rows, dtype=np.int64)
-        starts = self.tf_indptr[rows]
-        ends = self.tf_indptr[rows + 1]
-        lengths = ends - starts
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        if len(rows):
-            pos = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
-        else:
-            pos = np.zeros(0, dtype=np.int64)
-        out = SegmentData(
-            tf_indptr=indptr,
-            tf_terms=np.asarray(self.tf_terms[pos], dtype=np.int32),
-            tf_counts=np.asarray(self.tf_counts[pos], dtype=np.int32),
-            doclen=np.asarray(self.doclen[rows], dtype=np.int32),
-            dense=None if self.dense is None else np.asarray(self.dense[rows], dtype=np.float32),
-        )
-        if self.has_sparse:
-            out.set_sparse(self.sparse_csr()[rows])
-        return out
-
-    def set_sparse(self, csr) -> None:
-        """Store a ``scipy.sparse`` matrix (one row per document) as this segment's sparse vectors."""
-        csr = csr.tocsr()
-        csr.sort_indices()
-        self.sp_indptr = np.asarray(csr.indptr, dtype=np.int64)
-        self.sp_terms = np.asarray(csr.indices, dtype=np.int32)
-        self.sp_weights = np.asarray(csr.data, dtype=np.float32)
-        self.sparse_vocab = int(csr.shape[1])
-
-    @staticmethod
-    def concat(parts: list[SegmentData], with_dense: bool = True) -> SegmentData:
-        """One segment's arrays made of ``parts`` in order (``with_dense=False`` skips copying vectors)."""
-        indptrs = [np.zeros(1, dtype=np.int64)]
-        offset = 0
-        for p in parts:
-            indptrs.append(np.asarray(p.tf_indptr[1:], dtype=np.int64) + offset)
-            offset += int(p.tf_indptr[-1])
-        dense = None
-        if with_dense and parts and all(p.dense is not None for p in parts):
-            dense = np.concatenate([np.asarray(p.dense) for p in parts]).astype(np.float32)
-        out = SegmentData(
-            tf_indptr=np.concatenate(indptrs),
-            tf_terms=np.concatenate([np.asarray(p.tf_terms) for p in parts] or [np.zeros(0, np.int32)]).astype(np.int32),
-            tf_counts=np.concatenate([np.asarray(p.tf_counts) for p in parts] or [np.zeros(0, np.int32)]).astype(np.int32),
-            doclen=np.concatenate([np.asarray(p.doclen) for p in parts] or [np.zeros(0, np.int32)]).astype(np.int32),
-            dense=dense,
-        )
-        if parts and all(p.has_sparse for p in parts):
-            import scipy.sparse as sp
-
-            out.set_sparse(sp.vstack([p.sparse_csr() for p in parts], format="csr"))
-        return out
-
-
-_ARRAYS = ("tf_indptr", "tf_terms", "tf_counts", "doclen", "dense", "sp_indptr", "sp_terms", "sp_weights")
 
 
 def write_segment(root: Path, seg: int, data: SegmentData) -> Path:
@@ -136,17 +165,9 @@ def write_segment(root: Path, seg: int, data: SegmentData) -> Path:
     if final.exists():  # left by a crash before its commit: it is garbage, replace it
         shutil.rmtree(final)
     tmp.mkdir(parents=True)
-    for name in _ARRAYS:
-        arr = getattr(data, name)
-        if arr is None:
-            continue
+    for name, arr in data.arrays.items():
         write_synced(tmp / f"{name}.npy", lambda fh, a=arr: np.save(fh, np.ascontiguousarray(a), allow_pickle=False))
-    meta = {
-        "format": SEGMENT_FORMAT,
-        "n_rows": data.n_rows,
-        "dim": None if data.dense is None else int(data.dense.shape[1]),
-        "sparse_vocab": data.sparse_vocab if data.has_sparse else None,
-    }
+    meta = {**data.meta, "format": SEGMENT_FORMAT, "n_rows": data.n_rows}
     write_synced(tmp / "segment.json", lambda fh: fh.write(json.dumps(meta).encode()))
     fsync_dir(tmp)
     os.rename(tmp, final)
@@ -155,19 +176,22 @@ def write_segment(root: Path, seg: int, data: SegmentData) -> Path:
 
 
 class Segment:
-    """A committed segment opened read-only; arrays are memory-mapped."""
+    """A committed segment opened read-only; the arrays of ``layouts`` that it holds are memory-mapped."""
 
-    def __init__(self, root: Path, seg: int, mmap: bool = True) -> None:
+    def __init__(self, root: Path, seg: int, layouts: Sequence[Layout], mmap: bool = True) -> None:
         self.seg = seg
         self.path = root / segment_dirname(seg)
         with open(self.path / "segment.json") as fh:
             self.meta = json.load(fh)
         mode = "r" if mmap else None
         arrays = {}
-        for name in _ARRAYS:
-            p = self.path / f"{name}.npy"
-            arrays[name] = np.load(p, mmap_mode=mode, allow_pickle=False) if p.exists() else None
-        self.data = SegmentData(**arrays, sparse_vocab=self.meta.get("sparse_vocab"))
+        for layout in layouts:
+            for name in layout.arrays:
+                p = self.path / f"{name}.npy"
+                if p.exists():
+                    arrays[name] = np.load(p, mmap_mode=mode, allow_pickle=False)
+        meta = {k: v for k, v in self.meta.items() if k not in ("format", "n_rows")}
+        self.data = SegmentData(self.n_rows, arrays, meta)
 
     @property
     def n_rows(self) -> int:

@@ -1,0 +1,69 @@
+"""A snapshot: one committed generation of a collection, everything a search reads, immutable once built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from retrievo.store.segments import Segment
+
+__all__ = ["Snapshot"]
+
+
+@dataclass
+class Snapshot:
+    """One generation: its segments, row numbering, live rows, vocabulary and each signal's structure.
+
+    Rows are numbered globally: segment ``s`` holds rows ``offsets[s] .. offsets[s] + n_rows - 1``. A search
+    takes one snapshot at its start and reads nothing else, so a commit or merge that lands meanwhile
+    never mixes two generations in one answer.
+
+    Attributes:
+        generation: the commit counter this snapshot shows.
+        segments: the immutable segments, in row order.
+        offsets: segment number -> its first global row.
+        n_rows: rows over all segments, deleted ones included.
+        ids: object array of document ids over the global rows (``""`` for deleted rows).
+        live: boolean mask of the rows that are not deleted.
+        vocab: the collection's term dictionary (term -> id).
+        signals: each signal's searchable structure for this generation (``None`` when it has no data).
+        derived: structures built on first use for this generation (approximate indexes, lookup tables),
+            by a key of their builder's choosing.
+    """
+
+    generation: int
+    segments: list[Segment]
+    offsets: dict[int, int]
+    n_rows: int
+    ids: np.ndarray
+    live: np.ndarray
+    vocab: dict[str, int]
+    signals: dict[str, Any] = field(default_factory=dict)
+    derived: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def n_live(self) -> int:
+        return int(self.live.sum())
+
+    def segment_of(self, row: int) -> tuple[Segment, int]:
+        """The segment holding global ``row`` and the row's position in it."""
+        for seg in self.segments:
+            local = row - self.offsets[seg.seg]
+            if 0 <= local < seg.n_rows:
+                return seg, local
+        raise IndexError(f"row {row} is in no segment")
+
+    # the built-in signals' structures by their former names
+    @property
+    def inverted(self) -> Any:
+        return self.signals.get("bm25")
+
+    @property
+    def flat(self) -> Any:
+        return self.signals.get("dense")
+
+    @property
+    def sparse(self) -> Any:
+        return self.signals.get("splade")
