@@ -130,3 +130,18 @@ def test_search_and_eval_with_typo_correction(tmp_path, subset):
     out = json.loads(run("eval", str(folder), "--method", "bm25", "--correct-typos", "--json",
                          "--collection", str(tmp_path / "ec")).stdout)
     assert out["correct_typos"] is True and 0.3 < out["ndcg@10"] <= 1
+
+
+def test_eval_and_calibrate_take_every_search_option(tmp_path, subset):
+    folder, nq = subset
+    ec = str(tmp_path / "ec")
+    plain = json.loads(run("eval", str(folder), "--correct-typos", "--json", "--collection", ec).stdout)
+    cal = json.loads(run("calibrate", ec, str(folder), "--split", "test", "--correct-typos", "--depth", "10",
+                         "--json").stdout)
+    assert cal["key"] == "bm25;typos" and cal["file"].endswith(".json") and "bm25-" in cal["file"]
+    cut = json.loads(run("eval", str(folder), "--correct-typos", "--min-probability", "0.3", "--json",
+                         "--collection", ec).stdout)
+    assert cut["min_probability"] == 0.3 and cut["correct_typos"] is True and cut["queries"] == nq
+    assert cut["recall@100"] < plain["recall@100"]  # the cut-off shortened the lists
+    bad = run("eval", str(folder), "--min-probability", "0.3", "--json", "--collection", ec, ok=False)
+    assert bad.returncode == 2 and "with the settings" not in bad.stderr and "no calibration for method 'bm25'" in bad.stderr
