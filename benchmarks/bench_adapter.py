@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from _common import CACHE, dataset_dir, eval_collection_copy, header, write_section
-from retrievo import Collection
+from retrievo import Collection, SearchRequest
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
 
@@ -34,7 +34,8 @@ def measure(coll: Collection, queries, qrels, qids, label, rows):
     for method in ("dense", "hybrid"):
         got = []
         for adapter in (False, True):
-            res = coll.search([queries[q] for q in qids], k=100, method=method, query_ids=qids, adapter=adapter)
+            req = SearchRequest(method=method, k=100, adapter=adapter)
+            res = coll.searcher.search([queries[q] for q in qids], req, query_ids=qids)
             got.append(evaluate(res.to_run(), {q: qrels[q] for q in qids}))
         line = (f"| {label} | {len(qids)} | {method} | {got[0]['ndcg@10']:.4f} | {got[1]['ndcg@10']:.4f} | "
                 f"{got[1]['ndcg@10'] - got[0]['ndcg@10']:+.4f} | {got[0]['recall@100']:.4f} → {got[1]['recall@100']:.4f} |")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from _common import dataset_dir, eval_collection, header, write_section
-from retrievo import Collection
+from retrievo import Collection, SearchRequest
 from retrievo.config import CollectionConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.search.calibration import ScoreCalibrator, calibration_report
@@ -41,7 +41,7 @@ def judged(ds: BeirDataset, split: str, sample: int | None = None):
 
 
 def run(coll: Collection, method: str, qids, queries, qrels):
-    res = coll.search([queries[q] for q in qids], k=DEPTH, method=method, query_ids=qids)
+    res = coll.searcher.search([queries[q] for q in qids], SearchRequest(method=method, k=DEPTH), query_ids=qids)
     labels = np.array([[int(qrels[q].get(str(d), 0) > 0) for d in row] for q, row in zip(qids, res.ids, strict=True)])
     n_rel = np.array([sum(1 for v in qrels[q].values() if v > 0) for q in qids])
     return res, labels, n_rel

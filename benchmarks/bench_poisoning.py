@@ -19,7 +19,7 @@ from __future__ import annotations
 import shutil
 
 from _common import dataset_dir, eval_collection_copy, header, write_section
-from retrievo import Collection
+from retrievo import Collection, SearchRequest
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
 from retrievo.eval.robustness import attack_success, poisoned_passages
@@ -39,7 +39,8 @@ def main() -> None:
         targets, docs = poisoned_passages(queries, N_TARGETS, seed=0)
         others = [q for q in queries if q not in set(targets)]
         clean = Collection.open(work, readonly=True)
-        before = {m: evaluate(clean.search([queries[q] for q in others], k=100, method=m, query_ids=others).to_run(),
+        before = {m: evaluate(clean.searcher.search([queries[q] for q in others], SearchRequest(method=m, k=100),
+                                                    query_ids=others).to_run(),
                               {q: qrels[q] for q in others})["ndcg@10"] for m in METHODS}
         clean.close()
         coll = Collection.open(work)
@@ -47,9 +48,10 @@ def main() -> None:
             coll.add(docs)
             coll.commit()
             for m in METHODS:
-                res = coll.search([queries[q] for q in targets], k=10, method=m, query_ids=targets)
+                res = coll.searcher.search([queries[q] for q in targets], SearchRequest(method=m), query_ids=targets)
                 succ = attack_success(res, targets)
-                other = coll.search([queries[q] for q in others], k=100, method=m, query_ids=others)
+                other = coll.searcher.search([queries[q] for q in others], SearchRequest(method=m, k=100),
+                                             query_ids=others)
                 after = evaluate(other.to_run(), {q: qrels[q] for q in others})["ndcg@10"]
                 label = f"{name} (holdout)" if name == "nfcorpus" else name
                 line = (f"| {label} | {m} | {succ['success@1']:.2f} | {succ['success@5']:.2f} | "

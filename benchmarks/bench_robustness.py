@@ -22,6 +22,7 @@ from retrievo.config import CollectionConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
 from retrievo.eval.robustness import typo_queries
+from retrievo.request import SearchRequest
 
 SETTINGS = (("bm25", False), ("bm25", True), ("dense", False), ("hybrid", False), ("hybrid", True))
 
@@ -46,7 +47,8 @@ def main() -> None:
             for method, fix in SETTINGS:
                 scores = []
                 for texts in (clean, typo):
-                    res = coll.search(texts, k=100, method=method, query_ids=qids, correct_typos=fix)
+                    req = SearchRequest(method=method, k=100, correct_typos=fix)
+                    res = coll.searcher.search(texts, req, query_ids=qids)
                     scores.append(evaluate(res.to_run(), qrels)["ndcg@10"])
                 drop = scores[0] - scores[1]
                 rec = ""

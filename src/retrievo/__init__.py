@@ -20,6 +20,7 @@ from retrievo.errors import (
     RetrievoError,
     SourceFormatError,
 )
+from retrievo.request import SearchRequest
 from retrievo.store.collection import Collection
 from retrievo.types import Document, SearchResults
 
@@ -41,6 +42,7 @@ __all__ = [
     "NotFoundError",
     "PRFConfig",
     "RetrievoError",
+    "SearchRequest",
     "SearchResults",
     "SourceFormatError",
 ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retrievo._io import write_json
 from retrievo._paths import cache_root
 from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig, PRFConfig, SparseConfig
 from retrievo.eval.datasets import BeirDataset
@@ -98,7 +99,7 @@ def ensure_collection(
     coll.add(load_documents(dataset.path))
     coll.commit(show_progress=show_progress)
     seconds = time.perf_counter() - t0
-    stamp_path.write_text(json.dumps(stamp))
+    write_json(stamp_path, stamp)  # written last: a build cut short is rebuilt
     return coll, seconds
 
 
