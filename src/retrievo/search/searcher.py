@@ -23,6 +23,7 @@ from retrievo.search.artefacts import LearnedArtefacts
 from retrievo.search.stages import stages
 from retrievo.signals.base import Candidates, SearchContext
 from retrievo.signals.registry import signal_class
+from retrievo.store.snapshot import Snapshot
 from retrievo.types import SearchResults
 
 __all__ = ["Searcher"]
@@ -42,7 +43,7 @@ class Searcher:
 
     def search(self, queries: str | Sequence[str] | None, request: SearchRequest | None = None, *,
                query_ids: Sequence[str] | None = None, query_vectors: Any = None,
-               show_progress: bool = False) -> SearchResults:
+               show_progress: bool = False, snapshot: Snapshot | None = None) -> SearchResults:
         """Run ``request`` for ``queries`` (one query or a list; ``None`` with ``query_vectors`` alone for the
         dense signal) on the collection's last committed generation.
 
@@ -52,6 +53,7 @@ class Searcher:
             query_ids: ids for the result rows (default ``"0"``, ``"1"``, …).
             query_vectors: dense query vectors computed elsewhere, ``(len(queries), dim)``.
             show_progress: accepted for symmetry with indexing; searches are short.
+            snapshot: the generation to search (default: the collection's current one).
 
         Returns:
             :class:`SearchResults` shaped ``(len(queries), k)``.
@@ -73,7 +75,7 @@ class Searcher:
             if name not in coll.signals:
                 raise InvalidInputError(signal_class(name).missing(req.method, coll.path))
         signals = {name: coll.signals[name] for name in req.signals}
-        snapshot = coll.snapshot()
+        snapshot = snapshot or coll.snapshot()
         qv = None
         if query_vectors is not None:
             takers = [s for s in signals.values() if s.takes_query_vectors]
