@@ -4,7 +4,7 @@ Corpora: SciFact (5,183 docs, its 1,109 queries) and a generated corpus of 100,0
 vocabulary of 200k terms, s=1.1; document lengths lognormal around 120 tokens; 2,000 queries of 2-8
 terms drawn from the same Zipf law restricted to terms that occur), seeded.
 Both libraries get exactly the same token lists (retrievo's analyzer), k1=0.9, b=0.4, method lucene.
-Reported: index seconds, retrieval queries/s for top-10 (warm, best of 3) at 1 and 2 threads,
+Reported: index seconds, retrieval queries/s for top-10 (warm, best of 5 turns taken with bm25s-numba) at 1 and 2 threads,
 and top-10 overlap of retrievo with bm25s.
 
 Run: python benchmarks/bench_bm25.py [--docs 100000]
@@ -20,6 +20,8 @@ import time
 import numpy as np
 
 from _common import best_of, dataset_dir, header, write_section
+
+ROUNDS = 5  # retrievo and bm25s-numba take turns this many times; the best of each is kept
 
 
 def scifact_tokens():
@@ -83,19 +85,24 @@ def run_corpus(name, doc_tokens, query_tokens, rows):
         t0 = time.perf_counter()
         ref = bm25s.BM25(method="lucene", k1=0.9, b=0.4, backend=backend)
         ref.index(tok, show_progress=False)
-        t_idx = time.perf_counter() - t0
-        refs[backend] = ref
-        for threads in (1, 2):
-            kw = dict(k=10, show_progress=False, backend_selection=backend, n_threads=threads)
-            ref.retrieve(qtok[:50], **kw)  # warm up (compiles numba)
-            t = best_of(lambda ref=ref, kw=kw: ref.retrieve(qtok, **kw))
-            timings[(backend, threads)] = (t_idx, len(qtok) / t)
-    res_ref, _ = refs["numba"].retrieve(qtok, k=10, show_progress=False, backend_selection="numba", n_threads=2)
+        refs[backend] = (ref, time.perf_counter() - t0)
     ours_q = {}
     for threads in (1, 2):
+        kw = {b: dict(k=10, show_progress=False, backend_selection=b, n_threads=threads) for b in refs}
+        for b, (ref, _) in refs.items():
+            ref.retrieve(qtok[:50], **kw[b])  # warm up (compiles numba)
         ours.search(q_ids[:50], 10, threads=threads)
-        t = best_of(lambda threads=threads: ours.search(q_ids, 10, threads=threads))
-        ours_q[threads] = len(q_ids) / t
+        slow, t_idx = refs["numpy"]  # slow: timed once, it is not the reference of the ratio
+        timings[("numpy", threads)] = (t_idx, len(qtok) / best_of(lambda s=slow, k=kw["numpy"]: s.retrieve(qtok, **k), 1))
+        # the two fast ones take turns, so a slow spell of this shared machine hits both alike
+        best_ours = best_ref = float("inf")
+        ref, t_idx = refs["numba"]
+        for _ in range(ROUNDS):
+            best_ours = min(best_ours, best_of(lambda threads=threads: ours.search(q_ids, 10, threads=threads), 1))
+            best_ref = min(best_ref, best_of(lambda r=ref, k=kw["numba"]: r.retrieve(qtok, **k), 1))
+        ours_q[threads] = len(q_ids) / best_ours
+        timings[("numba", threads)] = (t_idx, len(qtok) / best_ref)
+    res_ref, _ = refs["numba"][0].retrieve(qtok, k=10, show_progress=False, backend_selection="numba", n_threads=2)
     rows_o, _, counts = ours.search(q_ids, 10)
     overlap = np.mean([len(set(rows_o[i, :counts[i]]) & set(res_ref[i])) / max(1, min(10, counts[i]))
                        for i in range(len(q_ids))])
@@ -118,8 +125,9 @@ def main() -> None:
     run_corpus("SciFact", *scifact_tokens(), rows)
     run_corpus(f"synthetic {args.docs // 1000}k", *synthetic_tokens(args.docs), rows)
     body = header("BM25 speed: retrievo vs bm25s", ("bm25s", "numba", "numpy")) + (
-        "\nSame token ids for both (retrievo's analyzer); Lucene BM25 k1=0.9 b=0.4; top-10; queries/s is the best of 3 "
-        "warm runs over all queries as one batch; index s builds the index from token lists. "
+        "\nSame token ids for both (retrievo's analyzer); Lucene BM25 k1=0.9 b=0.4; top-10; queries/s is the best of 5 "
+        "warm runs over all queries as one batch, retrievo and bm25s-numba taking turns (bm25s-numpy: one run); index s "
+        "builds the index from token lists. "
         "Overlap: mean |top-10 ∩ bm25s-numba top-10| / 10. Generated corpus: see `bench_bm25.py` docstring.\n\n"
         + "\n".join(rows) + "\n\nCommand: `python benchmarks/bench_bm25.py`\n")
     write_section("bm25-speed", body)
