@@ -299,17 +299,20 @@ class SearchRequest:
     signals: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        from retrievo.indexes.filters import parse_filter
-
         put = object.__setattr__
         if not isinstance(self.method, str):
             raise InvalidInputError(f"search: method must be a string, got {type(self.method).__name__}")
         if not (isinstance(self.k, int) or _is_np_int(self.k)) or self.k < 1:
             raise InvalidInputError(f"search: k must be a positive integer, got {self.k!r}")
         put(self, "k", int(self.k))
-        put(self, "filter", parse_filter(self.filter if not isinstance(self.filter, Mapping) else dict(self.filter)))
+        if self.filter is not None:
+            from retrievo.indexes.filters import parse_filter
+
+            put(self, "filter", parse_filter(self.filter if not isinstance(self.filter, Mapping) else dict(self.filter)))
         for name, group in _GROUPS.items():
-            put(self, name, _component(group, getattr(self, name)))
+            value = getattr(self, name)
+            if value is not None:
+                put(self, name, _component(group, value))
         prf = self.prf
         if prf is True:
             prf = PRFConfig()
@@ -328,12 +331,13 @@ class SearchRequest:
             if not 0.0 <= p <= 1.0:
                 raise InvalidInputError(f"search: min_probability must be in [0, 1], got {self.min_probability!r}")
             put(self, "min_probability", p)
-        if not isinstance(self.options, Mapping):
-            raise InvalidInputError(f"search: options must be a dict, got {type(self.options).__name__}")
-        unknown = sorted(set(self.options) - set(_plugin_options))
-        if unknown:
-            raise InvalidInputError(f"search: unknown options {unknown}; registered: {sorted(_plugin_options)}")
-        put(self, "options", dict(self.options))
+        if self.options:
+            if not isinstance(self.options, Mapping):
+                raise InvalidInputError(f"search: options must be a dict, got {type(self.options).__name__}")
+            unknown = sorted(set(self.options) - set(_plugin_options))
+            if unknown:
+                raise InvalidInputError(f"search: unknown options {unknown}; registered: {sorted(_plugin_options)}")
+            put(self, "options", dict(self.options))
 
     # -- building ------------------------------------------------------------------------------------------
     @classmethod
@@ -422,8 +426,9 @@ class SearchRequest:
         elif sparse is None:
             sparse = config.sparse
         opts = {o.name: self.options.get(o.name, o.default) for o in _plugin_options.values()}
-        out = dataclasses.replace(self, fusion=fusion, index=index, sparse=sparse, options=opts)
-        object.__setattr__(out, "signals", signals)
+        # a copy with the resolved parts (already valid: not checked again)
+        out = object.__new__(SearchRequest)
+        out.__dict__.update(self.__dict__, fusion=fusion, index=index, sparse=sparse, options=opts, signals=signals)
         return out
 
     @property

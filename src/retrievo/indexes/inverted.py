@@ -33,6 +33,8 @@ from retrievo.indexes._topk import accumulator_topk, heap_drain_sorted
 
 __all__ = ["BM25Stats", "InvertedIndex", "compute_stats", "term_at_a_time", "term_frequencies"]
 
+_CPUS = os.cpu_count() or 1  # read once: os.cpu_count() costs microseconds a call
+
 
 @dataclass(frozen=True)
 class BM25Stats:
@@ -219,7 +221,7 @@ class InvertedIndex:
         k = max(int(k), 1)
         use_allowed = allowed is not None
         mask = np.asarray(allowed, dtype=np.bool_) if use_allowed else np.zeros(1, dtype=np.bool_)
-        threads = max(1, int(threads or os.cpu_count() or 1))
+        threads = max(1, int(threads or _CPUS))
         nq = len(queries)
         if weights is not None and (len(weights) != nq or any(
                 np.shape(w) != np.shape(q) for w, q in zip(weights, queries, strict=True))):

@@ -85,6 +85,8 @@ from retrievo.indexes.sparse.params import _F32_FORWARD_MAX, FORMAT, SeismicPara
 
 __all__ = ["SparseIndex"]
 
+_CPUS = os.cpu_count() or 1  # read once: os.cpu_count() costs microseconds a call
+
 
 @lru_cache(maxsize=4)
 def _pool(threads: int) -> ThreadPoolExecutor:
@@ -175,7 +177,7 @@ class SparseIndex:
     # --------------------------------------------------------------------------------------------- build
 
     def _build_approx(self, ptr, docs_, w, f_w, prm: SeismicParams, threads: int | None) -> None:
-        threads = max(1, int(threads or os.cpu_count() or 1))
+        threads = max(1, int(threads or _CPUS))
         v = self.vocab_size
         if prm.pruning == "fixed":
             thr, cap = 0.0, prm.n_postings
@@ -324,7 +326,7 @@ class SparseIndex:
                     self.s_counts, self.s_ck, self.s_entries, mask, use_allowed, *self._scratch(),
                     self.max_blocks, k, int(query_cut), float(heap_factor), bool(first_sorted), bool(global_order))
         nq = q.shape[0]
-        threads = max(1, int(threads or os.cpu_count() or 1))
+        threads = max(1, int(threads or _CPUS))
         if threads == 1 or nq < 2 * threads:
             return run(0, nq)
         bounds = np.linspace(0, nq, threads + 1).astype(int)
