@@ -47,10 +47,11 @@ from retrievo.errors import (
     NotFoundError,
     RetrievoError,
 )
-from retrievo.indexes.filters import compile_filter, parse_filter
+from retrievo.indexes.filters import compile_filter, evaluate, parse_filter, plan_filter
 from retrievo.request import SearchRequest
 from retrievo.signals.base import EncodeBatch, Signal
 from retrievo.signals.registry import METHODS, parse_method, signal_class, signal_names
+from retrievo.store.columns import write_columns
 from retrievo.store.segments import Segment, SegmentData, segment_dirname, write_segment
 from retrievo.store.snapshot import Snapshot
 from retrievo.store.sqlite import DocStore, value_kind
@@ -285,6 +286,19 @@ class Collection:
             raise CollectionLockedError(f"{self.path} is being written by another process") from exc
         self._lock_fh = fh
         self._collect_garbage()
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Give the segments written before metadata columns existed their columns (from SQLite, which the
+        writer alone changes; rows deleted since have no metadata and never match: they are not live)."""
+        todo = [s for s in self._state.segments if s.columns is None]
+        for seg in todo:
+            values: list[dict[str, Any]] = [{} for _ in range(seg.n_rows)]
+            for row, meta in self.store.conn.execute("SELECT row, metadata FROM docs WHERE seg = ?", (seg.seg,)):
+                values[row] = json.loads(meta)
+            write_columns(seg.path, values)
+        if todo:
+            self._state = self._load_snapshot()
 
     _acquire_write_lock = lock_for_writing
 
@@ -402,7 +416,7 @@ class Collection:
         seg = int(self.store.get_meta("next_segment", "1") or 1)
         if docs:
             data = self._encode(docs, vocab, show_progress)
-            seg_dir = write_segment(self.path / "segments", seg, data)
+            seg_dir = write_segment(self.path / "segments", seg, data, [d.metadata for d in docs])
             self._write_derived(seg_dir, data)
         new_terms = list(vocab)[start_vocab:]
         removed = set(self._pending_deletes) | {d.id for d in docs}
@@ -495,27 +509,27 @@ class Collection:
 
     def _merge(self, segs: list[int]) -> None:
         rows = self.store.conn.execute(
-            f"SELECT seg, row, id FROM docs WHERE seg IN ({','.join('?' * len(segs))}) ORDER BY seg, row", segs
+            f"SELECT seg, row, id, metadata FROM docs WHERE seg IN ({','.join('?' * len(segs))}) ORDER BY seg, row", segs
         ).fetchall()
         new_seg = int(self.store.get_meta("next_segment", "1") or 1)
         seg_dir = None
         if rows:
             parts = []
             by_seg: dict[int, list[int]] = {}
-            for s, r, _ in rows:
+            for s, r, _, _ in rows:
                 by_seg.setdefault(s, []).append(r)
             for s in sorted(by_seg):
                 parts.append(Segment(self.path / "segments", s, self._layouts).data.take(np.array(by_seg[s]),
                                                                                          self._layouts))
             merged = SegmentData.concat(parts, self._layouts)
-            seg_dir = write_segment(self.path / "segments", new_seg, merged)
+            seg_dir = write_segment(self.path / "segments", new_seg, merged, [json.loads(meta) for _, _, _, meta in rows])
             self._write_derived(seg_dir, merged)
         try:
             self.store.begin()
             self.store.drop_segments(segs)
             if rows:
                 self.store.add_segment(new_seg, len(rows))
-                self.store.move_rows([(new_seg, i, doc_id) for i, (_, _, doc_id) in enumerate(rows)])
+                self.store.move_rows([(new_seg, i, doc_id) for i, (_, _, doc_id, _) in enumerate(rows)])
                 self.store.set_meta("next_segment", str(new_seg + 1))
             self.store.set_meta("generation", str(self.store.generation() + 1))
             self.store.commit()
@@ -535,6 +549,18 @@ class Collection:
         return False
 
     def _load_snapshot(self) -> Snapshot:
+        """The last committed generation. A writer in another process or thread may commit and remove the
+        segments this reads in the meantime: then the next generation is read instead."""
+        for attempt in range(20):
+            try:
+                return self._read_snapshot()
+            except FileNotFoundError:
+                if self._lock_fh is not None:  # the writer itself: a file is really missing
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+        return self._read_snapshot()
+
+    def _read_snapshot(self) -> Snapshot:
         store = self.store
         store.conn.execute("BEGIN")  # one consistent snapshot of the SQLite side
         try:
@@ -591,17 +617,26 @@ class Collection:
 
     def filter_mask(self, flt: dict[str, Any] | str | None, snapshot: Snapshot | None = None) -> np.ndarray | None:
         """Boolean mask over the rows of ``snapshot`` (default: the current one) of documents that match
-        ``flt`` (``None``: no filter)."""
+        ``flt`` (``None``: no filter), evaluated on that generation's metadata columns alone (see
+        :mod:`retrievo.indexes.filters`)."""
         flt = parse_filter(flt)
         if flt is None:
             return None
-        where, params = compile_filter(flt, self.store.fields())
+        plan = plan_filter(flt, self.store.fields())
         state = snapshot or self._state
         mask = np.zeros(state.n_rows, dtype=bool)
-        for seg, row in self.store.select_rows(where, params):
-            off = state.offsets.get(seg)
-            if off is not None:
-                mask[off + row] = True
+        legacy: set[int] = set()
+        for seg in state.segments:
+            off = state.offsets[seg.seg]
+            if seg.columns is None:
+                legacy.add(seg.seg)
+            else:
+                mask[off:off + seg.n_rows] = evaluate(plan, seg.columns, seg.n_rows)
+        if legacy:  # segments from before metadata columns, until a writer opens the collection: SQLite
+            where, params = compile_filter(plan, self.store.fields())
+            for seg, row in self.store.select_rows(where, params):
+                if seg in legacy:
+                    mask[state.offsets[seg] + row] = True
         return mask & state.live
 
     def info(self) -> dict[str, Any]:

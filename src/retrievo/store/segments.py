@@ -33,6 +33,7 @@ import numpy as np
 
 from retrievo._io import fsync_dir, write_synced
 from retrievo.errors import InvalidInputError
+from retrievo.store.columns import SegmentColumns, write_columns
 
 __all__ = ["Layout", "Segment", "SegmentData", "segment_dirname", "write_segment"]
 
@@ -156,8 +157,9 @@ def segment_dirname(seg: int) -> str:
     return f"seg_{seg:08d}"
 
 
-def write_segment(root: Path, seg: int, data: SegmentData) -> Path:
-    """Write ``data`` as segment ``seg`` under ``root`` durably (tmp folder, fsync, rename)."""
+def write_segment(root: Path, seg: int, data: SegmentData, metadata: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Write ``data`` as segment ``seg`` under ``root`` durably (tmp folder, fsync, rename), with the metadata
+    columns of its rows' ``metadata`` (see :mod:`retrievo.store.columns`)."""
     final = root / segment_dirname(seg)
     tmp = root / (segment_dirname(seg) + ".tmp")
     if tmp.exists():
@@ -167,7 +169,11 @@ def write_segment(root: Path, seg: int, data: SegmentData) -> Path:
     tmp.mkdir(parents=True)
     for name, arr in data.arrays.items():
         write_synced(tmp / f"{name}.npy", lambda fh, a=arr: np.save(fh, np.ascontiguousarray(a), allow_pickle=False))
-    meta = {**data.meta, "format": SEGMENT_FORMAT, "n_rows": data.n_rows}
+    if metadata is not None:
+        write_columns(tmp, metadata)
+    # "arrays" and "columns" let a reader tell a file it must find from one the segment never had
+    meta = {**data.meta, "format": SEGMENT_FORMAT, "n_rows": data.n_rows, "arrays": sorted(data.arrays),
+            "columns": metadata is not None}
     write_synced(tmp / "segment.json", lambda fh: fh.write(json.dumps(meta).encode()))
     fsync_dir(tmp)
     os.rename(tmp, final)
@@ -184,14 +190,22 @@ class Segment:
         with open(self.path / "segment.json") as fh:
             self.meta = json.load(fh)
         mode = "r" if mmap else None
+        written = self.meta.get("arrays")  # None: a segment from before the list was kept
         arrays = {}
         for layout in layouts:
             for name in layout.arrays:
                 p = self.path / f"{name}.npy"
-                if p.exists():
-                    arrays[name] = np.load(p, mmap_mode=mode, allow_pickle=False)
-        meta = {k: v for k, v in self.meta.items() if k not in ("format", "n_rows")}
+                if written is not None and name not in written:
+                    continue
+                if written is None and not p.exists():
+                    continue
+                # a file the segment has but that is gone: a merge removed the folder since it was listed
+                arrays[name] = np.load(p, mmap_mode=mode, allow_pickle=False)
+        meta = {k: v for k, v in self.meta.items() if k not in ("format", "n_rows", "arrays", "columns")}
         self.data = SegmentData(self.n_rows, arrays, meta)
+        self.columns = SegmentColumns.open(self.path, self.n_rows)  # None: written before metadata columns
+        if self.columns is None and self.meta.get("columns"):
+            raise FileNotFoundError(f"{self.path}: its metadata columns are gone (a merge removed the segment)")
 
     @property
     def n_rows(self) -> int:
