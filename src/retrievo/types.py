@@ -12,7 +12,55 @@ import numpy as np
 
 from retrievo.errors import DocumentError
 
-__all__ = ["Document", "SearchResults"]
+__all__ = ["MAX_METADATA_BYTES", "MAX_METADATA_DEPTH", "MAX_SAFE_INTEGER", "Document", "SearchResults"]
+
+
+#: how deep metadata may nest (objects and lists), and how large it may be as JSON
+MAX_METADATA_DEPTH = 16
+MAX_METADATA_BYTES = 256 * 1024
+#: integers in metadata stay within what a JSON number holds exactly everywhere (I-JSON, RFC 7493)
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _check_unicode(s: str, where: str) -> None:
+    """``s`` encodes as UTF-8 (no lone surrogates, which JSON, SQLite and the write-ahead log cannot hold)."""
+    if s.isascii():
+        return
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DocumentError(f"{where} is not valid Unicode text: {s[exc.start]!r} at character {exc.start} "
+                            "(a lone surrogate)") from None
+
+
+def _check_json(value: Any, where: str) -> None:
+    """Metadata that every later read can handle: nesting, integer range, finite numbers, valid strings
+    (checked without recursion, so any depth is refused cleanly)."""
+    stack = [(value, 1, "")]
+    while stack:
+        v, depth, path = stack.pop()
+        if isinstance(v, bool) or v is None:
+            continue
+        if isinstance(v, int):
+            if abs(v) > MAX_SAFE_INTEGER:
+                raise DocumentError(f"{where}{path}: the integer {v} is outside ±2^53 (use a string or a float)")
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise DocumentError(f"{where}{path}: {v} is not a finite number")
+        elif isinstance(v, str):
+            _check_unicode(v, f"{where}{path}")
+        elif isinstance(v, Mapping | list | tuple):
+            if depth > MAX_METADATA_DEPTH:
+                raise DocumentError(f"{where}{path}: nested deeper than {MAX_METADATA_DEPTH} levels")
+            items = v.items() if isinstance(v, Mapping) else enumerate(v)
+            for k, x in items:
+                if isinstance(v, Mapping):
+                    if not isinstance(k, str):
+                        raise DocumentError(f"{where}{path}: key {k!r} is not a string")
+                    _check_unicode(k, f"{where}{path}: a key")
+                stack.append((x, depth + 1, f"{path}.{k}" if isinstance(v, Mapping) else f"{path}[{k}]"))
+        else:
+            raise DocumentError(f"{where}{path}: {type(v).__name__} is not a JSON value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,23 +98,36 @@ class Document:
         return doc
 
     def validate(self, where: str = "document") -> None:
+        """Check every field; what passes can be stored, logged, searched and returned as JSON.
+
+        Raises:
+            DocumentError: naming ``where``, the id and the field: an empty or non-string id, text or title;
+                text that is not valid Unicode (a lone surrogate); metadata that is not a JSON object of
+                finite numbers, integers within ±2^53, valid strings, nested at most
+                :data:`MAX_METADATA_DEPTH` deep and at most :data:`MAX_METADATA_BYTES` as JSON.
+        """
         if not isinstance(self.id, str) or not self.id.strip():
-            raise DocumentError(f"{where}: field 'id' must be a non-empty string, got {self.id!r}")
+            raise DocumentError(f"{where}: field 'id' must be a non-empty string, got {self.id!r}"[:300])
+        _check_unicode(self.id, f"{where}: field 'id'")
         if not isinstance(self.text, str):
             raise DocumentError(f"{where} (id {self.id!r}): field 'text' must be a string, got {type(self.text).__name__}")
         if not isinstance(self.title, str):
             raise DocumentError(f"{where} (id {self.id!r}): field 'title' must be a string")
         if not (self.text.strip() or self.title.strip()):
             raise DocumentError(f"{where} (id {self.id!r}): field 'text' is empty (and so is 'title')")
-        try:
-            json.dumps(dict(self.metadata), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise DocumentError(f"{where} (id {self.id!r}): field 'metadata' is not JSON-serialisable: {exc}") from exc
-        for key, value in self.metadata.items():
+        _check_unicode(self.text, f"{where} (id {self.id!r}): field 'text'")
+        _check_unicode(self.title, f"{where} (id {self.id!r}): field 'title'")
+        for key in self.metadata:
             if not isinstance(key, str) or not key or key.startswith("$"):
                 raise DocumentError(f"{where} (id {self.id!r}): metadata key {key!r} must be a non-empty string not starting with '$'")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise DocumentError(f"{where} (id {self.id!r}): metadata field {key!r} is not finite")
+        _check_json(self.metadata, f"{where} (id {self.id!r}): field 'metadata'")
+        try:
+            size = len(json.dumps(dict(self.metadata), allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise DocumentError(f"{where} (id {self.id!r}): field 'metadata' is not JSON-serialisable: {exc}") from exc
+        if size > MAX_METADATA_BYTES:
+            raise DocumentError(f"{where} (id {self.id!r}): field 'metadata' is {size} bytes as JSON, over the limit of "
+                                f"{MAX_METADATA_BYTES}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form ``{"id", "title", "text", "metadata"}`` that :meth:`from_any` reads back."""

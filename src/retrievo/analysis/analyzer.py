@@ -57,19 +57,23 @@ class Analyzer:
                 cache[t] = s
         return [cache[t] for t in tokens]
 
-    def term_spans(self, text: str, terms: set[str] | frozenset[str]) -> list[tuple[int, int]]:
-        """Character spans ``[start, end)`` of the tokens of ``text`` whose index term is in ``terms``.
+    def term_spans(self, text: str, terms: set[str] | frozenset[str], limit: int | None = None) -> list[tuple[int, int]]:
+        """Character spans ``[start, end)`` of the tokens of ``text`` whose index term is in ``terms`` (the
+        first ``limit`` of them).
 
         Used to highlight the words that matched a query; each token is analysed as :meth:`tokenize`
-        analyses it, but offsets refer to the original text.
+        analyses it, but offsets refer to the original text. Tokens longer than the longest term are
+        skipped unstemmed (stemming never lengthens a word much, and a huge token would cost much).
         """
-        if not terms:
+        if not terms or limit == 0:
             return []
-        matches = [m for m in self._pattern.finditer(text)]
+        longest = 3 * max(len(t) for t in terms) + 8
+        matches = [m for m in self._pattern.finditer(text) if m.end() - m.start() <= longest]
         toks = [m.group(0).lower() if self.config.lowercase else m.group(0) for m in matches]
         keep = [i for i, t in enumerate(toks) if t not in self._stop]
         stems = self._stem_all([toks[i] for i in keep])
-        return [(matches[i].start(), matches[i].end()) for i, s in zip(keep, stems, strict=True) if s in terms]
+        spans = [(matches[i].start(), matches[i].end()) for i, s in zip(keep, stems, strict=True) if s in terms]
+        return spans if limit is None else spans[:limit]
 
     def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:
         return [self.tokenize(t) for t in texts]

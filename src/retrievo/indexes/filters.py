@@ -96,6 +96,8 @@ def _scalar_kind(value: Any, field: str) -> str:
         raise FilterError(f"filter on {field!r}: operand {value!r} must be a string, number or boolean")
     if kind == "number" and not math.isfinite(value):
         raise FilterError(f"filter on {field!r}: operand {value!r} must be a finite number")
+    if kind == "number" and isinstance(value, int) and abs(value) > 2**53 - 1:
+        raise FilterError(f"filter on {field!r}: operand {value} is outside ±2^53, where metadata integers lie")
     return kind
 
 

@@ -16,9 +16,11 @@ search page (plain HTML + JavaScript served from the package, no build step).
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import logging
+import math
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -57,15 +59,21 @@ from retrievo.server.schemas import (
     request_from_body,
     search_body_model,
 )
-from retrievo.server.service import CollectionService, Registry, UnavailableError
+from retrievo.server.service import BusyError, CollectionService, Registry, UnavailableError
 from retrievo.store.collection import CollectionLockedError
 
 __all__ = ["create_app", "STATUS"]
 
 log = logging.getLogger("retrievo.server")
 
+class SearchTimeout(RetrievoError):
+    """A search ran past the server's time budget (``search_timeout``)."""
+
+
 #: library error -> HTTP status (the most specific class wins; unknown RetrievoErrors are 400)
 STATUS: dict[type[BaseException], int] = {
+    BusyError: 429,
+    SearchTimeout: 503,
     NotFoundError: 404,
     CollectionExistsError: 409,
     CollectionLockedError: 409,
@@ -77,6 +85,7 @@ STATUS: dict[type[BaseException], int] = {
     RetrievoError: 400,
 }
 
+SEARCH_CHUNK = 16  # queries searched between two looks at the time budget
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines")
 PAGE = resources.files("retrievo.server") / "page"
 
@@ -128,10 +137,45 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class CatchAll:
+    """ASGI middleware: an unexpected exception becomes a JSON 500 (507 for a full disk) and the connection
+    stays open. (Starlette's own last-resort handler re-raises after answering, and the server then closes
+    the connection, so the client's next request on it fails with a reset.)"""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            if started:  # the answer is under way: nothing else can be said on this connection
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if isinstance(exc, RecursionError):  # JSON nested past what the parsers follow
+                resp = _error(400, "ValidationError", "the request is nested too deeply")
+            elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                resp = _error(507, "InsufficientStorage", "the server's disk is full")
+            else:
+                resp = _error(500, "InternalError", "internal error; see the server log")
+            await resp(scope, receive, send)
+
+
 def create_app(root: str | Path, settings: ServerSettings | None = None) -> FastAPI:
     """The server app over the collections in folder ``root`` (each sub-folder is one collection)."""
     settings = settings or ServerSettings()
-    registry = Registry(Path(root), settings.commit_interval)
+    registry = Registry(Path(root), settings.commit_interval, max_pending=settings.max_pending)
     started = time.time()
     counters = {"requests": 0, "searches": 0, "queries": 0, "writes": 0}
 
@@ -160,10 +204,15 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         )
 
     # -- errors --------------------------------------------------------------------------------------
+    def public(message: str) -> str:
+        """A message without the server's own paths (collections are named, not located)."""
+        return message.replace(str(registry.root) + "/", "").replace(str(registry.root), "<root>")
+
     @app.exception_handler(RetrievoError)
     async def _retrievo_error(request: Request, exc: RetrievoError) -> JSONResponse:
         status = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 400)
-        return _error(status, type(exc).__name__, str(exc).strip("'\""))
+        headers = {"Retry-After": str(int(math.ceil(exc.retry_after)))} if isinstance(exc, BusyError) else None
+        return _error(status, type(exc).__name__, public(str(exc).strip("'\"")), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -179,11 +228,6 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                  415: "UnsupportedMediaType", 422: "ValidationError"}
         return _error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail),
                       headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, "InternalError", "internal error; see the server log")
 
     @app.middleware("http")
     async def _count(request: Request, call_next: Any) -> Response:
@@ -217,7 +261,9 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         return CollectionSummary(
             name=svc.name, documents=len(coll), generation=coll.generation, pending=svc.pending,
             dense_model=None if coll.config.dense is None else coll.config.dense.model,
-            sparse_model=None if coll.config.sparse is None else coll.config.sparse.model, error=svc.error,
+            sparse_model=None if coll.config.sparse is None else coll.config.sparse.model,
+            error=public(svc.error or svc.disk_error or "") or None,
+            locked=None if svc.locked is None else public(svc.locked),
         )
 
     # -- page and health -------------------------------------------------------------------------------
@@ -234,9 +280,12 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
 
     @app.get("/v1/health", tags=["server"])
     def health() -> JSONResponse:
-        failed = {s.name: s.error for s in registry.services() if s.error}
+        failed = {s.name: public(s.error) for s in registry.services() if s.error}
         if failed:
             return _error(503, "Unavailable", f"collection commit failed: {failed}")
+        disk = {s.name: public(s.disk_error) for s in registry.services() if s.disk_error}
+        if disk:
+            return _error(503, "Unavailable", f"the write-ahead log cannot be written (disk full?): {disk}")
         return JSONResponse({"status": "ok", "version": __version__})
 
     @app.get("/v1/stats", tags=["server"], dependencies=[Depends(read_auth)])
@@ -261,7 +310,9 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     @app.get("/v1/collections/{name}", tags=["collections"], dependencies=[Depends(read_auth)])
     def collection_info(name: str) -> dict[str, Any]:
         svc = registry.get(name)
-        return {**summary(svc).model_dump(), "info": svc.reader.info()}
+        info = svc.view().info()
+        info["path"] = name  # where the server keeps it is not the client's business
+        return {**summary(svc).model_dump(), "info": info}
 
     # -- search ----------------------------------------------------------------------------------------
     search_body = search_body_model()  # from the request's option table, with the plugins loaded by now
@@ -295,33 +346,57 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         if req.offset > settings.max_offset:
             raise HTTPException(422, f"offset: {req.offset} is over the limit of {settings.max_offset}")
         request = request_from_body(req, k=req.offset + req.k)
+        deadline = t0 + settings.search_timeout
+
+        def in_time(what: str) -> None:
+            if time.perf_counter() > deadline:
+                raise SearchTimeout(f"the search ran past the server's budget of {settings.search_timeout:g} s "
+                                    f"({what}); ask for fewer queries, a smaller k, or no text")
+
         svc = registry.get(name)
-        coll = svc.reader
-        res = coll.searcher.search(queries, request, query_vectors=qvecs)
+        coll = svc.view()
+        snapshot = coll.snapshot()  # one generation for every chunk of the batch
+        rows: list[list[tuple[str, float]]] = []
+        probs: list[Any] = []
+        for c0 in range(0, len(queries), SEARCH_CHUNK):
+            part = coll.searcher.search(queries[c0:c0 + SEARCH_CHUNK], request, snapshot=snapshot,
+                                        query_vectors=None if qvecs is None else qvecs[c0:c0 + SEARCH_CHUNK])
+            rows += [part.row(i) for i in range(len(part))]
+            probs += [None if part.probabilities is None else part.probabilities[i] for i in range(len(part))]
+            in_time(f"after {c0 + len(part)} of {len(queries)} queries")
         counters["searches"] += 1
         counters["queries"] += len(queries)
-        pages = [res.row(i)[req.offset:] for i in range(len(queries))]
+        pages = [r[req.offset:] for r in rows]
         docs = {}
         if req.include_text or req.highlight:
             want = sorted({doc_id for hits in pages for doc_id, _ in hits})
             docs = {d.id: d for d in coll.get_many(want) if d is not None}
+        budget = settings.max_response_chars  # title + text characters over the whole answer
         results = []
         for qi, (q, hits) in enumerate(zip(queries, pages, strict=True)):
             terms = set(coll.analyzer.tokenize(q)) if req.highlight else set()
             out = []
             for rank, (doc_id, score) in enumerate(hits, start=req.offset + 1):
                 hit: dict[str, Any] = {"id": doc_id, "score": float(score), "rank": rank}
-                if res.probabilities is not None:
-                    hit["probability"] = round(float(res.probabilities[qi, rank - 1]), 6)
+                if probs[qi] is not None:
+                    hit["probability"] = round(float(probs[qi][rank - 1]), 6)
                 d = docs.get(doc_id)
-                if d is not None and req.include_text:
-                    hit.update(title=d.title, text=d.text, metadata=dict(d.metadata))
-                if d is not None and req.highlight:
-                    hit["highlights"] = {"title": coll.analyzer.term_spans(d.title, terms),
-                                         "text": coll.analyzer.term_spans(d.text, terms)}
+                if d is not None:
+                    keep = max(0, min(settings.max_text_chars, budget - len(d.title)))
+                    text = d.text[:keep]
+                    budget -= len(d.title) + len(text)
+                    if req.include_text:
+                        hit.update(title=d.title, text=text, metadata=dict(d.metadata))
+                        if len(text) < len(d.text):
+                            hit["text_truncated"] = True
+                    if req.highlight:
+                        lim = settings.max_highlight_chars
+                        hit["highlights"] = {"title": coll.analyzer.term_spans(d.title[:lim], terms, settings.max_spans),
+                                             "text": coll.analyzer.term_spans(text[:lim], terms, settings.max_spans)}
                 out.append(hit)
             results.append({"query": q, "hits": out})
-        return SearchResponse(collection=name, generation=res.generation, method=req.method, results=results,
+            in_time(f"while reading the hits of query {qi}")
+        return SearchResponse(collection=name, generation=snapshot.generation, method=req.method, results=results,
                               took_ms=round((time.perf_counter() - t0) * 1000, 3))
 
     search.__annotations__["req"] = search_body  # a model built at run time: FastAPI reads it from here
@@ -331,14 +406,14 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     @app.get("/v1/collections/{name}/documents/{doc_id:path}", tags=["documents"],
              dependencies=[Depends(read_auth)])
     def get_document(name: str, doc_id: str) -> dict[str, Any]:
-        return registry.get(name).reader.get(doc_id).to_dict()
+        return registry.get(name).view().get(doc_id).to_dict()
 
     @app.post("/v1/collections/{name}/lookup", tags=["documents"], dependencies=[Depends(read_auth)])
     def lookup_documents(name: str, body: IdsRequest) -> dict[str, Any]:
         """Several committed documents by id: ``{"documents": [...], "missing": [ids]}``."""
         if len(body.ids) > settings.max_batch:
             raise HTTPException(413, f"{len(body.ids)} ids in one request, the limit is {settings.max_batch}")
-        found = registry.get(name).reader.get_many(body.ids)
+        found = registry.get(name).view().get_many(body.ids)
         return {"documents": [d.to_dict() for d in found if d is not None],
                 "missing": [i for i, d in zip(body.ids, found, strict=True) if d is None]}
 
@@ -398,6 +473,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         generation = svc.commit()
         return CommitResponse(generation=generation, documents=len(svc.reader))
 
+    app.add_middleware(CatchAll)  # outermost of ours: whatever escapes the routes is answered here
     return app
 
 
@@ -406,6 +482,8 @@ def _parse_json_docs(raw: bytes) -> list[Any]:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInputError(f"body: not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidInputError("body: nested too deeply") from None
     if isinstance(data, dict) and set(data) == {"documents"}:
         data = data["documents"]
     if not isinstance(data, list):
@@ -426,4 +504,6 @@ def _parse_ndjson(raw: bytes) -> list[Any]:
             docs.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"body line {lineno}: not valid JSON: {exc.msg}") from exc
+        except RecursionError:
+            raise InvalidInputError(f"body line {lineno}: nested too deeply") from None
     return docs

@@ -31,13 +31,23 @@ class ServerProcess:
     """
 
     def __init__(self, root: str | Path, api_key: str = "test-key", port: int | None = None,
-                 args: list[str] | None = None, log: str | Path | None = None) -> None:
+                 args: list[str] | None = None, log: str | Path | None = None,
+                 file_size_limit: int | None = None) -> None:
+        """``file_size_limit``: the largest file the server may write (RLIMIT_FSIZE), to run it as on a
+        nearly full disk: a write past it fails with EFBIG instead of stopping the process."""
         self.root = Path(root)
         self.api_key = api_key
         self.port = port or free_port()
         self.args = list(args or [])
         self.log_path = Path(log) if log else None
+        self.file_size_limit = file_size_limit
         self.proc: subprocess.Popen | None = None
+
+    def _limits(self) -> None:  # pragma: no cover - runs in the child before exec
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an ignored signal stays ignored across exec
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
 
     @property
     def url(self) -> str:
@@ -52,7 +62,7 @@ class ServerProcess:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "retrievo", "serve", str(self.root), "--port", str(self.port), *self.args],
-            env=env, stdout=out, stderr=out,
+            env=env, stdout=out, stderr=out, preexec_fn=self._limits if self.file_size_limit else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

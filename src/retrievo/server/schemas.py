@@ -38,6 +38,13 @@ class ServerSettings(BaseModel):
     max_offset: int = Field(10_000, ge=0)
     max_query_chars: int = Field(4096, ge=1)
     commit_interval: float = Field(1.0, gt=0, le=3600, description="seconds between background commits")
+    max_pending: int | None = Field(100_000, ge=1, description="uncommitted documents and ids in a collection's "
+                                    "log beyond which writes are answered 429 (null: no bound)")
+    search_timeout: float = Field(30.0, gt=0, description="seconds a search may run before it is answered 503")
+    max_text_chars: int = Field(1_000_000, ge=0, description="characters of a hit's text returned at most")
+    max_response_chars: int = Field(8_000_000, ge=0, description="title and text characters of one answer at most")
+    max_highlight_chars: int = Field(200_000, ge=0, description="characters of a hit's text that are highlighted")
+    max_spans: int = Field(1000, ge=0, description="highlighted spans per field of a hit at most")
     cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS; none by default")
 
 
@@ -74,6 +81,7 @@ class CollectionSummary(_Strict):
     dense_model: str | None
     sparse_model: str | None = None
     error: str | None = None
+    locked: str | None = Field(None, description="why writes are refused: another process writes the collection")
 
 
 _PY: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool, "floats": list[float],
@@ -180,6 +188,7 @@ class Hit(_Strict):
     highlights: dict[str, list[tuple[int, int]]] | None = Field(
         None, description="character spans [start, end) of query terms in title and text"
     )
+    text_truncated: bool | None = Field(None, description="the text is cut (the server's limits on returned text)")
 
 
 class QueryResult(_Strict):

@@ -2,17 +2,22 @@
 
 Each served collection has
 
+- a **reader** (the folder opened read-only, one SQLite connection per request thread) that answers
+  searches and document reads from the last committed generation; a search works on one snapshot, so no
+  request ever sees a half-written commit. Reads never open the writer;
 - a **writer** (:class:`~retrievo.store.collection.Collection` opened for writing, which takes the
-  collection's process lock) touched only by the collection's committer thread;
-- a **reader** (the same folder opened read-only, one SQLite connection per request thread) that answers
-  searches and document reads from the last committed generation; it is refreshed after each commit,
-  and a search in flight keeps the immutable state it started with, so no request ever sees a
-  half-written commit;
+  collection's process lock), opened when the server starts and otherwise by the first write. When another
+  process holds the lock (a ``retrievo index`` running), the collection is served read-only, reported as
+  ``locked``, and its writes answer 409 until the lock is free; the other collections are not affected.
+  The writer is touched only by the collection's committer thread;
 - a :class:`~retrievo.store.wal.WriteAheadLog`. A write request is validated, appended to the log
   (fsynced) and only then acknowledged with ``202``; the committer drains the log into the writer and
-  commits (every ``commit_interval`` seconds, or at once when a client calls ``/commit``), then truncates
-  the log. At start-up whatever the log still holds is replayed and committed before the first request
-  is served, so an acknowledged write is never lost, whenever the process dies.
+  commits (every ``commit_interval`` seconds, or at once when a client calls ``/commit``), refreshes the
+  reader, then truncates the log. At start-up whatever the log still holds is replayed and committed
+  before the first request is served, so an acknowledged write is never lost, whenever the process dies.
+  When the log holds more than ``max_pending`` uncommitted documents and ids, writes are answered 429
+  (with ``Retry-After``) until the committer catches up; a log that cannot be written (a full disk)
+  answers 503 and makes ``/v1/health`` fail until a write succeeds again.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -35,11 +41,11 @@ from retrievo.errors import (
     NotFoundError,
     RetrievoError,
 )
-from retrievo.store.collection import Collection
+from retrievo.store.collection import Collection, CollectionLockedError
 from retrievo.store.wal import WAL_FILENAME, WriteAheadLog
 from retrievo.types import Document
 
-__all__ = ["Registry", "CollectionService", "check_name", "UnavailableError"]
+__all__ = ["BusyError", "CollectionService", "Registry", "UnavailableError", "check_name"]
 
 log = logging.getLogger("retrievo.server")
 
@@ -48,6 +54,14 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 class UnavailableError(RetrievoError):
     """The collection cannot take the request now (its committer failed, or the server is stopping)."""
+
+
+class BusyError(RetrievoError):
+    """Too many acknowledged writes wait for a commit; retry after :attr:`retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def check_name(name: str) -> str:
@@ -67,50 +81,115 @@ class _Waiter:
 
 
 class CollectionService:
-    """One collection behind the server: reads, logged writes and a background committer."""
+    """One collection behind the server: reads, logged writes and a background committer.
 
-    def __init__(self, name: str, path: Path, commit_interval: float = 1.0, retry_max: float = 30.0) -> None:
+    Args:
+        writable: open the writer now (and replay the log); otherwise on the first write.
+        max_pending: uncommitted documents and ids beyond which writes are refused with 429 (``None``: no bound).
+    """
+
+    def __init__(self, name: str, path: Path, commit_interval: float = 1.0, retry_max: float = 30.0,
+                 writable: bool = True, max_pending: int | None = None) -> None:
         self.name = name
         self.path = path
         self.commit_interval = commit_interval
         self.retry_max = retry_max  # a failed commit is retried after commit_interval, doubling up to this
-        self.writer = Collection.open(path)
-        try:
-            self.writer.lock_for_writing()  # one writing process per collection: fail now, not at commit
-        except Exception:
-            self.writer.close()
-            raise
-        if self.writer.has_dense:
-            try:
-                self.writer.encoder  # noqa: B018 - made once, here, to be shared with the reader
-            except ConfigError:  # a model that cannot load here: supplied vectors still work, and a
-                pass  # text that needs encoding gets the loader's error when it comes
+        self.max_pending = max_pending
         self.reader = Collection.open(path, readonly=True)
-        self.reader.share_models(self.writer)  # one copy of each model in memory, shared by both views
-        self.wal = WriteAheadLog(path / WAL_FILENAME)
+        self.writer: Collection | None = None
+        self.wal: WriteAheadLog | None = None
+        self.locked: str | None = None  # why the writer could not be opened (another process writes)
+        self.error: str | None = None  # the last commit's failure, until a commit succeeds
+        self.disk_error: str | None = None  # the last log write's failure, until one succeeds
+        self._open_lock = threading.Lock()
         self._vec_lock = threading.Lock()
         self._vec_dim: int | None = None  # dimension of supplied vectors acknowledged before any commit
         self._model_dim: int | None = None
-        self.error: str | None = None
         self._applied = 0  # highest WAL seq committed to the collection
+        self._pending_items = 0  # documents and ids in the log, not committed yet
         self._cond = threading.Condition()
         self._stop = False
         self._kick = False
-        try:
-            self.replayed = self._commit_pending()  # replay what a previous process acknowledged
-        except Exception as exc:  # kept in the log; the committer retries it, and writes wait till then
-            log.exception("replay of %s failed", self.name)
-            self.error = f"{type(exc).__name__}: {exc}"
-            self.replayed = 0
-        self._thread = threading.Thread(target=self._run, name=f"retrievo-commit-{name}", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self.replayed = 0
+        if writable:
+            self.open_writer(raise_locked=False)
+
+    def open_writer(self, raise_locked: bool = True) -> bool:
+        """Open the writer (take the collection's lock), replay the log and start the committer; ``False``
+        (or :class:`CollectionLockedError` with ``raise_locked``) when another process writes the collection."""
+        with self._open_lock:
+            if self.writer is not None:
+                return True
+            if self._stop:
+                raise UnavailableError("the server is shutting down")
+            writer = Collection.open(self.path)
+            try:
+                writer.lock_for_writing()  # one writing process per collection: fail now, not at commit
+            except CollectionLockedError as exc:
+                writer.close()
+                self.locked = f"{exc}; served read-only until it is done"
+                if raise_locked:
+                    raise CollectionLockedError(f"collection {self.name!r} is being written by another process "
+                                                "(e.g. `retrievo index`); retry when it is done") from None
+                return False
+            except Exception:
+                writer.close()
+                raise
+            self.locked = None
+            if writer.has_dense:
+                try:
+                    writer.encoder  # noqa: B018 - made once, here, to be shared with the reader
+                except ConfigError:  # a model that cannot load here: supplied vectors still work, and a
+                    pass  # text that needs encoding gets the loader's error when it comes
+            self.reader.share_models(writer)  # one copy of each model in memory, shared by both views
+            self.reader.refresh()  # opening the writer may have finished an older process's work
+            self.writer = writer
+            self.wal = WriteAheadLog(self.path / WAL_FILENAME)
+            self._pending_items = self.wal.pending_items()
+            try:
+                self.replayed = self._commit_pending()  # replay what a previous process acknowledged
+            except Exception as exc:  # kept in the log; the committer retries it, and writes wait till then
+                log.exception("replay of %s failed", self.name)
+                self.error = f"{type(exc).__name__}: {exc}"
+                self.replayed = 0
+            self._thread = threading.Thread(target=self._run, name=f"retrievo-commit-{self.name}", daemon=True)
+            self._thread.start()
+            return True
+
+    def view(self) -> Collection:
+        """The reader, refreshed first when another process may have committed (no writer of ours)."""
+        if self.writer is None:
+            self.reader.refresh()
+        return self.reader
 
     # -- writes --------------------------------------------------------------------------------------
-    def _check_available(self) -> None:
-        if self.error is not None:
-            raise UnavailableError(f"collection {self.name!r} cannot take writes: {self.error}")
+    def _check_available(self, items: int = 0) -> tuple[Collection, WriteAheadLog]:
+        """The writer and log, opened if need be, when a write of ``items`` documents or ids may be taken."""
         if self._stop:
             raise UnavailableError("the server is shutting down")
+        self.open_writer()
+        if self.error is not None:
+            raise UnavailableError(f"collection {self.name!r} cannot take writes: {self.error}")
+        if self.max_pending is not None and items and self._pending_items + items > self.max_pending:
+            raise BusyError(f"collection {self.name!r} has {self._pending_items} acknowledged documents and ids "
+                            f"waiting for a commit (the bound is {self.max_pending}); retry shortly",
+                            retry_after=max(1.0, self.commit_interval))
+        assert self.writer is not None and self.wal is not None  # opened above
+        return self.writer, self.wal
+
+    def _log(self, wal: WriteAheadLog, op: str, payload: list[Any]) -> int:
+        """Append to the log; a log that cannot be written (disk full, I/O error) is a 503, reported by health."""
+        try:
+            seq = wal.append(op, payload)
+        except (OSError, sqlite3.Error) as exc:
+            self.disk_error = f"{type(exc).__name__}: {exc}"
+            log.error("write-ahead log of %s failed: %s", self.name, exc)
+            raise UnavailableError(f"collection {self.name!r} cannot log writes: {exc}") from None
+        self.disk_error = None
+        with self._cond:
+            self._pending_items += len(payload)
+        return seq
 
     def upsert(self, docs: Iterable[Any]) -> tuple[int, int]:
         """Validate, log durably and acknowledge; returns ``(count, seq)``. Committed in the background.
@@ -118,11 +197,11 @@ class CollectionService:
         Documents may carry a ``vector`` (computed elsewhere): every document of the request or none, all
         checked (shape, dimension, finite values) before anything is logged.
         """
-        self._check_available()
         docs = list(docs)
+        writer, wal = self._check_available(len(docs))
         vectors = [d.get("vector") if isinstance(d, dict) else None for d in docs]
         docs = [{k: v for k, v in d.items() if k != "vector"} if isinstance(d, dict) else d for d in docs]
-        batch = self.writer.validate_documents(docs, "documents")
+        batch = writer.validate_documents(docs, "documents")
         if not batch:
             raise InvalidInputError("documents: the request holds no documents")
         payload = [d.to_dict() for d in batch]
@@ -133,7 +212,7 @@ class CollectionService:
                     f"documents[{missing[0]}]: no 'vector', while other documents of the request have one; "
                     "give a vector for every document of a request or for none")
             with self._vec_lock:
-                arr = self.writer.check_vectors(vectors, batch, "documents")
+                arr = writer.check_vectors(vectors, batch, "documents")
                 dim = self._vector_dim()
                 if dim is not None and arr.shape[1] != dim:
                     raise InvalidInputError(
@@ -141,12 +220,13 @@ class CollectionService:
                 self._vec_dim = arr.shape[1]
                 for d, v in zip(payload, arr.tolist(), strict=True):
                     d["vector"] = v
-        seq = self.wal.append("upsert", payload)
+        seq = self._log(wal, "upsert", payload)
         return len(batch), seq
 
     def _vector_dim(self) -> int | None:
         """The dimension supplied vectors must have: committed vectors', else the model's (when it loads),
         else that of vectors this process already acknowledged."""
+        assert self.writer is not None
         flat = self.writer.snapshot().signals.get("dense")
         if flat is not None and flat.dim:
             return int(flat.dim)
@@ -158,17 +238,19 @@ class CollectionService:
         return self._model_dim or self._vec_dim
 
     def delete(self, ids: list[str]) -> tuple[int, int]:
-        self._check_available()
+        _, wal = self._check_available(len(ids))
         bad = [i for i in ids if not isinstance(i, str) or not i]
         if bad or not ids:
             raise InvalidInputError(f"ids: a non-empty list of non-empty strings is required, got {bad[:3]!r}")
-        seq = self.wal.append("delete", list(dict.fromkeys(ids)))
+        for i in ids:
+            Document(id=i, text="x").validate("ids")  # the same rules as a document's id (valid Unicode)
+        seq = self._log(wal, "delete", list(dict.fromkeys(ids)))
         return len(ids), seq
 
     def commit(self, timeout: float = 60.0) -> int:
         """Wait until everything acknowledged so far is committed; returns the visible generation."""
-        self._check_available()
-        target = self.wal.last_seq()
+        _, wal = self._check_available()
+        target = wal.last_seq()
         with self._cond:
             self._kick = True
             self._cond.notify_all()
@@ -185,6 +267,7 @@ class CollectionService:
     # -- committer -----------------------------------------------------------------------------------
     def _commit_pending(self) -> int:
         """Apply every logged operation to the writer, commit, refresh the reader, truncate the log."""
+        assert self.writer is not None and self.wal is not None  # the committer runs once they are open
         seen = self.wal.last_seq()  # everything up to here is either still logged or already committed
         ops = list(self.wal.read(self._applied, seen))
         if not ops:
@@ -207,8 +290,10 @@ class CollectionService:
             raise
         self.wal.truncate(hi)
         self.reader.refresh()
+        left = self.wal.pending_items()
         with self._cond:
             self._applied = hi
+            self._pending_items = left
             self._cond.notify_all()
         return len(ops)
 
@@ -247,25 +332,31 @@ class CollectionService:
 
     @property
     def pending(self) -> int:
-        return len(self.wal)
+        """Acknowledged write requests not committed yet (0 while another process holds the collection)."""
+        return 0 if self.wal is None else len(self.wal)
 
     def close(self) -> None:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join(timeout=120)
-        self.wal.close()
+        with self._open_lock:
+            if self._thread is not None:
+                self._thread.join(timeout=120)
+            if self.wal is not None:
+                self.wal.close()
+            if self.writer is not None:
+                self.writer.close()
         self.reader.close()
-        self.writer.close()
 
 
 class Registry:
-    """The collections under one data folder, opened on first use."""
+    """The collections under one data folder, each opened on first use (reads never take a writer)."""
 
-    def __init__(self, root: Path, commit_interval: float = 1.0) -> None:
+    def __init__(self, root: Path, commit_interval: float = 1.0, max_pending: int | None = None) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.commit_interval = commit_interval
+        self.max_pending = max_pending
         self._open: dict[str, CollectionService] = {}
         self._lock = threading.Lock()
 
@@ -281,15 +372,21 @@ class Registry:
             if p.is_dir() and NAME_RE.match(p.name) and (p / "manifest.json").exists()
         )
 
-    def get(self, name: str) -> CollectionService:
+    def get(self, name: str, writable: bool = False) -> CollectionService:
+        """The service of collection ``name`` (opened read-only on first use; ``writable`` also opens its
+        writer when no other process holds the collection)."""
         path = self._path(name)
         with self._lock:
             svc = self._open.get(name)
             if svc is None:
                 if not (path / "manifest.json").exists():
                     raise NotFoundError(f"no collection named {name!r}")
-                svc = self._open[name] = CollectionService(name, path, self.commit_interval)
-            return svc
+                svc = self._open[name] = CollectionService(name, path, self.commit_interval, writable=writable,
+                                                           max_pending=self.max_pending)
+                return svc
+        if writable:
+            svc.open_writer(raise_locked=False)
+        return svc
 
     def create(self, name: str, config: CollectionConfig) -> CollectionService:
         path = self._path(name)
@@ -301,11 +398,16 @@ class Registry:
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
                 raise
-        return self.get(name)
+        return self.get(name, writable=True)
 
     def open_all(self) -> None:
+        """Open every collection for writing (replaying its log); one that cannot be opened is logged and
+        skipped, one that another process writes is served read-only: the others serve either way."""
         for name in self.names():
-            self.get(name)
+            try:
+                self.get(name, writable=True)
+            except Exception:
+                log.exception("collection %s could not be opened; it is not served", name)
 
     def services(self) -> list[CollectionService]:
         with self._lock:

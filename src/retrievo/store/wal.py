@@ -73,6 +73,11 @@ class WriteAheadLog:
         for seq, op, payload in rows:
             yield int(seq), op, json.loads(payload)
 
+    def pending_items(self) -> int:
+        """Documents and ids in the log (each record is a list of them)."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COALESCE(SUM(json_array_length(payload)), 0) FROM ops").fetchone()[0])
+
     def __len__(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM ops").fetchone()[0])
