@@ -1,6 +1,7 @@
 """retrievo: an embedding-based retrieval engine (BM25, dense, hybrid) over an embedded on-disk store."""
 
 from retrievo._version import __version__
+from retrievo.client import Client
 from retrievo.config import (
     AnalyzerConfig,
     BM25Config,
@@ -28,6 +29,7 @@ __all__ = [
     "__version__",
     "AnalyzerConfig",
     "BM25Config",
+    "Client",
     "Collection",
     "CollectionConfig",
     "DenseConfig",

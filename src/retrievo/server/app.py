@@ -435,7 +435,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
 
     @app.post("/v1/collections/{name}/documents", status_code=202, tags=["documents"],
               dependencies=[Depends(write_auth)], openapi_extra=upsert_body)
-    async def upsert_documents(name: str, request: Request) -> WriteAck:
+    async def upsert_documents(name: str, request: Request, if_absent: bool = False) -> WriteAck:
+        """Add or replace documents (``?if_absent=true``: refuse ids the collection has, as ``add`` does)."""
         svc = await run_in_threadpool(registry.get, name)
         raw = await request.body()
         ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -447,7 +448,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
             raise HTTPException(415, f"Content-Type {ctype!r}: send application/json or application/x-ndjson")
         if len(docs) > settings.max_batch:
             raise HTTPException(413, f"{len(docs)} documents in one request, the limit is {settings.max_batch}")
-        n, seq = await run_in_threadpool(svc.upsert, docs)
+        n, seq = await run_in_threadpool(svc.upsert, docs, if_absent)
         counters["writes"] += 1
         return WriteAck(acknowledged=n, seq=seq)
 

@@ -37,6 +37,7 @@ from retrievo.config import CollectionConfig
 from retrievo.errors import (
     CollectionExistsError,
     ConfigError,
+    DuplicateIdError,
     InvalidInputError,
     NotFoundError,
     RetrievoError,
@@ -102,6 +103,7 @@ class CollectionService:
         self.error: str | None = None  # the last commit's failure, until a commit succeeds
         self.disk_error: str | None = None  # the last log write's failure, until one succeeds
         self._open_lock = threading.Lock()
+        self._add_lock = threading.Lock()
         self._vec_lock = threading.Lock()
         self._vec_dim: int | None = None  # dimension of supplied vectors acknowledged before any commit
         self._model_dim: int | None = None
@@ -191,12 +193,30 @@ class CollectionService:
             self._pending_items += len(payload)
         return seq
 
-    def upsert(self, docs: Iterable[Any]) -> tuple[int, int]:
+    def upsert(self, docs: Iterable[Any], if_absent: bool = False) -> tuple[int, int]:
         """Validate, log durably and acknowledge; returns ``(count, seq)``. Committed in the background.
 
         Documents may carry a ``vector`` (computed elsewhere): every document of the request or none, all
-        checked (shape, dimension, finite values) before anything is logged.
+        checked (shape, dimension, finite values) before anything is logged. ``if_absent``: refuse the
+        request (:class:`DuplicateIdError`) when an id exists, committed or acknowledged (``Collection.add``).
         """
+        if if_absent:
+            with self._add_lock:  # the check and the append together: two adds of one id cannot both pass
+                return self._upsert(docs, if_absent=True)
+        return self._upsert(docs)
+
+    def _existing(self, writer: Collection, wal: WriteAheadLog, ids: list[str]) -> set[str]:
+        """Which of ``ids`` exist once the acknowledged but uncommitted operations are applied."""
+        live = writer.store.existing_ids(ids)
+        wanted = set(ids)
+        for _seq, op, payload in wal.read(self._applied):
+            if op == "upsert":
+                live |= {d["id"] for d in payload if d["id"] in wanted}
+            else:
+                live -= set(payload)
+        return live
+
+    def _upsert(self, docs: Iterable[Any], if_absent: bool = False) -> tuple[int, int]:
         docs = list(docs)
         writer, wal = self._check_available(len(docs))
         vectors = [d.get("vector") if isinstance(d, dict) else None for d in docs]
@@ -204,6 +224,11 @@ class CollectionService:
         batch = writer.validate_documents(docs, "documents")
         if not batch:
             raise InvalidInputError("documents: the request holds no documents")
+        if if_absent:
+            taken = self._existing(writer, wal, [d.id for d in batch])
+            if taken:
+                raise DuplicateIdError(f"documents: {len(taken)} id(s) already exist, e.g. {sorted(taken)[:3]}; "
+                                       "upsert replaces documents")
         payload = [d.to_dict() for d in batch]
         if any(v is not None for v in vectors):
             missing = [i for i, v in enumerate(vectors) if v is None]

@@ -1,0 +1,62 @@
+"""retrievo.Client against a real server on loopback: the verbs of Collection, typed results equal to the
+library's, and the server's errors as the library's exception types."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from retrievo import Client, Collection, CollectionConfig, SearchRequest
+from retrievo.errors import DuplicateIdError, FilterError, NotFoundError, RetrievoError
+from retrievo.server.process import ServerProcess
+from retrievo.server.service import BusyError
+
+KEY = "client-key"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("client")
+    (root.parent / "client-settings.json").write_text(json.dumps({"max_pending": 50, "commit_interval": 3600}))
+    srv = ServerProcess(root, api_key=KEY, args=["--config", str(root.parent / "client-settings.json")]).start()
+    yield srv
+    srv.stop()
+
+
+def test_the_verbs_of_a_collection_over_http(served, scifact_small):
+    docs = [{**d, "metadata": {"year": 2000 + i % 20}} for i, d in enumerate(scifact_small[:40])]
+    with Client(served.url, api_key=KEY) as client:
+        sci = client.create("sci", CollectionConfig(dense=None))
+        assert sci.upsert(docs[:30]) == 30 and sci.commit() == 1 and len(sci) == 30
+        assert sci.add(docs[30:]) == 10
+        with pytest.raises(DuplicateIdError, match="already exist"):
+            sci.add([docs[35], {"id": "fresh", "text": "new"}])  # acknowledged, not committed yet: taken too
+        with pytest.raises(DuplicateIdError):
+            sci.add([docs[0]])  # committed
+        sci.commit()
+        assert len(sci) == 40 and sci.get(docs[3]["_id"]).text == docs[3]["text"]
+        assert sci.get_many([docs[1]["_id"], "nope"])[1] is None
+        req = SearchRequest(method="bm25", k=7, filter={"year": {"$gte": 2010}}, prf=True)
+        remote = sci.search(["microglia in the brain", "vitamin D"], request=req)
+        local = Collection.open(served.root / "sci", readonly=True)
+        try:
+            mine = local.search(["microglia in the brain", "vitamin D"], request=req)
+        finally:
+            local.close()
+        np.testing.assert_array_equal(remote.ids, mine.ids)
+        np.testing.assert_array_equal(remote.scores, mine.scores)
+        np.testing.assert_array_equal(remote.counts, mine.counts)
+        assert remote.generation == 2 and remote.row(0) == mine.row(0)
+        assert sci.delete([docs[0]["_id"]]) == 1 and sci.commit() == 3 and len(sci) == 39
+        with pytest.raises(FilterError, match="unknown field 'nope'"):
+            sci.search("x", filter={"nope": 1})
+        with pytest.raises(NotFoundError):
+            client.collection("missing").search("x")
+        with pytest.raises(BusyError) as busy:
+            sci.upsert([{"id": f"b{i}", "text": "t"} for i in range(60)])  # over max_pending
+        assert busy.value.retry_after >= 1
+        with pytest.raises(RetrievoError, match="no calibration"):
+            sci.search("x", min_probability=0.5)
+        assert [c["name"] for c in client.collections()] == ["sci"] and client.health()["status"] == "ok"
