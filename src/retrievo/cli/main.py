@@ -332,10 +332,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = ServerSettings(**fields)
     except ValueError as exc:
         raise RetrievoError(f"server settings: {exc}") from exc
-    app = create_app(root, settings)
+    if args.workers < 1:
+        raise RetrievoError(f"--workers must be at least 1, got {args.workers}")
+    from retrievo.plugins import ENV_VAR, plugin_modules
+    from retrievo.server.app import ROOT_ENV, SETTINGS_ENV
+    from retrievo.store.collection import SERVER_ID_ENV
+
+    # the worker processes read these (a lock held by a sibling worker is told apart by the server id)
+    os.environ[SERVER_ID_ENV] = secrets.token_hex(8)
+    os.environ[ROOT_ENV] = str(root)
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    os.environ[ENV_VAR] = ",".join(plugin_modules(sys.argv[1:]))
+    if args.workers > 1:  # the cores are shared out: each worker's encoders and BLAS get their part
+        from retrievo.encoders.base import THREADS_ENV
+
+        share = str(max(1, (os.cpu_count() or 1) // args.workers))
+        os.environ.setdefault(THREADS_ENV, share)
+        os.environ.setdefault("OMP_NUM_THREADS", share)
     print(f"retrievo {__version__} serving {root.resolve()} on http://{args.host}:{args.port}/ "
-          f"(API at /v1, spec at /openapi.json)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+          f"(API at /v1, spec at /openapi.json; {args.workers} worker process{'es' if args.workers > 1 else ''})",
+          file=sys.stderr, flush=True)
+    if args.workers == 1:
+        uvicorn.run(create_app(root, settings), host=args.host, port=args.port, log_level=args.log_level,
+                    access_log=False)
+    else:  # one writer per collection among them; the others log writes for it and serve reads
+        uvicorn.run("retrievo.server.app:app_from_env", factory=True, workers=args.workers, host=args.host,
+                    port=args.port, log_level=args.log_level, access_log=False)
     return 0
 
 
@@ -427,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--commit-interval", type=float, default=None, help="seconds between background commits")
     p.add_argument("--cors-origin", action="append", default=None, help="allow this origin (repeatable); off by default")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes serving the same collections (one of them writes each collection)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("quickstart", help="index the bundled SciFact, search it and evaluate", parents=[common])

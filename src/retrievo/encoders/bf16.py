@@ -9,13 +9,13 @@ benchmarks/RESULTS.md). The autocast context spans all batches so weights are ca
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from retrievo._optional import require
 from retrievo.encoders._bucketed import BucketedEncoder
+from retrievo.encoders.base import default_threads
 
 __all__ = ["Bf16SentenceEncoder", "cpu_has_bf16"]
 
@@ -37,7 +37,7 @@ class Bf16SentenceEncoder(BucketedEncoder):
         torch = require("torch")
         transformers = require("transformers")
         self.torch = torch
-        self.threads = int(threads or os.cpu_count() or 1)
+        self.threads = int(threads or default_threads())
         self.model = transformers.AutoModel.from_pretrained(str(self.tdir), attn_implementation="sdpa").eval()
         import inspect
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from retrievo._optional import require
 from retrievo.encoders._bucketed import BucketedEncoder, transformer_dir
+from retrievo.encoders.base import default_threads
 
 __all__ = ["OnnxSentenceEncoder", "export_onnx"]
 
@@ -107,7 +108,7 @@ class OnnxSentenceEncoder(BucketedEncoder):
         path: a sentence-transformers model folder or hub name.
         cache_dir: where exported graphs are kept.
         max_seq_length: truncation in word pieces; default: the model's ``sentence_bert_config.json``.
-        threads: intra-op threads (default: all cores).
+        threads: intra-op threads (default: :func:`~retrievo.encoders.base.default_threads`).
     """
 
     def __init__(self, path: str, cache_dir: Path, max_seq_length: int | None = None, threads: int | None = None) -> None:
@@ -116,7 +117,7 @@ class OnnxSentenceEncoder(BucketedEncoder):
         onnx_path = export_onnx(self.root, Path(cache_dir) / _file_key(self.root))
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = int(threads or os.cpu_count() or 1)
+        so.intra_op_num_threads = int(threads or default_threads())
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])

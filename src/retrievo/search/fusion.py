@@ -54,14 +54,33 @@ def convex(lists: Sequence[Ranked], weights: Sequence[float]) -> dict[int, float
 def fuse(
     lists: Sequence[Ranked], weights: Sequence[float], k: int, method: str = "convex", rrf_k: float = 60.0
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Fuse one query's lists and return its top-k ``(keys, scores, count)`` (ties: lower key first)."""
+    """Fuse one query's lists and return its top-k ``(keys, scores, count)`` (ties: lower key first).
+
+    Vectorised: each list's contributions (as :func:`convex` / :func:`rrf` compute them) are added per key in
+    the lists' order, in float64, so the result is the same, bit for bit, as summing them in a dict.
+    """
     if len(weights) != len(lists):
         raise ValueError(f"fusion needs one weight per signal: {len(lists)} signals, {len(weights)} weights")
-    fused = rrf(lists, weights, rrf_k) if method == "rrf" else convex(lists, weights)
-    items = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-    keys = np.array([kv[0] for kv in items], dtype=np.int64)
-    scores = np.array([kv[1] for kv in items], dtype=np.float32)
-    return keys, scores, len(items)
+    keys_l, parts = [], []
+    for (keys, scores, n), w in zip(lists, weights, strict=True):
+        if n == 0 or (method == "rrf" and w == 0):
+            continue
+        if method == "rrf":
+            contrib = w / (rrf_k + np.arange(1, n + 1, dtype=np.float64))
+        else:
+            s = np.asarray(scores[:n], dtype=np.float64)
+            lo, hi = float(s.min()), float(s.max())
+            contrib = w * ((s - lo) / (hi - lo) if hi > lo else np.ones_like(s))
+        keys_l.append(np.asarray(keys[:n], dtype=np.int64))
+        parts.append(contrib)
+    if not keys_l:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32), 0
+    all_keys = np.concatenate(keys_l)
+    uniq, inverse = np.unique(all_keys, return_inverse=True)
+    fused = np.zeros(len(uniq), dtype=np.float64)
+    np.add.at(fused, inverse, np.concatenate(parts))  # in order of occurrence: list 1, then list 2, …
+    order = np.lexsort((uniq, -fused))[:k]
+    return uniq[order], fused[order].astype(np.float32), len(order)
 
 
 class FusionStage(Stage):

@@ -17,6 +17,7 @@ search page (plain HTML + JavaScript served from the package, no build step).
 from __future__ import annotations
 
 import errno
+import functools
 import hmac
 import json
 import logging
@@ -27,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -62,7 +64,7 @@ from retrievo.server.schemas import (
 from retrievo.server.service import BusyError, CollectionService, Registry, UnavailableError
 from retrievo.store.collection import CollectionLockedError
 
-__all__ = ["create_app", "STATUS"]
+__all__ = ["STATUS", "app_from_env", "create_app"]
 
 log = logging.getLogger("retrievo.server")
 
@@ -86,6 +88,7 @@ STATUS: dict[type[BaseException], int] = {
 }
 
 SEARCH_CHUNK = 16  # queries searched between two looks at the time budget
+INLINE_METHODS = ("bm25",)  # methods whose small searches run on the event loop (no query encoding)
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines")
 PAGE = resources.files("retrievo.server") / "page"
 
@@ -142,13 +145,15 @@ class CatchAll:
     stays open. (Starlette's own last-resort handler re-raises after answering, and the server then closes
     the connection, so the client's next request on it fails with a reset.)"""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, counters: dict[str, int] | None = None) -> None:
         self.app = app
+        self.counters = counters if counters is not None else {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        self.counters["requests"] = self.counters.get("requests", 0) + 1
         started = False
 
         async def tracking(message: dict) -> None:
@@ -172,6 +177,21 @@ class CatchAll:
             await resp(scope, receive, send)
 
 
+ROOT_ENV = "RETRIEVO_SERVE_ROOT"
+SETTINGS_ENV = "RETRIEVO_SERVE_SETTINGS"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process of ``retrievo serve --workers N`` (root, settings and plugins from the
+    environment the command set)."""
+    import os
+
+    from retrievo.plugins import load_plugins, plugin_modules
+
+    load_plugins(plugin_modules())
+    return create_app(os.environ[ROOT_ENV], ServerSettings.model_validate_json(os.environ[SETTINGS_ENV]))
+
+
 def create_app(root: str | Path, settings: ServerSettings | None = None) -> FastAPI:
     """The server app over the collections in folder ``root`` (each sub-folder is one collection)."""
     settings = settings or ServerSettings()
@@ -181,6 +201,11 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # many request threads each multiply one query's block of vectors: one BLAS thread each (OpenBLAS
+        # threads spin, and several callers at once make them fight over the same cores)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
         await run_in_threadpool(registry.open_all)  # replays every write-ahead log before serving
         try:
             yield
@@ -229,11 +254,6 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         return _error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail),
                       headers=getattr(exc, "headers", None))
 
-    @app.middleware("http")
-    async def _count(request: Request, call_next: Any) -> Response:
-        counters["requests"] += 1
-        return await call_next(request)
-
     # -- auth ----------------------------------------------------------------------------------------
     def _check_key(key: str | None, bearer: HTTPAuthorizationCredentials | None) -> None:
         provided = bearer.credentials if bearer is not None else key
@@ -247,11 +267,11 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         if not hmac.compare_digest(provided.encode("utf-8", "surrogatepass"), expected.encode()):
             raise HTTPException(401, "wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
-    def write_auth(key: str | None = Security(_api_key_header),
+    async def write_auth(key: str | None = Security(_api_key_header),
                    bearer: HTTPAuthorizationCredentials | None = Security(_bearer)) -> None:
         _check_key(key, bearer)
 
-    def read_auth(key: str | None = Security(_api_key_header),
+    async def read_auth(key: str | None = Security(_api_key_header),
                   bearer: HTTPAuthorizationCredentials | None = Security(_bearer)) -> None:
         if settings.read_auth:
             _check_key(key, bearer)
@@ -263,8 +283,10 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
             dense_model=None if coll.config.dense is None else coll.config.dense.model,
             sparse_model=None if coll.config.sparse is None else coll.config.sparse.model,
             error=public(svc.error or svc.disk_error or "") or None,
-            locked=None if svc.locked is None else public(svc.locked),
+            locked=None if svc.locked is None or svc.sibling_writes() else public(svc.locked),
         )
+
+    reads = [Depends(read_auth)] if settings.read_auth else []  # open reads resolve no dependency
 
     # -- page and health -------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -288,7 +310,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
             return _error(503, "Unavailable", f"the write-ahead log cannot be written (disk full?): {disk}")
         return JSONResponse({"status": "ok", "version": __version__})
 
-    @app.get("/v1/stats", tags=["server"], dependencies=[Depends(read_auth)])
+    @app.get("/v1/stats", tags=["server"], dependencies=reads)
     def stats() -> dict[str, Any]:
         return {
             "version": __version__, "uptime_s": round(time.time() - started, 3), **counters,
@@ -296,7 +318,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         }
 
     # -- collections ---------------------------------------------------------------------------------
-    @app.get("/v1/collections", tags=["collections"], dependencies=[Depends(read_auth)])
+    @app.get("/v1/collections", tags=["collections"], dependencies=reads)
     def list_collections() -> list[CollectionSummary]:
         return [summary(registry.get(n)) for n in registry.names()]
 
@@ -307,7 +329,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
             config = config.replace(dense=None)
         return summary(registry.create(body.name, config))
 
-    @app.get("/v1/collections/{name}", tags=["collections"], dependencies=[Depends(read_auth)])
+    @app.get("/v1/collections/{name}", tags=["collections"], dependencies=reads)
     def collection_info(name: str) -> dict[str, Any]:
         svc = registry.get(name)
         info = svc.view().info()
@@ -317,7 +339,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     # -- search ----------------------------------------------------------------------------------------
     search_body = search_body_model()  # from the request's option table, with the plugins loaded by now
 
-    def search(name: str, req: Any) -> SearchResponse:
+    async def search(name: str, req: Any) -> Response:
         t0 = time.perf_counter()
         if req.query_vector is not None and req.query_vectors is not None:
             raise HTTPException(422, "give at most one of 'query_vector' and 'query_vectors'")
@@ -346,6 +368,16 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         if req.offset > settings.max_offset:
             raise HTTPException(422, f"offset: {req.offset} is over the limit of {settings.max_offset}")
         request = request_from_body(req, k=req.offset + req.k)
+        svc = registry.get(name)
+        work = functools.partial(run_search, t0, name, svc, req, request, queries, qvecs)
+        # a small lexical search costs less than a hand-off to a worker thread: it runs here; anything
+        # that encodes queries or reads much goes to the thread pool (the model releases the GIL)
+        if req.method in INLINE_METHODS and len(queries) <= 8 and req.k + req.offset <= 100:
+            return work()
+        return await run_in_threadpool(work)
+
+    def run_search(t0: float, name: str, svc: CollectionService, req: Any, request: Any, queries: list[str],
+                   qvecs: Any) -> Response:
         deadline = t0 + settings.search_timeout
 
         def in_time(what: str) -> None:
@@ -353,7 +385,6 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                 raise SearchTimeout(f"the search ran past the server's budget of {settings.search_timeout:g} s "
                                     f"({what}); ask for fewer queries, a smaller k, or no text")
 
-        svc = registry.get(name)
         coll = svc.view()
         snapshot = coll.snapshot()  # one generation for every chunk of the batch
         rows: list[list[tuple[str, float]]] = []
@@ -396,19 +427,21 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
                 out.append(hit)
             results.append({"query": q, "hits": out})
             in_time(f"while reading the hits of query {qi}")
-        return SearchResponse(collection=name, generation=snapshot.generation, method=req.method, results=results,
-                              took_ms=round((time.perf_counter() - t0) * 1000, 3))
+        body = {"collection": name, "generation": snapshot.generation, "method": req.method, "results": results,
+                "took_ms": round((time.perf_counter() - t0) * 1000, 3)}
+        return Response(orjson.dumps(body), media_type="application/json")  # already in SearchResponse's shape
 
     search.__annotations__["req"] = search_body  # a model built at run time: FastAPI reads it from here
-    app.post("/v1/collections/{name}/search", tags=["search"], dependencies=[Depends(read_auth)])(search)
+    app.post("/v1/collections/{name}/search", tags=["search"], dependencies=reads,
+             response_model=SearchResponse)(search)
 
     # -- documents -------------------------------------------------------------------------------------
     @app.get("/v1/collections/{name}/documents/{doc_id:path}", tags=["documents"],
-             dependencies=[Depends(read_auth)])
+             dependencies=reads)
     def get_document(name: str, doc_id: str) -> dict[str, Any]:
         return registry.get(name).view().get(doc_id).to_dict()
 
-    @app.post("/v1/collections/{name}/lookup", tags=["documents"], dependencies=[Depends(read_auth)])
+    @app.post("/v1/collections/{name}/lookup", tags=["documents"], dependencies=reads)
     def lookup_documents(name: str, body: IdsRequest) -> dict[str, Any]:
         """Several committed documents by id: ``{"documents": [...], "missing": [ids]}``."""
         if len(body.ids) > settings.max_batch:
@@ -474,7 +507,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         generation = svc.commit()
         return CommitResponse(generation=generation, documents=len(svc.reader))
 
-    app.add_middleware(CatchAll)  # outermost of ours: whatever escapes the routes is answered here
+    app.add_middleware(CatchAll, counters=counters)  # outermost of ours: whatever escapes is answered here
     return app
 
 

@@ -23,6 +23,7 @@ Each served collection has
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from retrievo.config import CollectionConfig
+from retrievo.encoders.batching import QueryBatcher
 from retrievo.errors import (
     CollectionExistsError,
     ConfigError,
@@ -42,7 +44,7 @@ from retrievo.errors import (
     NotFoundError,
     RetrievoError,
 )
-from retrievo.store.collection import Collection, CollectionLockedError
+from retrievo.store.collection import SERVER_ID_ENV, Collection, CollectionLockedError
 from retrievo.store.wal import WAL_FILENAME, WriteAheadLog
 from retrievo.types import Document
 
@@ -97,6 +99,12 @@ class CollectionService:
         self.retry_max = retry_max  # a failed commit is retried after commit_interval, doubling up to this
         self.max_pending = max_pending
         self.reader = Collection.open(path, readonly=True)
+        dense = self.reader.signals.get("dense")
+        if dense is not None:
+            try:  # one model, its queries batched across concurrent searches (and lent to the writer)
+                dense.encoder = QueryBatcher(dense.encoder)  # type: ignore[attr-defined]
+            except ConfigError:  # a model that cannot load here: supplied vectors still work, and a
+                pass  # text that needs encoding gets the loader's error when it comes
         self.writer: Collection | None = None
         self.wal: WriteAheadLog | None = None
         self.locked: str | None = None  # why the writer could not be opened (another process writes)
@@ -113,6 +121,7 @@ class CollectionService:
         self._stop = False
         self._kick = False
         self._thread: threading.Thread | None = None
+        self._shared_wal: WriteAheadLog | None = None  # the log, when a sibling worker holds the collection
         self.replayed = 0
         if writable:
             self.open_writer(raise_locked=False)
@@ -139,12 +148,7 @@ class CollectionService:
                 writer.close()
                 raise
             self.locked = None
-            if writer.has_dense:
-                try:
-                    writer.encoder  # noqa: B018 - made once, here, to be shared with the reader
-                except ConfigError:  # a model that cannot load here: supplied vectors still work, and a
-                    pass  # text that needs encoding gets the loader's error when it comes
-            self.reader.share_models(writer)  # one copy of each model in memory, shared by both views
+            writer.share_models(self.reader)  # one copy of each model in memory, shared by both views
             self.reader.refresh()  # opening the writer may have finished an older process's work
             self.writer = writer
             self.wal = WriteAheadLog(self.path / WAL_FILENAME)
@@ -166,19 +170,37 @@ class CollectionService:
         return self.reader
 
     # -- writes --------------------------------------------------------------------------------------
+    def sibling_writes(self) -> bool:
+        """Whether the lock holder is another worker process of this same server (then it commits our log)."""
+        me = os.environ.get(SERVER_ID_ENV)
+        holder = self.reader.lock_holder()
+        return bool(me and holder and holder.get("server") == me and holder.get("pid") != os.getpid())
+
     def _check_available(self, items: int = 0) -> tuple[Collection, WriteAheadLog]:
-        """The writer and log, opened if need be, when a write of ``items`` documents or ids may be taken."""
+        """Where a write of ``items`` documents or ids goes: this process's writer and log (opened if need be),
+        or — when a sibling worker of the same server holds the collection — the reader (to validate) and the
+        shared log, which the sibling's committer drains."""
         if self._stop:
             raise UnavailableError("the server is shutting down")
-        self.open_writer()
+        if not self.open_writer(raise_locked=False):
+            if not self.sibling_writes():
+                self.open_writer()  # raises CollectionLockedError: another program writes the collection
+            if self._shared_wal is None:
+                self._shared_wal = WriteAheadLog(self.path / WAL_FILENAME)
+            pending = self._shared_wal.pending_items() if self.max_pending is not None and items else 0
+            self._refuse_if_busy(pending, items)
+            return self.view(), self._shared_wal
         if self.error is not None:
             raise UnavailableError(f"collection {self.name!r} cannot take writes: {self.error}")
-        if self.max_pending is not None and items and self._pending_items + items > self.max_pending:
-            raise BusyError(f"collection {self.name!r} has {self._pending_items} acknowledged documents and ids "
-                            f"waiting for a commit (the bound is {self.max_pending}); retry shortly",
-                            retry_after=max(1.0, self.commit_interval))
+        self._refuse_if_busy(self._pending_items, items)
         assert self.writer is not None and self.wal is not None  # opened above
         return self.writer, self.wal
+
+    def _refuse_if_busy(self, pending: int, items: int) -> None:
+        if self.max_pending is not None and items and pending + items > self.max_pending:
+            raise BusyError(f"collection {self.name!r} has {pending} acknowledged documents and ids waiting for a "
+                            f"commit (the bound is {self.max_pending}); retry shortly",
+                            retry_after=max(1.0, self.commit_interval))
 
     def _log(self, wal: WriteAheadLog, op: str, payload: list[Any]) -> int:
         """Append to the log; a log that cannot be written (disk full, I/O error) is a 503, reported by health."""
@@ -209,7 +231,9 @@ class CollectionService:
         """Which of ``ids`` exist once the acknowledged but uncommitted operations are applied."""
         live = writer.store.existing_ids(ids)
         wanted = set(ids)
-        for _seq, op, payload in wal.read(self._applied):
+        # what the log still holds (the writer's committer removes records once they are committed; records
+        # it has applied but not removed yet are in the collection already, and reapplying them is harmless)
+        for _seq, op, payload in wal.read(self._applied if wal is self.wal else 0):
             if op == "upsert":
                 live |= {d["id"] for d in payload if d["id"] in wanted}
             else:
@@ -238,7 +262,7 @@ class CollectionService:
                     "give a vector for every document of a request or for none")
             with self._vec_lock:
                 arr = writer.check_vectors(vectors, batch, "documents")
-                dim = self._vector_dim()
+                dim = self._vector_dim(writer)
                 if dim is not None and arr.shape[1] != dim:
                     raise InvalidInputError(
                         f"documents: vectors have dimension {arr.shape[1]} but the collection's have {dim}")
@@ -248,16 +272,15 @@ class CollectionService:
         seq = self._log(wal, "upsert", payload)
         return len(batch), seq
 
-    def _vector_dim(self) -> int | None:
+    def _vector_dim(self, coll: Collection) -> int | None:
         """The dimension supplied vectors must have: committed vectors', else the model's (when it loads),
         else that of vectors this process already acknowledged."""
-        assert self.writer is not None
-        flat = self.writer.snapshot().signals.get("dense")
+        flat = coll.snapshot().signals.get("dense")
         if flat is not None and flat.dim:
             return int(flat.dim)
         if self._model_dim is None:
             try:
-                self._model_dim = int(self.writer.encoder.dim)
+                self._model_dim = int(coll.encoder.dim)
             except ConfigError:  # a model that cannot load here: only supplied vectors are possible
                 self._model_dim = 0
         return self._model_dim or self._vec_dim
@@ -276,6 +299,13 @@ class CollectionService:
         """Wait until everything acknowledged so far is committed; returns the visible generation."""
         _, wal = self._check_available()
         target = wal.last_seq()
+        if wal is not self.wal:  # a sibling worker commits: wait until its committer has removed our records
+            deadline = time.monotonic() + timeout
+            while wal.count_upto(target):
+                if time.monotonic() > deadline:
+                    raise UnavailableError(f"commit of {self.name!r} did not finish within {timeout:.0f} s")
+                time.sleep(0.02)
+            return self.view().generation
         with self._cond:
             self._kick = True
             self._cond.notify_all()
@@ -367,10 +397,14 @@ class CollectionService:
         with self._open_lock:
             if self._thread is not None:
                 self._thread.join(timeout=120)
-            if self.wal is not None:
-                self.wal.close()
+            for wal in (self.wal, self._shared_wal):
+                if wal is not None:
+                    wal.close()
             if self.writer is not None:
                 self.writer.close()
+        dense = self.reader.signals.get("dense")
+        if dense is not None and isinstance(getattr(dense, "_encoder", None), QueryBatcher):
+            dense._encoder.close()  # type: ignore[attr-defined]
         self.reader.close()
 
 
@@ -400,6 +434,9 @@ class Registry:
     def get(self, name: str, writable: bool = False) -> CollectionService:
         """The service of collection ``name`` (opened read-only on first use; ``writable`` also opens its
         writer when no other process holds the collection)."""
+        svc = self._open.get(name)  # the common case, without a lock or a file system call
+        if svc is not None and not writable:
+            return svc
         path = self._path(name)
         with self._lock:
             svc = self._open.get(name)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -60,6 +61,8 @@ from retrievo.types import Document, SearchResults
 __all__ = ["Collection", "CollectionLockedError", "FORMAT_VERSION", "METHODS", "SIGNALS", "method_signals"]
 
 FORMAT_VERSION = 1
+#: set by ``retrievo serve`` for its worker processes: a lock held by a sibling worker is told apart
+SERVER_ID_ENV = "RETRIEVO_SERVER_ID"
 #: the built-in signals
 SIGNALS = ("bm25", "dense", "splade")
 
@@ -284,9 +287,24 @@ class Collection:
         except BlockingIOError as exc:
             fh.close()
             raise CollectionLockedError(f"{self.path} is being written by another process") from exc
+        fh.seek(0)
+        fh.truncate()  # who holds it, for other processes to read (a server's workers tell a sibling apart)
+        fh.write(json.dumps({"pid": os.getpid(), "server": os.environ.get(SERVER_ID_ENV)}))
+        fh.flush()
         self._lock_fh = fh
         self._collect_garbage()
         self._add_missing_columns()
+
+    def lock_holder(self) -> dict[str, Any] | None:
+        """Who last took the write lock and is still running (``{"pid", "server"}``), or ``None``. Ask it after
+        :meth:`lock_for_writing` failed: the holder wrote its name into the lock file when it took it."""
+        try:
+            holder = json.loads((self.path / "write.lock").read_text() or "null")
+            pid = int(holder["pid"])
+            os.kill(pid, 0)  # still running?
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+        return {"pid": pid, "server": holder.get("server")}
 
     def _add_missing_columns(self) -> None:
         """Give the segments written before metadata columns existed their columns (from SQLite, which the

@@ -78,6 +78,11 @@ class WriteAheadLog:
         with self._lock:
             return int(self._conn.execute("SELECT COALESCE(SUM(json_array_length(payload)), 0) FROM ops").fetchone()[0])
 
+    def count_upto(self, seq: int) -> int:
+        """Records with ``seq`` at most this still in the log (not committed yet)."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM ops WHERE seq <= ?", (seq,)).fetchone()[0])
+
     def __len__(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM ops").fetchone()[0])
