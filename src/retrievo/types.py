@@ -155,6 +155,8 @@ class SearchResults:
         probabilities: ``(n_queries, k)`` calibrated probabilities of relevance, when a calibrated cut-off
             was asked for (``search(..., min_probability=...)``), else ``None``.
         generation: the collection generation the results were read from (``None`` when not from one).
+        rows: ``(n_queries, k)`` row numbers of the results in that generation (``-1`` padding), with which
+            ``Collection.documents_at`` returns the documents as that generation stored them.
     """
 
     ids: np.ndarray
@@ -164,6 +166,7 @@ class SearchResults:
     method: str = ""
     probabilities: np.ndarray | None = None
     generation: int | None = None
+    rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.query_ids)

@@ -65,3 +65,24 @@ def test_filtered_counts_stay_exact_while_a_writer_commits_and_merges(tmp_path, 
     assert not failures, failures
     assert set(counts) == {N_KEEP}
     assert len(generations) > 20 and len(counts) > 200  # the writer committed and merged while the reader searched
+
+
+def test_a_search_returns_the_stored_fields_of_the_generation_it_searched(tmp_path, scifact_small):
+    writer = Collection.create(tmp_path / "c", CollectionConfig(dense=None))
+    writer.add([{"id": "a", "title": "old title", "text": "zyzzyva first version", "metadata": {"v": 1}},
+                {"id": "b", "text": "zyzzyva other document"}])
+    writer.commit()
+    reader = Collection.open(tmp_path / "c", readonly=True)
+    res = reader.search("zyzzyva", k=5)  # generation 1
+    snap = reader.snapshot()
+    writer.upsert([{"id": "a", "title": "new title", "text": "zyzzyva second version", "metadata": {"v": 2}}])
+    writer.delete(["b"])
+    writer.commit()
+    writer.compact()  # the old segment is merged away and its folder removed
+    docs = {d.id: d for d in reader.documents_at(res.rows[0][:res.counts[0]].tolist(), snap)}
+    assert docs["a"].text == "zyzzyva first version" and docs["a"].metadata == {"v": 1} and "b" in docs
+    assert reader.get("a").text == "zyzzyva second version"  # by id: the latest committed version
+    reader.refresh()
+    assert [d.text for d in reader.documents_at(reader.search("zyzzyva").rows[0][:1].tolist())] == ["zyzzyva second version"]
+    reader.close()
+    writer.close()

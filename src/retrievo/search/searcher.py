@@ -123,8 +123,10 @@ class Searcher:
         ids = np.full(rows.shape, "", dtype=object)
         valid = rows >= 0
         ids[valid] = snapshot.ids[rows[valid]]
+        rows = np.where(np.arange(k)[None, :] < counts[:, None], rows, -1)
         return SearchResults(ids=ids, scores=scores.astype(np.float32), counts=counts, query_ids=query_ids,
-                             method=req.method, probabilities=probabilities, generation=snapshot.generation)
+                             method=req.method, probabilities=probabilities, generation=snapshot.generation,
+                             rows=rows)
 
     # -- learning from judged queries ------------------------------------------------------------------
     def calibrate(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],

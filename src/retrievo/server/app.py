@@ -389,19 +389,22 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         snapshot = coll.snapshot()  # one generation for every chunk of the batch
         rows: list[list[tuple[str, float]]] = []
         probs: list[Any] = []
+        at: list[Any] = []  # the hits' rows in the snapshot: their stored fields are read from that generation
         for c0 in range(0, len(queries), SEARCH_CHUNK):
             part = coll.searcher.search(queries[c0:c0 + SEARCH_CHUNK], request, snapshot=snapshot,
                                         query_vectors=None if qvecs is None else qvecs[c0:c0 + SEARCH_CHUNK])
             rows += [part.row(i) for i in range(len(part))]
             probs += [None if part.probabilities is None else part.probabilities[i] for i in range(len(part))]
+            at += [part.rows[i] for i in range(len(part))] if part.rows is not None else [None] * len(part)
             in_time(f"after {c0 + len(part)} of {len(queries)} queries")
         counters["searches"] += 1
         counters["queries"] += len(queries)
         pages = [r[req.offset:] for r in rows]
-        docs = {}
+        docs: dict[str, Any] = {}
         if req.include_text or req.highlight:
-            want = sorted({doc_id for hits in pages for doc_id, _ in hits})
-            docs = {d.id: d for d in coll.get_many(want) if d is not None}
+            want = sorted({int(r) for qi, hits in enumerate(pages) if hits and at[qi] is not None
+                           for r in at[qi][req.offset:req.offset + len(hits)]})
+            docs = {d.id: d for d in coll.documents_at(want, snapshot) if d is not None}
         budget = settings.max_response_chars  # title + text characters over the whole answer
         results = []
         for qi, (q, hits) in enumerate(zip(queries, pages, strict=True)):

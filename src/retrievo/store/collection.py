@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from retrievo._io import write_json
+from retrievo._io import save_npy, write_json
 from retrievo._version import __version__
 from retrievo.analysis.analyzer import Analyzer
 from retrievo.config import CollectionConfig, DenseIndexConfig, FusionConfig, PRFConfig, SparseConfig
@@ -53,7 +53,14 @@ from retrievo.request import SearchRequest
 from retrievo.signals.base import EncodeBatch, Signal
 from retrievo.signals.registry import METHODS, parse_method, signal_class, signal_names
 from retrievo.store.columns import write_columns
-from retrievo.store.segments import Segment, SegmentData, segment_dirname, write_segment
+from retrievo.store.segments import (
+    STORED,
+    Segment,
+    SegmentData,
+    segment_dirname,
+    stored_arrays,
+    write_segment,
+)
 from retrievo.store.snapshot import Snapshot
 from retrievo.store.sqlite import DocStore, value_kind
 from retrievo.types import Document, SearchResults
@@ -99,7 +106,7 @@ class Collection:
         self.store = DocStore(path / "collection.sqlite", readonly=readonly)
         self.analyzer = Analyzer(config.analyzer)
         self._signals = self._bind_signals(encoder)
-        self._layouts = [layout for sig in self._signals.values() for layout in sig.layouts]
+        self._layouts = [STORED] + [layout for sig in self._signals.values() for layout in sig.layouts]
         self._lock_fh: Any = None
         self._pending: dict[str, Document] = {}
         self._pending_deletes: set[str] = set()
@@ -307,14 +314,21 @@ class Collection:
         return {"pid": pid, "server": holder.get("server")}
 
     def _add_missing_columns(self) -> None:
-        """Give the segments written before metadata columns existed their columns (from SQLite, which the
-        writer alone changes; rows deleted since have no metadata and never match: they are not live)."""
-        todo = [s for s in self._state.segments if s.columns is None]
+        """Give the segments written before metadata columns and stored documents existed their columns and
+        documents (from SQLite, which the writer alone changes; rows deleted since are not live, so the empty
+        placeholders they get are never read)."""
+        todo = [s for s in self._state.segments if s.columns is None or not s.data.has(STORED)]
         for seg in todo:
-            values: list[dict[str, Any]] = [{} for _ in range(seg.n_rows)]
-            for row, meta in self.store.conn.execute("SELECT row, metadata FROM docs WHERE seg = ?", (seg.seg,)):
-                values[row] = json.loads(meta)
-            write_columns(seg.path, values)
+            docs = [Document(id="-", text="-") for _ in range(seg.n_rows)]
+            for row, doc_id, title, text, meta in self.store.conn.execute(
+                    "SELECT row, id, title, text, metadata FROM docs WHERE seg = ?", (seg.seg,)):
+                docs[row] = Document(id=doc_id, title=title, text=text, metadata=json.loads(meta))
+            if seg.columns is None:
+                write_columns(seg.path, [d.metadata for d in docs])
+            if not seg.data.has(STORED):
+                arrays = stored_arrays(docs)
+                save_npy(seg.path / "stored_bytes.npy", arrays["stored_bytes"])
+                save_npy(seg.path / "stored_ptr.npy", arrays["stored_ptr"])  # last: both are there
         if todo:
             self._state = self._load_snapshot()
 
@@ -475,6 +489,7 @@ class Collection:
     def _encode(self, docs: list[Document], vocab: dict[str, int], show_progress: bool) -> SegmentData:
         """Every signal's arrays of the new segment (each may refuse the batch: then nothing is written)."""
         data = SegmentData(len(docs))
+        data.put([STORED], stored_arrays(docs), {})
         batch = EncodeBatch(docs, vocab, {"dense": self._pending_vectors}, self._state, show_progress)
         for sig in self._signals.values():
             arrays, meta = sig.encode(batch)
@@ -617,6 +632,30 @@ class Collection:
             raise NotFoundError(f"no document with id {doc_id!r} in {self.path}")
         title, text, meta = found[doc_id]
         return Document(id=doc_id, title=title, text=text, metadata=meta)
+
+    def documents_at(self, rows: Sequence[int], snapshot: Snapshot | None = None) -> list[Document | None]:
+        """The stored documents of global ``rows`` of ``snapshot`` (default: the current one) — as they were in
+        that generation, even when they have been replaced or deleted since (``None`` for a padding row)."""
+        state = snapshot or self._state
+        out: list[Document | None] = []
+        fallback: dict[int, str] = {}
+        for i, row in enumerate(rows):
+            if row < 0:
+                out.append(None)
+                continue
+            seg, local = state.segment_of(int(row))
+            stored = seg.data.stored(local)
+            if stored is None:  # a segment from before documents were kept in segments: SQLite, by id
+                fallback[i] = str(state.ids[row])
+                out.append(None)
+            else:
+                out.append(Document(id=stored["id"], title=stored["title"], text=stored["text"],
+                                    metadata=stored["metadata"]))
+        if fallback:
+            found = self.get_many(list(fallback.values()))
+            for i, doc in zip(fallback, found, strict=True):
+                out[i] = doc
+        return out
 
     def get_many(self, ids: Sequence[str]) -> list[Document | None]:
         found = self.store.get_docs(list(ids))

@@ -12,6 +12,9 @@ any signal's data without knowing what it means. The built-in signals keep:
 - SPLADE (:mod:`retrievo.signals.splade`): ``sp_indptr`` / ``sp_terms`` (int32, the sparse model's
   vocabulary ids) / ``sp_weights`` (float32, >= 0) in CSR layout; metadata ``sparse_vocab``.
 
+The store itself keeps the documents (``stored_ptr`` / ``stored_bytes``: one JSON object per row, the
+:data:`STORED` layout) and their metadata as filter columns (``meta/``, see :mod:`retrievo.store.columns`).
+
 Derived structures (ANN graphs, codes, sparse posting lists) are written beside the arrays by their
 signal. Statistics that depend on the whole collection (document frequencies, average length) are never
 stored in a segment: they are recomputed from the live rows of all segments, so segments can later be
@@ -35,7 +38,7 @@ from retrievo._io import fsync_dir, write_synced
 from retrievo.errors import InvalidInputError
 from retrievo.store.columns import SegmentColumns, write_columns
 
-__all__ = ["Layout", "Segment", "SegmentData", "segment_dirname", "write_segment"]
+__all__ = ["STORED", "Layout", "Segment", "SegmentData", "segment_dirname", "stored_arrays", "write_segment"]
 
 SEGMENT_FORMAT = 1
 LAYOUT_KINDS = ("rows", "csr")
@@ -60,6 +63,19 @@ class Layout:
             raise InvalidInputError(f"Layout: kind must be one of {LAYOUT_KINDS} with its arrays, got {self!r}")
 
 
+#: the documents themselves (title, text, metadata as one JSON object per row), kept with the segment so that
+#: a search returns the stored fields of the generation it searched
+STORED = Layout("csr", ("stored_ptr", "stored_bytes"))
+
+
+def stored_arrays(docs: Sequence[Any]) -> dict[str, np.ndarray]:
+    """The :data:`STORED` arrays of documents (anything with ``to_dict()``), in row order."""
+    blobs = [json.dumps(d.to_dict(), ensure_ascii=False, separators=(",", ":")).encode() for d in docs]
+    ptr = np.zeros(len(blobs) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in blobs], out=ptr[1:])
+    return {"stored_ptr": ptr, "stored_bytes": np.frombuffer(b"".join(blobs), dtype=np.uint8).copy()}
+
+
 class SegmentData:
     """The arrays of one segment (in memory before writing, memory-mapped after) and its metadata.
 
@@ -80,6 +96,13 @@ class SegmentData:
 
     def get(self, name: str) -> np.ndarray | None:
         return self.arrays.get(name)
+
+    def stored(self, row: int) -> dict[str, Any] | None:
+        """The stored document of a row (``None`` for a segment written before documents were kept in it)."""
+        ptr, blob = self.arrays.get("stored_ptr"), self.arrays.get("stored_bytes")
+        if ptr is None or blob is None:
+            return None
+        return json.loads(bytes(blob[int(ptr[row]):int(ptr[row + 1])]))
 
     def has(self, layout: Layout) -> bool:
         return all(a in self.arrays for a in layout.arrays)

@@ -49,11 +49,20 @@ class Snapshot:
 
     def segment_of(self, row: int) -> tuple[Segment, int]:
         """The segment holding global ``row`` and the row's position in it."""
-        for seg in self.segments:
-            local = row - self.offsets[seg.seg]
-            if 0 <= local < seg.n_rows:
-                return seg, local
-        raise IndexError(f"row {row} is in no segment")
+        starts = self.derived.get("segment_starts")
+        if starts is None:
+            starts = self.derived["segment_starts"] = np.array([self.offsets[s.seg] for s in self.segments])
+        i = int(np.searchsorted(starts, row, side="right")) - 1
+        if i < 0 or row - starts[i] >= self.segments[i].n_rows:
+            raise IndexError(f"row {row} is in no segment")
+        return self.segments[i], int(row - starts[i])
+
+    def row_of(self, doc_id: str) -> int | None:
+        """The live row of a document id in this generation (``None`` when it has none)."""
+        rows = self.derived.get("row_of")
+        if rows is None:
+            rows = self.derived["row_of"] = {str(d): r for r, d in enumerate(self.ids.tolist()) if d}
+        return rows.get(doc_id)
 
     # the built-in signals' structures by their former names
     @property
