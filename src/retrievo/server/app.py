@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -34,6 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -140,6 +142,46 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class FastSearch:
+    """ASGI middleware: a search request whose body is valid is answered here, without the framework's
+    routing, dependency resolution and re-parsing (the body is parsed once with orjson and checked by the
+    same generated model). Whatever does not pass — a body the model refuses, a limit, an error raised by
+    the search — is handed to the regular route with the body replayed, which answers it as usual."""
+
+    _PATH = re.compile(r"^/v1/collections/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/search$")
+
+    def __init__(self, app: Any, model: Any, prepare: Any, counters: dict[str, int], errors: Any) -> None:
+        self.app, self.model, self.prepare, self.counters, self.errors = app, model, prepare, counters, errors
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        m = self._PATH.match(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if m is None:
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            req = self.model.model_validate_json(body)
+            work, inline = self.prepare(m.group(1), req, t0)
+            response = work() if inline else await run_in_threadpool(work)
+        except (ValidationError, HTTPException):  # the regular route answers it, with its error body
+            await self.app(scope, replay, send)
+            return
+        except RetrievoError as exc:  # the search itself refused it: answered as the route would
+            response = self.errors(exc)
+        await response(scope, replay, send)
+
+
 class CatchAll:
     """ASGI middleware: an unexpected exception becomes a JSON 500 (507 for a full disk) and the connection
     stays open. (Starlette's own last-resort handler re-raises after answering, and the server then closes
@@ -221,23 +263,20 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     )
     app.state.registry = registry
     app.state.settings = settings
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
-        )
 
     # -- errors --------------------------------------------------------------------------------------
     def public(message: str) -> str:
         """A message without the server's own paths (collections are named, not located)."""
         return message.replace(str(registry.root) + "/", "").replace(str(registry.root), "<root>")
 
-    @app.exception_handler(RetrievoError)
-    async def _retrievo_error(request: Request, exc: RetrievoError) -> JSONResponse:
+    def error_response(exc: RetrievoError) -> JSONResponse:
         status = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 400)
         headers = {"Retry-After": str(int(math.ceil(exc.retry_after)))} if isinstance(exc, BusyError) else None
         return _error(status, type(exc).__name__, public(str(exc).strip("'\"")), headers=headers)
+
+    @app.exception_handler(RetrievoError)
+    async def _retrievo_error(request: Request, exc: RetrievoError) -> JSONResponse:
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -340,7 +379,13 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     search_body = search_body_model()  # from the request's option table, with the plugins loaded by now
 
     async def search(name: str, req: Any) -> Response:
-        t0 = time.perf_counter()
+        work, inline = prepare_search(name, req, time.perf_counter())
+        return work() if inline else await run_in_threadpool(work)
+
+    def prepare_search(name: str, req: Any, t0: float) -> tuple[Any, bool]:
+        """The checks of a search body; returns the work to run and whether it is small enough to run on the
+        event loop (a small lexical search costs less than a hand-off to a worker thread; anything that
+        encodes queries or reads much goes to the thread pool, where the model releases the GIL)."""
         if req.query_vector is not None and req.query_vectors is not None:
             raise HTTPException(422, "give at most one of 'query_vector' and 'query_vectors'")
         qvecs = [req.query_vector] if req.query_vector is not None else req.query_vectors
@@ -370,11 +415,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         request = request_from_body(req, k=req.offset + req.k)
         svc = registry.get(name)
         work = functools.partial(run_search, t0, name, svc, req, request, queries, qvecs)
-        # a small lexical search costs less than a hand-off to a worker thread: it runs here; anything
-        # that encodes queries or reads much goes to the thread pool (the model releases the GIL)
-        if req.method in INLINE_METHODS and len(queries) <= 8 and req.k + req.offset <= 100:
-            return work()
-        return await run_in_threadpool(work)
+        return work, req.method in INLINE_METHODS and len(queries) <= 8 and req.k + req.offset <= 100
 
     def run_search(t0: float, name: str, svc: CollectionService, req: Any, request: Any, queries: list[str],
                    qvecs: Any) -> Response:
@@ -437,6 +478,9 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     search.__annotations__["req"] = search_body  # a model built at run time: FastAPI reads it from here
     app.post("/v1/collections/{name}/search", tags=["search"], dependencies=reads,
              response_model=SearchResponse)(search)
+    if not settings.read_auth:  # a valid search skips the framework; anything else takes the route above
+        app.add_middleware(FastSearch, model=search_body, prepare=prepare_search, counters=counters,
+                           errors=error_response)
 
     # -- documents -------------------------------------------------------------------------------------
     @app.get("/v1/collections/{name}/documents/{doc_id:path}", tags=["documents"],
@@ -510,6 +554,13 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         generation = svc.commit()
         return CommitResponse(generation=generation, documents=len(svc.reader))
 
+    # middleware, innermost first: FastSearch (above), the body limit, CORS, the last-resort handler
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
     app.add_middleware(CatchAll, counters=counters)  # outermost of ours: whatever escapes is answered here
     return app
 
