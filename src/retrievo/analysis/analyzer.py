@@ -26,6 +26,10 @@ class Analyzer:
         except re.error as exc:
             raise ConfigError(f"AnalyzerConfig.token_pattern is not a valid regex: {exc}") from exc
         self._stop = ENGLISH_STOPWORDS if self.config.stopwords == "english" else frozenset()
+        # highlighting may look only at tokens starting like a query term (see term_spans)
+        self._first_letter_safe = (self.config.token_pattern == r"(?u)\b\w\w+\b"
+                                   and self.config.stemmer in (None, "english"))
+        self._candidates: dict[str, re.Pattern[str]] = {}
         self._stem_cache: dict[str, str] = {}
         self._stemmer = None
         if self.config.stemmer:
@@ -68,7 +72,17 @@ class Analyzer:
         if not terms or limit == 0:
             return []
         longest = 3 * max(len(t) for t in terms) + 8
-        matches = [m for m in self._pattern.finditer(text) if m.end() - m.start() <= longest]
+        pattern = self._pattern
+        if self._first_letter_safe and all(terms):
+            # only tokens that begin as some term does can stem to it (English Snowball strips suffixes and
+            # never changes a word's first letter; tested against the full scan): let the regex engine skip
+            # the others
+            first = "".join(sorted({re.escape(t[0]) for t in terms}))
+            pattern = self._candidates.get(first)
+            if pattern is None:
+                pattern = self._candidates[first] = re.compile(
+                    rf"(?u)\b(?=[{first}])\w\w+\b", re.IGNORECASE if self.config.lowercase else 0)
+        matches = [m for m in pattern.finditer(text) if m.end() - m.start() <= longest]
         toks = [m.group(0).lower() if self.config.lowercase else m.group(0) for m in matches]
         keep = [i for i, t in enumerate(toks) if t not in self._stop]
         stems = self._stem_all([toks[i] for i in keep])

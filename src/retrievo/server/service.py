@@ -149,7 +149,7 @@ class CollectionService:
                 raise
             self.locked = None
             writer.share_models(self.reader)  # one copy of each model in memory, shared by both views
-            self.reader.refresh()  # opening the writer may have finished an older process's work
+            self.reader.refresh(force=True)  # the writer may have given older segments columns and documents
             self.writer = writer
             self.wal = WriteAheadLog(self.path / WAL_FILENAME)
             self._pending_items = self.wal.pending_items()

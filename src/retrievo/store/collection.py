@@ -574,9 +574,10 @@ class Collection:
         self._collect_garbage()
 
     # -- snapshots ---------------------------------------------------------------------------------
-    def refresh(self) -> bool:
-        """Reload if another process committed since this one last looked; returns whether it did."""
-        if self.store.generation() != self._state.generation:
+    def refresh(self, force: bool = False) -> bool:
+        """Reload if another process committed since this one last looked (or ``force``: also when a writer
+        only added what older segments lacked); returns whether it did."""
+        if force or self.store.generation() != self._state.generation:
             self._state = self._load_snapshot()
             return True
         return False

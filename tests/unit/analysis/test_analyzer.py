@@ -36,3 +36,15 @@ def test_term_spans_mark_tokens_whose_terms_match():
     assert [text[s:e] for s, e in spans] == ["brain", "Immune", "cells", "CELLS", "brains"]
     assert a.term_spans(text, set()) == [] and a.term_spans("", terms) == []
     assert a.term_spans(text, set(a.tokenize("the of"))) == []  # stopwords are not terms
+
+
+def test_highlighting_looks_only_at_candidate_tokens_and_finds_the_same_spans(scifact_small, scifact_queries):
+    """term_spans skips tokens that cannot stem to a query term (English Snowball keeps the first letter);
+    the spans are those of a scan of every token."""
+    fast, full = Analyzer(), Analyzer()
+    full._first_letter_safe = False
+    for q in scifact_queries[:40]:
+        terms = set(fast.tokenize(q))
+        for d in scifact_small[:60]:
+            assert fast.term_spans(d["text"], terms) == full.term_spans(d["text"], terms)
+    assert fast.term_spans("Cells, CELL and cellular cells", {"cell"}) == [(0, 5), (7, 11), (25, 30)]
