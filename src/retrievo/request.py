@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("correct_typos", "--correct-typos", "bool",
            "BM25: replace query terms outside the vocabulary by the most frequent term one edit away"),
     Option("adapter", "--adapter", "bool", "dense: use the query adapter `retrievo adapt` learnt"),
+    Option("rerank", "--rerank", "str", "rerank the top --rerank-depth results: e2rank (listwise, with the "
+           "collection's dense model) or a cross-encoder model name or folder"),
+    Option("rerank_depth", "--rerank-depth", "int", "results reranked per query (default 100)", ge=1, le=10_000),
     Option("min_probability", "--min-probability", "float",
            "calibrated cut-off: only results at least this likely relevant (needs `retrievo calibrate` for the "
            "same settings)", ge=0, le=1),
@@ -279,6 +283,10 @@ class SearchRequest:
             ``None``/``False``: off (:meth:`from_dict` also takes a dict of its fields).
         correct_typos: BM25: replace query terms outside the vocabulary (one edit away).
         adapter: dense: move query vectors with the collection's query adapter.
+        rerank: rerank the top ``rerank_depth`` results of the method: ``"e2rank"`` (listwise, with the
+            collection's own dense model; see :mod:`retrievo.search.rerank`) or a cross-encoder model name or
+            folder; ``None``: no reranking.
+        rerank_depth: results reranked per query (the final ``k`` are taken from them).
         min_probability: keep only results at least this likely relevant, by the calibrator fitted for
             this request's :meth:`key`.
         options: plugin options by name (see :func:`register_option`).
@@ -293,6 +301,8 @@ class SearchRequest:
     prf: PRFConfig | None = None
     correct_typos: bool = False
     adapter: bool = False
+    rerank: str | None = None
+    rerank_depth: int = 100
     min_probability: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     #: the signals of ``method``, set by :meth:`resolve` (empty before)
@@ -323,6 +333,12 @@ class SearchRequest:
         put(self, "prf", prf)
         put(self, "correct_typos", bool(self.correct_typos))
         put(self, "adapter", bool(self.adapter))
+        if isinstance(self.rerank, os.PathLike):
+            put(self, "rerank", os.fspath(self.rerank))
+        if self.rerank is not None and (not isinstance(self.rerank, str) or not self.rerank.strip()):
+            raise InvalidInputError(f"search: rerank must be 'e2rank' or a cross-encoder model name, got {self.rerank!r}")
+        if isinstance(self.rerank_depth, bool) or not isinstance(self.rerank_depth, int) or self.rerank_depth < 1:
+            raise InvalidInputError(f"search: rerank_depth must be a positive integer, got {self.rerank_depth!r}")
         if self.min_probability is not None:
             try:
                 p = float(self.min_probability)
@@ -435,10 +451,14 @@ class SearchRequest:
     def resolved(self) -> bool:
         return bool(self.signals)
 
+    def width(self) -> int:
+        """Results the stages before the last cut work on: ``k``, or ``max(k, rerank_depth)`` with a reranker."""
+        return max(self.k, self.rerank_depth) if self.rerank else self.k
+
     def depth(self) -> int:
-        """Candidates each signal retrieves: ``k`` for one signal, else ``max(k, fusion.depth)``."""
+        """Candidates each signal retrieves: :meth:`width` for one signal, else at least ``fusion.depth``."""
         self._need_resolved("depth")
-        return self.k if len(self.signals) == 1 else max(self.k, self.fusion.depth)
+        return self.width() if len(self.signals) == 1 else max(self.width(), self.fusion.depth)
 
     def fusion_weights(self) -> tuple[float, ...]:
         """One weight per signal (equal when the fusion config gives none)."""
@@ -487,6 +507,8 @@ class SearchRequest:
             parts.append("typos")
         if self.adapter:
             parts.append("adapter")
+        if self.rerank:
+            parts.append(f"rerank({self.rerank},depth={self.rerank_depth})")
         for name in sorted(self.options):
             if name in _plugin_options and self.options[name] != _plugin_options[name].default:
                 parts.append(f"{name}={_fmt(self.options[name])}")

@@ -61,6 +61,12 @@ CASES = {
                       {"method": "bm25+dense+splade", "fusion": {"method": "convex"}}),
     "dense-adapter": ({"method": "dense", "adapter": True}, ["--method", "dense", "--adapter"],
                       {"method": "dense", "adapter": True}),
+    "hybrid-e2rank": ({"method": "hybrid", "rerank": "e2rank", "rerank_depth": 30},
+                      ["--method", "hybrid", "--rerank", "e2rank", "--rerank-depth", "30"],
+                      {"method": "hybrid", "rerank": "e2rank", "rerank_depth": 30}),
+    "bm25-cross-encoder": ({"method": "bm25", "rerank": "{tiny_ce}", "rerank_depth": 20},
+                           ["--method", "bm25", "--rerank", "{tiny_ce}", "--rerank-depth", "20"],
+                           {"method": "bm25", "rerank": "{tiny_ce}", "rerank_depth": 20}),
 }
 
 
@@ -97,10 +103,19 @@ def served(tmp_path_factory, scifact_small):
     srv.stop()
 
 
+def _fill(value, tiny_ce):
+    """The case with the tiny cross-encoder's folder put in."""
+    if isinstance(value, dict):
+        return {k: _fill(v, tiny_ce) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, tiny_ce) for v in value]
+    return value.replace("{tiny_ce}", str(tiny_ce)) if isinstance(value, str) else value
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_three_surfaces_agree(served, name):
+def test_the_three_surfaces_agree(served, name, tiny_cross_encoder):
     path, srv = served
-    kwargs, flags, body = CASES[name]
+    kwargs, flags, body = (_fill(part, tiny_cross_encoder) for part in CASES[name])
     q = Q[3] if name == "bm25-typos" else Q[list(CASES).index(name) % 3]
     coll = Collection.open(path, readonly=True)
     try:

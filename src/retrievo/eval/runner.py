@@ -42,13 +42,16 @@ class EvalResult:
     correct_typos: bool = False
     adapter: bool = False
     min_probability: float | None = None
+    rerank: str | None = None
+    rerank_depth: int | None = None
     key: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of ``retrievo eval --json``: exactly these keys (plus ``index`` and
         ``index_bytes_in_ram`` when a dense index was chosen explicitly, and ``sparse_mode`` when a SPLADE
         search mode was, ``prf`` when pseudo-relevance feedback was on, ``correct_typos`` when typo correction
-        was, ``adapter`` when the query adapter was, ``min_probability`` when a calibrated cut-off was)."""
+        was, ``adapter`` when the query adapter was, ``min_probability`` when a calibrated cut-off was,
+        ``rerank`` and ``rerank_depth`` when a reranker was)."""
         out = {**{k: round(v, 4) for k, v in self.measures.items()}, "method": self.method,
                "dataset": self.dataset, "queries": self.queries}
         if self.index is not None:
@@ -64,6 +67,9 @@ class EvalResult:
             out["adapter"] = True
         if self.min_probability is not None:
             out["min_probability"] = self.min_probability
+        if self.rerank:
+            out["rerank"] = self.rerank
+            out["rerank_depth"] = self.rerank_depth
         return out
 
 
@@ -171,6 +177,8 @@ def run_eval(
         res.correct_typos = request.correct_typos
         res.adapter = request.adapter
         res.min_probability = request.min_probability
+        if request.rerank:
+            res.rerank, res.rerank_depth = request.rerank, request.rerank_depth
         res.key = resolved.key()
         return res
     finally:

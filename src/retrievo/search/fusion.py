@@ -97,7 +97,7 @@ class FusionStage(Stage):
 
         req = ctx.request
         weights = req.fusion_weights()
-        nq, k = ctx.n_queries, req.k
+        nq, k = ctx.n_queries, req.width()  # a reranker after fusion takes more than k
         out = Candidates.empty(nq, k)
         ranked = [lists[s] for s in req.signals]
         for i in range(nq):

@@ -7,10 +7,11 @@ their :attr:`Stage.order`:
 - ``feedback`` (100) — pseudo-relevance feedback: each signal that has it searches again with a query
   moved towards its first results (:mod:`retrievo.search.prf`);
 - ``fusion`` (200) — several signals' lists fused into one (:mod:`retrievo.search.fusion`);
+- ``rerank`` (500) — the top ``rerank_depth`` of the list re-scored by a reranker (:mod:`retrievo.search.rerank`);
 - ``cutoff`` (900) — each list cut where the calibrated probability of relevance drops under
   ``min_probability`` (:mod:`retrievo.search.calibration`).
 
-A reranker is one more stage (an order between 200 and 900). A plugin subclasses :class:`Stage` and calls
+A plugin subclasses :class:`Stage` and calls
 :func:`register_stage`; its options (:attr:`Stage.options`) become request options, command-line flags and
 HTTP fields.
 """
@@ -63,6 +64,7 @@ class Stage(ABC):
 _BUILTIN: dict[str, str] = {
     "feedback": "retrievo.search.prf:FeedbackStage",
     "fusion": "retrievo.search.fusion:FusionStage",
+    "rerank": "retrievo.search.rerank:RerankStage",
     "cutoff": "retrievo.search.calibration:CutoffStage",
 }
 _registry: dict[str, Any] = dict(_BUILTIN)

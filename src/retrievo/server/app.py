@@ -415,7 +415,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         request = request_from_body(req, k=req.offset + req.k)
         svc = registry.get(name)
         work = functools.partial(run_search, t0, name, svc, req, request, queries, qvecs)
-        return work, req.method in INLINE_METHODS and len(queries) <= 8 and req.k + req.offset <= 100
+        return work, (req.method in INLINE_METHODS and len(queries) <= 8 and req.k + req.offset <= 100
+                      and not req.rerank)
 
     def run_search(t0: float, name: str, svc: CollectionService, req: Any, request: Any, queries: list[str],
                    qvecs: Any) -> Response:

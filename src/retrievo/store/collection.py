@@ -741,6 +741,7 @@ class Collection:
         adapter: bool = False,
         options: Mapping[str, Any] | None = None,
         request: SearchRequest | None = None,
+        **settings: Any,
     ) -> SearchResults:
         """Search the last committed state (a shim: builds a :class:`~retrievo.request.SearchRequest` and runs
         it with :attr:`searcher`).
@@ -774,6 +775,8 @@ class Collection:
                 learnt for this collection (documents keep their vectors).
             options: plugin options by name.
             request: a whole :class:`~retrievo.request.SearchRequest` (then the settings above are ignored).
+            settings: any other field of :class:`~retrievo.request.SearchRequest` (``rerank``,
+                ``rerank_depth``, …).
 
         Returns:
             :class:`SearchResults` shaped ``(len(queries), k)``.
@@ -781,7 +784,7 @@ class Collection:
         if request is None:
             request = SearchRequest(method=method, k=k, filter=filter, fusion=fusion, index=index, sparse=sparse,
                                     prf=prf, correct_typos=correct_typos, adapter=adapter,
-                                    min_probability=min_probability, options=options or {})
+                                    min_probability=min_probability, options=options or {}, **settings)
         return self.searcher.search(queries, request, query_ids=query_ids, query_vectors=query_vectors,
                                     show_progress=show_progress)
 
