@@ -24,10 +24,10 @@ from retrievo._optional import require
 from retrievo.encoders._bucketed import BucketedEncoder, transformer_dir
 from retrievo.encoders.base import default_threads
 
-__all__ = ["OnnxSentenceEncoder", "export_onnx"]
+__all__ = ["OnnxSentenceEncoder", "export_onnx", "file_key"]
 
 
-def _file_key(root: Path) -> str:
+def file_key(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.suffix in (".json", ".txt", ".safetensors", ".bin", ".model"):
@@ -38,8 +38,11 @@ def _file_key(root: Path) -> str:
     return h.hexdigest()[:20]
 
 
-def export_onnx(model_dir: Path, out_dir: Path) -> Path:
-    """Export the transformer of ``model_dir`` to ``out_dir/model.onnx`` (fused), atomically; return the path."""
+def export_onnx(model_dir: Path, out_dir: Path, task: str = "features") -> Path:
+    """Export the transformer of ``model_dir`` to ``out_dir/model.onnx`` (fused), atomically; return the path.
+
+    ``task``: ``"features"`` (the last hidden state, for sentence encoders) or ``"classification"`` (the
+    logits of a sequence-classification head, with token type ids as an input, for cross-encoders)."""
     torch = require("torch")
     transformers = require("transformers")
     target = out_dir / "model.onnx"
@@ -49,7 +52,8 @@ def export_onnx(model_dir: Path, out_dir: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
     try:
         tdir = transformer_dir(model_dir)
-        model = transformers.AutoModel.from_pretrained(str(tdir), attn_implementation="eager").eval()
+        auto = transformers.AutoModelForSequenceClassification if task == "classification" else transformers.AutoModel
+        model = auto.from_pretrained(str(tdir), attn_implementation="eager").eval()
         import inspect
 
         takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
@@ -59,20 +63,26 @@ def export_onnx(model_dir: Path, out_dir: Path) -> Path:
                 super().__init__()
                 self.m = m
 
-            def forward(self, input_ids, attention_mask):
-                kw = {"token_type_ids": torch.zeros_like(input_ids)} if takes_types else {}
-                return self.m(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+            def forward(self, input_ids, attention_mask, token_type_ids=None):
+                if takes_types:
+                    kw = {"token_type_ids": token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)}
+                else:
+                    kw = {}
+                out = self.m(input_ids=input_ids, attention_mask=attention_mask, **kw)
+                return out.logits if task == "classification" else out.last_hidden_state
 
         ids = torch.ones(2, 16, dtype=torch.long)
         import warnings
 
+        names = ["input_ids", "attention_mask"] + (["token_type_ids"] if task == "classification" else [])
+        output = "logits" if task == "classification" else "last_hidden_state"
+        axes = {n: {0: "b", 1: "s"} for n in names}
+        axes[output] = {0: "b"} if task == "classification" else {0: "b", 1: "s"}
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                Wrapper(model), (ids, ids.clone()), str(tmp / "raw.onnx"),
-                input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
-                dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"},
-                              "last_hidden_state": {0: "b", 1: "s"}},
+                Wrapper(model), tuple(ids.clone() for _ in names), str(tmp / "raw.onnx"),
+                input_names=names, output_names=[output], dynamic_axes=axes,
                 opset_version=17, do_constant_folding=True, dynamo=False,
             )
         final = tmp / "raw.onnx"
@@ -114,7 +124,7 @@ class OnnxSentenceEncoder(BucketedEncoder):
     def __init__(self, path: str, cache_dir: Path, max_seq_length: int | None = None, threads: int | None = None) -> None:
         super().__init__(path, max_seq_length)
         ort = require("onnxruntime")
-        onnx_path = export_onnx(self.root, Path(cache_dir) / _file_key(self.root))
+        onnx_path = export_onnx(self.root, Path(cache_dir) / file_key(self.root))
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = int(threads or default_threads())

@@ -82,7 +82,10 @@ class E2RankReranker:
 
 
 class CrossEncoderReranker:
-    """Scores (query, document) pairs with a sentence-transformers ``CrossEncoder`` (loaded once per process)."""
+    """Scores (query, document) pairs with a cross-encoder, loaded once per process: retrievo's fast path
+    (:class:`~retrievo.encoders.cross.FastCrossEncoder`, length-bucketed, ONNX Runtime float32; the same
+    scores as ``CrossEncoder.predict``), or sentence-transformers' ``CrossEncoder`` for a model the fast path
+    does not take (no ``tokenizer.json``, another activation)."""
 
     _models: dict[str, Any] = {}
     _lock = threading.Lock()
@@ -94,24 +97,28 @@ class CrossEncoderReranker:
         with self._lock:
             m = self._models.get(self.name)
             if m is None:
-                from retrievo._optional import require
-
-                st = require("sentence_transformers", package="sentence-transformers")
-                try:
-                    m = st.CrossEncoder(self.name, device="cpu")
-                except Exception as exc:  # not there, not a cross-encoder, a hub name without a hub
-                    raise InvalidInputError(f"search: rerank model {self.name!r} could not be loaded as a "
-                                            f"cross-encoder: {type(exc).__name__}: {exc}"[:500]) from None
-                arch = list(getattr(m.model.config, "architectures", None) or [])
-                if arch and not any(a.endswith("ForSequenceClassification") for a in arch):
-                    # CrossEncoder loads any encoder, giving it a new, untrained head: refuse that
-                    raise InvalidInputError(f"search: rerank model {self.name!r} is not a cross-encoder: its "
-                                            f"architectures are {arch}, with no sequence-classification head")
-                if getattr(m.config, "num_labels", 1) != 1:
-                    raise InvalidInputError(f"search: rerank model {self.name!r} has {m.config.num_labels} outputs; "
-                                            "a cross-encoder reranker has one (a relevance score)")
-                self._models[self.name] = m
+                m = self._models[self.name] = self._load()
             return m
+
+    def _load(self) -> Any:
+        from retrievo.encoders.cross import FastCrossEncoder, NotACrossEncoderError
+        from retrievo.errors import ConfigError
+
+        try:
+            return FastCrossEncoder(self.name)
+        except NotACrossEncoderError as exc:
+            raise InvalidInputError(f"search: rerank model {exc}") from None
+        except ConfigError:
+            pass  # a model the fast path does not take: the plain CrossEncoder
+        from retrievo._optional import require
+
+        st = require("sentence_transformers", package="sentence-transformers")
+        try:
+            ce = st.CrossEncoder(self.name, device="cpu")
+        except Exception as exc:  # not there, not a model, a hub name without a hub
+            raise InvalidInputError(f"search: rerank model {self.name!r} could not be loaded as a "
+                                    f"cross-encoder: {type(exc).__name__}: {exc}"[:500]) from None
+        return _PlainCrossEncoder(ce)
 
     def prepare(self, ctx: SearchContext) -> None:
         self.model()
@@ -121,13 +128,20 @@ class CrossEncoderReranker:
         pairs = [(q, d.content(("title", "text"))) for q, ds in zip(queries, docs, strict=True) for d in ds]
         if not pairs:
             return [np.zeros(0) for _ in rows]
-        flat = np.asarray(self.model().predict(pairs, batch_size=32, show_progress_bar=False,
-                                               convert_to_numpy=True), dtype=np.float64).reshape(-1)
+        flat = np.asarray(self.model().predict(pairs), dtype=np.float64).reshape(-1)
         out, i = [], 0
         for ds in docs:
             out.append(flat[i:i + len(ds)])
             i += len(ds)
         return out
+
+
+class _PlainCrossEncoder:
+    def __init__(self, ce: Any) -> None:
+        self.ce = ce
+
+    def predict(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        return self.ce.predict(pairs, batch_size=32, show_progress_bar=False, convert_to_numpy=True)
 
 
 def reranker(name: str) -> Any:
