@@ -57,12 +57,14 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--bf16", action="store_true", help="also time retrievo's PyTorch path under bf16 autocast")
+    ap.add_argument("--model", default=None, help="a cross-encoder folder (e.g. one `retrievo train-reranker` wrote); "
+                    "default: the bundled backbone with a seeded head")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     import torch
     from sentence_transformers import CrossEncoder
 
-    model = build_model()
+    model = Path(args.model) if args.model else build_model()
     ds = BeirDataset.from_path(dataset_dir("scifact"))
     coll = eval_collection(ds)
     queries = list(ds.queries("test").values())[: args.queries]
@@ -121,11 +123,13 @@ def main() -> None:
         lat = " / ".join(f"{latency[name][d]:,.0f}" for d in (20, 50, 100))
         rows.append(f"| {name} | {len(pairs) / best[name]:.1f} | **{base / best[name]:.2f}×** | "
                     f"{np.abs(got - ref).max():.1e} | {same} / {len(per_query)} | {lat} |")
+    what = "trained by `retrievo train-reranker`" if args.model else "bundled backbone, seeded head"
     body = header("Cross-encoder reranking speed", ("sentence-transformers", "onnxruntime", "torch")) + (
-        f"\nCPU: {'native bf16' if cpu_has_bf16() else 'AVX2, no bf16'}. MiniLM-L6 cross-encoder (bundled backbone, "
-        f"seeded head), the hybrid top {args.depth} of {len(queries)} SciFact test queries ({len(pairs)} pairs, title "
-        f"+ abstract, 512 word pieces at most); the implementations take turns, best of {args.rounds}. "
-        f"`python benchmarks/bench_rerank.py --queries {args.queries}{' --bf16' if args.bf16 else ''}`.\n\n"
+        f"\nCPU: {'native bf16' if cpu_has_bf16() else 'AVX2, no bf16'}. MiniLM-L6 cross-encoder ({what}), the hybrid "
+        f"top {args.depth} of {len(queries)} SciFact test queries ({len(pairs)} pairs, title + abstract, "
+        f"{fast.max_length} word pieces at most); the implementations take turns, best of {args.rounds}. "
+        f"`python benchmarks/bench_rerank.py --queries {args.queries}{' --bf16' if args.bf16 else ''}"
+        f"{' --model ' + args.model if args.model else ''}`.\n\n"
         + "\n".join(rows) + "\n")
     print(body)
     if not args.no_write:

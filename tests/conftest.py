@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,31 @@ def tiny_cross_encoder(tmp_path_factory):
                      initializer_range=0.2)  # scores spread enough to give an order
     BertForSequenceClassification(cfg).eval().save_pretrained(folder)
     return folder
+
+
+def make_tiny_sentence_model(folder: Path, pooling: str = "mean", seed: int = 0) -> tuple[Any, Any]:
+    """A 2-layer, 32-dimensional BERT with the MiniLM vocabulary, randomly initialised (seeded), saved as a
+    sentence-transformers folder; returns its (Transformer, Pooling) modules for building variants."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from retrievo.encoders.dense import resolve_model
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(folder / "hf")
+    tok.save_pretrained(folder / "hf")
+    word, pool = models.Transformer(str(folder / "hf"), max_seq_length=64), models.Pooling(32, pooling_mode=pooling)
+    SentenceTransformer(modules=[word, pool], device="cpu").save(str(folder / "st"))
+    return word, pool
+
+
+@pytest.fixture(scope="session")
+def tiny_st(tmp_path_factory) -> str:
+    """The folder of :func:`make_tiny_sentence_model` (mean pooling)."""
+    folder = tmp_path_factory.mktemp("tiny-st")
+    make_tiny_sentence_model(folder)
+    return str(folder / "st")

@@ -127,6 +127,9 @@ class DenseConfig(_Config):
             on a CPU).
         query_prefix / document_prefix: strings put before queries / documents (for models such as E5).
         max_seq_length: truncate inputs to this many word pieces; ``None`` keeps the model's own limit.
+        query_model: encode queries with this static query encoder folder (made by ``retrievo
+            distill-queries`` from the same model; :mod:`retrievo.encoders.static`) instead of the model:
+            documents keep the model's vectors, a query costs well under a millisecond.
     """
 
     model: str = DEFAULT_DENSE_MODEL
@@ -135,12 +138,19 @@ class DenseConfig(_Config):
     query_prefix: str = ""
     document_prefix: str = ""
     max_seq_length: int | None = None
+    query_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in DENSE_BACKENDS:
             raise ConfigError(f"DenseConfig.backend must be one of {DENSE_BACKENDS}, got {self.backend!r}")
         if self.batch_size < 1:
             raise ConfigError(f"DenseConfig.batch_size must be >= 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if out["query_model"] is None:  # collections without one keep the manifest older versions read
+            del out["query_model"]
+        return out
 
 
 SPARSE_BACKENDS = ("auto", "fast", "torch")

@@ -118,6 +118,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("correct_typos", "--correct-typos", "bool",
            "BM25: replace query terms outside the vocabulary by the most frequent term one edit away"),
     Option("adapter", "--adapter", "bool", "dense: use the query adapter `retrievo adapt` learnt"),
+    Option("query_map", "--query-map", "bool", "dense: encode queries with the newer model `retrievo map-queries` "
+           "fitted, mapped into the stored vectors' space"),
     Option("rerank", "--rerank", "str", "rerank the top --rerank-depth results: e2rank (listwise, with the "
            "collection's dense model) or a cross-encoder model name or folder"),
     Option("rerank_depth", "--rerank-depth", "int", "results reranked per query (default 100)", ge=1, le=10_000),
@@ -283,6 +285,8 @@ class SearchRequest:
             ``None``/``False``: off (:meth:`from_dict` also takes a dict of its fields).
         correct_typos: BM25: replace query terms outside the vocabulary (one edit away).
         adapter: dense: move query vectors with the collection's query adapter.
+        query_map: dense: encode queries with the newer model of the collection's query map and map them into
+            the stored vectors' space (see :mod:`retrievo.search.query_maps`).
         rerank: rerank the top ``rerank_depth`` results of the method: ``"e2rank"`` (listwise, with the
             collection's own dense model; see :mod:`retrievo.search.rerank`) or a cross-encoder model name or
             folder; ``None``: no reranking.
@@ -301,6 +305,7 @@ class SearchRequest:
     prf: PRFConfig | None = None
     correct_typos: bool = False
     adapter: bool = False
+    query_map: bool = False
     rerank: str | None = None
     rerank_depth: int = 100
     min_probability: float | None = None
@@ -333,6 +338,7 @@ class SearchRequest:
         put(self, "prf", prf)
         put(self, "correct_typos", bool(self.correct_typos))
         put(self, "adapter", bool(self.adapter))
+        put(self, "query_map", bool(self.query_map))
         if isinstance(self.rerank, os.PathLike):
             put(self, "rerank", os.fspath(self.rerank))
         if self.rerank is not None and (not isinstance(self.rerank, str) or not self.rerank.strip()):
@@ -431,6 +437,8 @@ class SearchRequest:
         signals = parse_method(self.method)
         if self.adapter and "dense" not in signals:
             raise InvalidInputError(f"search: adapter is for the dense signal, and method {self.method!r} has none")
+        if self.query_map and "dense" not in signals:
+            raise InvalidInputError(f"search: query_map is for the dense signal, and method {self.method!r} has none")
         fusion = self.fusion.apply(config.fusion) if isinstance(self.fusion, Overrides) else self.fusion or config.fusion
         if len(signals) > 1 and fusion.weights is not None and len(fusion.weights) != len(signals):
             raise InvalidInputError(
@@ -507,6 +515,8 @@ class SearchRequest:
             parts.append("typos")
         if self.adapter:
             parts.append("adapter")
+        if self.query_map:
+            parts.append("query_map")
         if self.rerank:
             parts.append(f"rerank({self.rerank},depth={self.rerank_depth})")
         for name in sorted(self.options):

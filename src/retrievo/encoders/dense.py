@@ -16,6 +16,7 @@ import numpy as np
 
 from retrievo._paths import cache_root
 from retrievo.config import DEFAULT_DENSE_MODEL, DenseConfig
+from retrievo.encoders._fingerprint import folder_digest
 from retrievo.errors import ConfigError
 
 __all__ = ["DenseEncoder", "model_fingerprint", "resolve_backend", "resolve_model"]
@@ -47,24 +48,24 @@ def resolve_backend(backend: str) -> str:
 
 
 def model_fingerprint(config: DenseConfig) -> str:
-    """A stable id of what an encoder computes: the model files' identity, backend, prefixes and truncation."""
+    """A stable id of what an encoder computes: the model files' content (:mod:`~retrievo.encoders._fingerprint`),
+    backend, prefixes and truncation."""
     path = resolve_model(config.model)
     h = hashlib.sha256()
     if os.path.isdir(path):
-        root = Path(path)
-        for name in ("modules.json", "config.json", "sentence_bert_config.json", "1_Pooling/config.json"):
-            p = root / name
-            if p.exists():
-                h.update(name.encode())
-                h.update(p.read_bytes())
-        for name in ("model.safetensors", "pytorch_model.bin"):
-            p = root / name
-            if p.exists():
-                h.update(f"{name}:{p.stat().st_size}".encode())
+        folder_digest(Path(path), h)
     else:
         h.update(path.encode())
     h.update(json.dumps([resolve_backend(config.backend), config.query_prefix, config.document_prefix, config.max_seq_length]).encode())
     return "dense:" + h.hexdigest()[:24]
+
+
+def teacher_key(config: DenseConfig) -> str:
+    """What a static query encoder must have been distilled from to share ``config``'s space: the model's
+    files and prefixes (not the backend, which computes the same vectors)."""
+    import dataclasses
+
+    return model_fingerprint(dataclasses.replace(config, backend="torch", query_model=None))
 
 
 class DenseEncoder:
@@ -82,6 +83,7 @@ class DenseEncoder:
         self._cache_dir = Path(cache_dir) if cache_dir else cache_root() / "onnx"
         self.backend = resolve_backend(self.config.backend)
         self._impl = None
+        self._static = None
         self._dim: int | None = None
 
     def _load(self):
@@ -99,6 +101,19 @@ class DenseEncoder:
                 self._impl = _TorchSentenceEncoder(self.model_path, self.config.max_seq_length)
         return self._impl
 
+    def _static_queries(self):
+        if self._static is None:
+            from retrievo.encoders.static import StaticQueryEncoder
+
+            static = StaticQueryEncoder(self.config.query_model)
+            want = teacher_key(self.config)
+            if static.meta.get("teacher_key") != want:
+                raise ConfigError(f"query model {self.config.query_model!r} was distilled from "
+                                  f"{static.meta.get('teacher')!r}, not from this collection's model "
+                                  f"{self.config.model!r} (its vectors live in another space)")
+            self._static = static
+        return self._static
+
     @property
     def dim(self) -> int:
         if self._dim is None:
@@ -106,6 +121,8 @@ class DenseEncoder:
         return self._dim
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
+        if self.config.query_model:
+            return self._static_queries().encode_queries(texts)
         texts = [self.config.query_prefix + t for t in texts]
         return self._load().encode(texts, batch_size=self.config.batch_size, show_progress=False)
 

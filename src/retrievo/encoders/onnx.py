@@ -13,7 +13,6 @@ Speed comes from fused kernels, both cores in one session, and length bucketing 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,20 +21,15 @@ from pathlib import Path
 
 from retrievo._optional import require
 from retrievo.encoders._bucketed import BucketedEncoder, transformer_dir
+from retrievo.encoders._fingerprint import folder_digest
 from retrievo.encoders.base import default_threads
 
 __all__ = ["OnnxSentenceEncoder", "export_onnx", "file_key"]
 
 
 def file_key(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix in (".json", ".txt", ".safetensors", ".bin", ".model"):
-            h.update(str(p.relative_to(root)).encode())
-            h.update(str(p.stat().st_size).encode())
-            if p.suffix in (".json", ".txt"):
-                h.update(p.read_bytes())
-    return h.hexdigest()[:20]
+    """The exported graph's cache key: the model folder's content (a retrained model is exported again)."""
+    return folder_digest(root).hexdigest()[:20]
 
 
 def export_onnx(model_dir: Path, out_dir: Path, task: str = "features") -> Path:

@@ -66,6 +66,7 @@ import numpy as np
 from retrievo._optional import require
 from retrievo._paths import cache_root
 from retrievo.encoders._bucketed import length_batches, load_tokenizer, model_folder, pad_batch
+from retrievo.encoders._fingerprint import folder_digest
 from retrievo.errors import ConfigError, InvalidInputError
 
 __all__ = [
@@ -158,22 +159,7 @@ def resolve_sparse_backend(backend: str, model_path: str) -> str:
 def _fingerprint(model_path: str, payload: list) -> str:
     h = hashlib.sha256()
     if os.path.isdir(model_path):
-        root = Path(model_path)
-        for p in sorted(root.rglob("*")):
-            if not p.is_file():
-                continue
-            rel = str(p.relative_to(root)).encode()
-            if p.suffix in (".json", ".txt"):
-                h.update(rel)
-                h.update(p.read_bytes())
-            elif p.suffix in (".safetensors", ".bin"):
-                # size plus the first and last 64 KiB: cheap, and any retrained weights change them
-                size = p.stat().st_size
-                h.update(rel + f":{size}".encode())
-                with open(p, "rb") as fh:
-                    h.update(fh.read(1 << 16))
-                    fh.seek(max(0, size - (1 << 16)))
-                    h.update(fh.read(1 << 16))
+        folder_digest(Path(model_path), h)
     else:
         h.update(model_path.encode())
     h.update(json.dumps(payload).encode())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class EvalResult:
     prf: bool = False
     correct_typos: bool = False
     adapter: bool = False
+    query_map: bool = False
     min_probability: float | None = None
     rerank: str | None = None
     rerank_depth: int | None = None
@@ -50,7 +52,7 @@ class EvalResult:
         """The JSON object of ``retrievo eval --json``: exactly these keys (plus ``index`` and
         ``index_bytes_in_ram`` when a dense index was chosen explicitly, and ``sparse_mode`` when a SPLADE
         search mode was, ``prf`` when pseudo-relevance feedback was on, ``correct_typos`` when typo correction
-        was, ``adapter`` when the query adapter was, ``min_probability`` when a calibrated cut-off was,
+        was, ``adapter`` when the query adapter was, ``query_map`` when the query map was, ``min_probability`` when a calibrated cut-off was,
         ``rerank`` and ``rerank_depth`` when a reranker was)."""
         out = {**{k: round(v, 4) for k, v in self.measures.items()}, "method": self.method,
                "dataset": self.dataset, "queries": self.queries}
@@ -65,6 +67,8 @@ class EvalResult:
             out["correct_typos"] = True
         if self.adapter:
             out["adapter"] = True
+        if self.query_map:
+            out["query_map"] = True
         if self.min_probability is not None:
             out["min_probability"] = self.min_probability
         if self.rerank:
@@ -79,6 +83,11 @@ def default_collection_dir(dataset: BeirDataset, config: CollectionConfig) -> Pa
     stored = {k: v for k, v in config.to_dict().items() if k not in ("fusion", "index")}
     if stored.get("sparse") is None:  # keeps the folders of collections made before SPLADE existed
         stored.pop("sparse", None)
+    dense = config.dense
+    if dense is not None and os.path.isdir(dense.model):  # a model folder can be retrained in place: key by content
+        from retrievo.encoders.dense import model_fingerprint
+
+        stored["dense_fingerprint"] = model_fingerprint(dense)
     key = hashlib.sha256((str(dataset.path) + json.dumps(stored, sort_keys=True)).encode()).hexdigest()[:12]
     return cache_root() / "eval" / f"{dataset.name}-{key}"
 
@@ -176,6 +185,7 @@ def run_eval(
         res.prf = request.prf is not None
         res.correct_typos = request.correct_typos
         res.adapter = request.adapter
+        res.query_map = request.query_map
         res.min_probability = request.min_probability
         if request.rerank:
             res.rerank, res.rerank_depth = request.rerank, request.rerank_depth

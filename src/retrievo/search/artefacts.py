@@ -1,7 +1,7 @@
-"""What a collection learnt from judged queries: calibrators (one per search setting) and the query adapter.
+"""What a collection learnt: calibrators (one per search setting), the query adapter and the query map.
 
 They are kept as plain files in the collection's folder (``calibration/<setting>.json``,
-``adapters/query_adapter.{npy,json}``), loaded once, and read again when their file changes — a server's
+``adapters/query_adapter.{npy,json}``, ``query_map/``), loaded once, and read again when their file changes — a server's
 reader sees a calibration or an adapter that another process learnt. A calibrator is filed under the
 :meth:`~retrievo.request.SearchRequest.key` of the setting it was fitted under, so a search is only ever
 cut by a calibrator of its own setting.
@@ -92,3 +92,15 @@ class LearnedArtefacts:
 
         return self._file(("adapter",), self.adapter_folder / "query_adapter.npy", lambda p: QueryAdapter.load(p.parent),
                           "no query adapter; learn one with Collection.fit_query_adapter() or `retrievo adapt`")
+
+    # -- the query map (query drift compensation) ---------------------------------------------------------
+    @property
+    def query_map_folder(self) -> Path:
+        return self.folder / "query_map"
+
+    def query_map(self) -> Any:
+        """The map from a newer model's queries into the stored vectors' space."""
+        from retrievo.search.query_maps import QueryMap
+
+        return self._file(("query_map",), self.query_map_folder / "matrix.npy", lambda p: QueryMap.load(p.parent),
+                          "no query map; fit one with Collection.searcher.fit_query_map() or `retrievo map-queries`")

@@ -214,6 +214,19 @@ class Searcher:
             adapter.save(self.artefacts.adapter_folder)
         return adapter
 
+    def fit_query_map(self, model: str, sample: int = 4000, save: bool = True, **kwargs: Any) -> Any:
+        """Fit a map from ``model``'s query vectors into the stored dense vectors' space, from a seeded sample of
+        documents encoded by ``model`` beside their stored vectors (see :mod:`retrievo.search.query_maps`);
+        searches with ``query_map=True`` encode queries with ``model`` and map them."""
+        from retrievo.search.query_maps import fit_query_map
+
+        if save:
+            self.artefacts.check_can_save("query map")
+        qm = fit_query_map(self.collection, model, sample=sample, **kwargs)
+        if save:
+            qm.save(self.artefacts.query_map_folder)
+        return qm
+
     def query_adapter(self) -> Any:
         """The query adapter :meth:`fit_query_adapter` saved (read again when the file changes)."""
         return self.artefacts.query_adapter()

@@ -5,7 +5,8 @@ supplied), looked up by content in the shared embedding cache first; the configu
 structure (faiss HNSW/IVF, int8 or binary codes) is built beside each new segment. A generation's
 :class:`~retrievo.indexes.flat.FlatIndex` reads the memory-mapped vectors; compressed and approximate
 indexes are opened (or built) on first use. Queries may be moved by the query adapter
-(:mod:`retrievo.search.adapters`) and by Rocchio feedback (:mod:`retrievo.search.prf`).
+(:mod:`retrievo.search.adapters`) and by Rocchio feedback (:mod:`retrievo.search.prf`), and be encoded by a
+newer model and mapped into the stored vectors' space (:mod:`retrievo.search.query_maps`).
 """
 
 from __future__ import annotations
@@ -238,11 +239,20 @@ class DenseSignal(Signal):
     def prepare(self, ctx: SearchContext) -> None:
         if ctx.request.adapter:
             ctx.scratch[("dense", "adapter")] = ctx.artefacts.query_adapter()
+        if ctx.request.query_map:
+            if ctx.query_vectors is not None:
+                raise InvalidInputError("search: query_map encodes the queries itself; do not pass query_vectors")
+            ctx.scratch[("dense", "query_map")] = ctx.artefacts.query_map()
 
     def query_vectors(self, ctx: SearchContext) -> np.ndarray:
-        """The queries' vectors: the caller's or encoded, then moved by the query adapter when asked."""
+        """The queries' vectors: the caller's, or encoded (by the query map's newer model and mapped, when asked),
+        then moved by the query adapter when asked."""
         def make() -> np.ndarray:
-            qv = ctx.query_vectors if ctx.query_vectors is not None else self.encoder.encode_queries(ctx.queries)
+            qmap = ctx.scratch.get(("dense", "query_map"))
+            if ctx.query_vectors is not None:
+                qv = ctx.query_vectors
+            else:
+                qv = qmap.encode_queries(ctx.queries) if qmap is not None else self.encoder.encode_queries(ctx.queries)
             adapter = ctx.scratch.get(("dense", "adapter"))
             return adapter.apply(qv) if adapter is not None else qv
 

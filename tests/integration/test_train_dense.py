@@ -1,0 +1,139 @@
+"""``train_dense`` / ``retrievo train`` on tiny data: a 2-layer sentence-transformers model built from a config,
+120 real SciFact abstracts in a lexical collection, their titles as judged queries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from retrievo import Collection, CollectionConfig
+from retrievo.config import DenseConfig
+from retrievo.errors import InvalidInputError
+from retrievo.training.dense import multi_positive_infonce, train_dense
+from tests.conftest import make_beir, scifact_docs
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+SMALL = dict(max_length=48, batch_size=8, epochs=3, lr=1e-3, depth=8, negatives=2, val_queries=6, evals=3,
+             show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory, tiny_st):
+    docs = scifact_docs(120)
+    path = tmp_path_factory.mktemp("td") / "coll"
+    coll = Collection.create(path, CollectionConfig(dense=DenseConfig(model=tiny_st, backend="torch")))
+    coll.add([{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in docs])
+    coll.commit()
+    queries = {f"q{i}": d["title"] for i, d in enumerate(docs[:40])}
+    qrels = {f"q{i}": {d["_id"]: 1} for i, d in enumerate(docs[:40])}
+    # two queries with two relevant documents each
+    qrels["q0"][docs[50]["_id"]] = 1
+    qrels["q1"][docs[51]["_id"]] = 1
+    yield coll, queries, qrels, docs
+    coll.close()
+
+
+def test_the_loss_never_counts_a_relevant_document_as_a_negative():
+    import torch
+
+    class Fixed(torch.nn.Module):  # "encodes" a feature dict by returning its vectors
+        def forward(self, f):
+            return {"sentence_embedding": f["v"]}
+
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    pos = torch.tensor([[1.0, 0.1], [0.1, 1.0]])
+    neg = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # row 0's negative is row 1's query direction and vice versa
+    labels = torch.tensor([[0, 10, 20], [1, 11, 21]])
+    plain = multi_positive_infonce(Fixed(), set())
+    # query 0 is also relevant to document 11 (row 1's positive) and 21 (mined for row 1)
+    masked = multi_positive_infonce(Fixed(), {(0, 10), (1, 11), (0, 11), (0, 21)})
+    feats = [{"v": q}, {"v": pos}, {"v": neg}]
+    lp, lm = float(plain(feats, labels)), float(masked(feats, labels))
+    # by hand: query 0's candidates lose documents 11 (column 1) and 21 (column 3)
+    s = 20 * torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(torch.cat([pos, neg]), dim=-1).T
+    row0 = torch.logsumexp(s[0, [0, 2]], 0) - s[0, 0]
+    row1 = torch.logsumexp(s[1], 0) - s[1, 1]
+    assert lm == pytest.approx(float((row0 + row1) / 2), rel=1e-5)
+    assert lm < lp
+
+
+def test_training_improves_held_out_ranking_and_saves_a_plain_model(judged, tiny_st, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    coll, queries, qrels, docs = judged
+    out = tmp_path / "model"
+    info = train_dense(coll, queries, qrels, out, **SMALL)
+    assert info.train_queries == 34 and info.rows >= 34 and info.steps > 0 and info.base_model.endswith("st")
+    assert info.val_ndcg_best > info.val_ndcg_before  # checkpoints are chosen on held-out queries
+    saved = json.loads((out / "retrievo_training.json").read_text())
+    assert saved["rows"] == info.rows and (out / "README.md").exists()
+    texts = ["a query about cells", docs[3]["text"]]
+    new = SentenceTransformer(str(out), device="cpu").encode(texts)
+    old = SentenceTransformer(tiny_st, device="cpu").encode(texts)
+    assert new.shape == old.shape and not np.allclose(new, old, atol=1e-4)
+    # a collection indexes with it (the content cache is keyed by the model, so nothing old is reused)
+    c2 = Collection.create(tmp_path / "c2", CollectionConfig(dense=DenseConfig(model=str(out), backend="torch")))
+    c2.add([{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in docs[:5]])
+    c2.commit()
+    v = SentenceTransformer(str(out), device="cpu").encode([f"{docs[0]['title']} {docs[0]['text']}"],
+                                                            normalize_embeddings=True)
+    got = c2.search(docs[0]["title"], k=1, method="dense")
+    assert got.ids[0][0] in {d["_id"] for d in docs[:5]} and v.shape[1] == 32
+    c2.close()
+
+
+def test_bad_inputs_give_clear_errors_and_write_nothing(judged, tmp_path, lexical_config):
+    coll, queries, qrels, docs = judged
+    out = tmp_path / "never"
+    for bad, words in [({}, "no judged queries"), ({"q0": {"gone": 1}}, "'gone'"),
+                       ({"zz": {docs[0]["_id"]: 1}}, "'zz'")]:
+        with pytest.raises(InvalidInputError, match=words):
+            train_dense(coll, queries, bad, out, **SMALL)
+        assert not out.exists()
+    lex = Collection.create(tmp_path / "lex", lexical_config)
+    with pytest.raises(InvalidInputError, match="no dense model"):
+        train_dense(lex, queries, qrels, out, **SMALL)
+    lex.close()
+    assert not out.exists()
+
+
+def test_cli_train(judged, tiny_st, tmp_path):
+    _, queries, qrels, docs = judged
+    folder = make_beir(tmp_path / "beir", docs, queries, [(q, d, 1) for q, r in qrels.items() for d in r])
+    (folder / "qrels" / "train.tsv").write_text((folder / "qrels" / "test.tsv").read_text())
+    coll = tmp_path / "coll"
+    cli = [sys.executable, "-m", "retrievo"]
+    subprocess.run(cli + ["index", str(folder), "--collection", str(coll), "--model", tiny_st, "--backend", "torch",
+                          "--quiet"], check=True)
+    run = subprocess.run(cli + ["train", str(coll), str(folder), "--output", str(tmp_path / "m"), "--max-length",
+                                "48", "--depth", "8", "--negatives", "2", "--val-queries", "4", "--batch-size", "8",
+                                "--json"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    info = json.loads(run.stdout.strip().splitlines()[-1])
+    assert info["train_queries"] == 36 and (tmp_path / "m" / "modules.json").exists()
+    # re-index with the trained model: same documents and metadata, new vectors; an existing output is refused
+    new = tmp_path / "reindexed"
+    ri = subprocess.run(cli + ["reindex", str(coll), "--model", str(tmp_path / "m"), "--output", str(new), "--quiet"],
+                        capture_output=True, text=True)
+    assert ri.returncode == 0, ri.stderr[-2000:]
+    c2 = Collection.open(new, readonly=True)
+    try:
+        assert len(c2) == len(docs) and c2.config.dense.model == str(tmp_path / "m")
+        assert c2.get(docs[7]["_id"]).text == docs[7]["text"]
+        from sentence_transformers import SentenceTransformer
+
+        want = SentenceTransformer(str(tmp_path / "m"), device="cpu").encode(
+            [f"{docs[7]['title']} {docs[7]['text']}"], normalize_embeddings=True)[0]
+        row = int(np.flatnonzero(np.array(c2.snapshot().ids) == docs[7]["_id"])[0])
+        got = c2.snapshot().signals["dense"].gather(np.array([row]))[0]
+        assert float(got @ want) > 0.999
+    finally:
+        c2.close()
+    again = subprocess.run(cli + ["reindex", str(coll), "--model", str(tmp_path / "m"), "--output", str(new)],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr
