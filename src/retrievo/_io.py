@@ -2,20 +2,24 @@
 
 Every file a collection keeps outside SQLite (manifest, segment arrays, derived indexes, calibrators, query
 adapters) is written through :func:`write_atomic`: to ``<name>.tmp`` beside the target, flushed and
-fsynced, renamed over the target, and the folder fsynced so the rename itself survives a power cut.
+fsynced, renamed over the target, and the folder fsynced so the rename itself survives a power cut. A
+folder written as a whole (a trained model, a query encoder) is built beside its place and renamed into it
+(:func:`staged_folder`), so a failed or interrupted run leaves no half-written folder under the name.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["fsync_dir", "save_npy", "write_atomic", "write_json", "write_synced"]
+__all__ = ["check_new_folder", "fsync_dir", "save_npy", "staged_folder", "write_atomic", "write_json", "write_synced"]
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -59,3 +63,31 @@ def write_json(path: str | Path, obj: Any, indent: int | None = 2, sync_dir: boo
 def save_npy(path: str | Path, arr: np.ndarray, sync_dir: bool = True) -> None:
     """Replace ``path`` atomically with ``arr`` in ``.npy`` format (never pickled)."""
     write_atomic(path, lambda fh: np.save(fh, np.ascontiguousarray(arr), allow_pickle=False), sync_dir=sync_dir)
+
+
+def check_new_folder(path: str | Path, overwrite: bool, what: str) -> None:
+    """Refuse (:class:`~retrievo.errors.InvalidInputError`) to write a folder over an existing file or a
+    non-empty folder, unless ``overwrite``."""
+    from retrievo.errors import InvalidInputError
+
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
+        raise InvalidInputError(f"{what}: {path} exists and is not empty (choose another folder or overwrite)")
+
+
+@contextmanager
+def staged_folder(path: str | Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``path`` to build in; when the block ends without an error it replaces
+    ``path`` (renamed into place, the parent fsynced); otherwise it is removed and ``path`` is untouched."""
+    path = Path(path)
+    stage = path.parent / f".{path.name}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        stage.rename(path)
+        fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from retrievo._io import save_npy, write_json
+from retrievo._io import check_new_folder, save_npy, staged_folder, write_json
 from retrievo._optional import require
 from retrievo.errors import ConfigError, InvalidInputError
 
@@ -87,8 +88,7 @@ def distill_static(collection: Any, output: str | Path, *, queries: Sequence[str
     from retrievo.encoders.dense import DenseEncoder, resolve_model, teacher_key
 
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise InvalidInputError(f"distill-queries: {out} exists and is not empty")
+    check_new_folder(out, overwrite, "distill-queries")
     dense_cfg = collection.config.dense
     if dense_cfg is None:
         raise InvalidInputError(f"distill-queries: {collection.path} has no dense model to distil")
@@ -204,18 +204,8 @@ def distill_static(collection: Any, output: str | Path, *, queries: Sequence[str
             "texts": len(texts), "queries": len([q for q in queries if q.strip()]),
             "heldout_cosine_before": round(before, 4), "heldout_cosine": round(float(best[0]), 4),
             "best_epoch": int(best[1]), "seconds": round(time.monotonic() - started, 1), "seed": seed}
-    tmp = out.parent / f".{out.name}.distilling"
-    import shutil
-
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        save_npy(tmp / "embeddings.npy", final.astype(np.float16), sync_dir=False)
-        shutil.copy(tdir / "tokenizer.json", tmp / "tokenizer.json")
-        write_json(tmp / "static.json", meta, indent=1)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with staged_folder(out) as stage:
+        save_npy(stage / "embeddings.npy", final.astype(np.float16), sync_dir=False)
+        shutil.copy(tdir / "tokenizer.json", stage / "tokenizer.json")
+        write_json(stage / "static.json", meta, indent=1)
     return meta

@@ -26,8 +26,6 @@ in the batch as negative), and the data and budget are retrievo's.
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from retrievo._io import write_json
+from retrievo._io import check_new_folder, staged_folder, write_json
 from retrievo._optional import require
 from retrievo.errors import InvalidInputError
 
@@ -132,20 +130,17 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
     from sentence_transformers.training_args import BatchSamplers
-    from transformers import EarlyStoppingCallback, TrainerCallback
 
     from retrievo.encoders.bf16 import cpu_has_bf16
     from retrievo.encoders.dense import resolve_model
+    from retrievo.training._fit import check_settings, fit
     from retrievo.training.judged import judged_set
 
     what = "train"
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise InvalidInputError(f"{what}: {out} exists and is not empty (choose another folder or overwrite)")
-    for name, v, lo in (("batch_size", batch_size, 2), ("max_length", max_length, 16), ("epochs", epochs, 1e-9),
-                        ("lr", lr, 1e-12), ("max_positives", max_positives, 1), ("negatives", negatives, 0)):
-        if not v >= lo:
-            raise InvalidInputError(f"{what}: {name} must be >= {lo}, got {v}")
+    check_new_folder(out, overwrite, what)
+    check_settings(what, batch_size=(batch_size, 2), max_length=(max_length, 16), epochs=(epochs, 1e-9),
+                   lr=(lr, 1e-12), max_positives=(max_positives, 1), negatives=(negatives, 0))
     dense_cfg = getattr(collection.config, "dense", None)
     if base_model is None and dense_cfg is None:
         raise InvalidInputError(f"{what}: {collection.path} has no dense model; name a base model to fine-tune")
@@ -204,58 +199,20 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
         write_csv=False)
     key = "val_cosine_ndcg@10"
 
-    tmp = out.parent / f".{out.name}.training"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_folder(out) as stage:
         before = evaluator(model)
-        loss = multi_positive_infonce(model, relevant)
-        steps_total = int(np.ceil(len(rows) / batch_size) * epochs)
-        every = max(1, steps_total // max(1, evals))
-        started = time.monotonic()
-        losses: list[tuple[int, float]] = []
-        budget_hit = [False]
-
-        class Budget(TrainerCallback):
-            def on_step_end(self, args, state, control, **kw):
-                if time_budget is not None and time.monotonic() - started > time_budget:
-                    budget_hit[0] = True
-                    control.should_training_stop = True
-                    control.should_evaluate = control.should_save = True
-                return control
-
-            def on_log(self, args, state, control, logs=None, **kw):
-                if logs and "loss" in logs:
-                    losses.append((int(state.global_step), round(float(logs["loss"]), 5)))
-
-        targs = SentenceTransformerTrainingArguments(
-            output_dir=str(tmp / "checkpoints"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-            learning_rate=lr, warmup_steps=max(1, steps_total // 10), weight_decay=0.01, lr_scheduler_type="linear",
-            bf16=bf16, use_cpu=True, seed=seed, data_seed=seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
-            eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
-            load_best_model_at_end=True, metric_for_best_model=f"eval_{key}", greater_is_better=True,
-            logging_steps=max(1, min(10, every)), report_to="none", disable_tqdm=not show_progress,
-            dataloader_num_workers=0, save_only_model=True)
-        trainer = SentenceTransformerTrainer(
-            model=model, args=targs, train_dataset=Dataset.from_dict(cols), loss=loss, evaluator=evaluator,
-            callbacks=[Budget(), EarlyStoppingCallback(early_stopping_patience=2)])
-        trainer.train()
-        seconds = time.monotonic() - started
+        run = fit(SentenceTransformerTrainer, SentenceTransformerTrainingArguments, model=model,
+                  train_dataset=Dataset.from_dict(cols), loss=multi_positive_infonce(model, relevant),
+                  evaluator=evaluator, metric=key, where=out.parent, epochs=epochs, batch_size=batch_size, lr=lr,
+                  bf16=bf16, seed=seed, evals=evals, time_budget=time_budget, show_progress=show_progress,
+                  batch_sampler=BatchSamplers.NO_DUPLICATES)
         best = evaluator(model)
-        ckpt = trainer.state.best_model_checkpoint
-        best_step = int(Path(ckpt).name.rsplit("-", 1)[-1]) if ckpt else 0
-        final = tmp / "model"
-        model.save_pretrained(str(final))
+        model.save_pretrained(str(stage))
         info = DenseTraining(
             output=str(out), base_model=str(base), method=js.method, depth=js.depth, train_queries=len(js.train),
-            val_queries=len(js.val), rows=len(rows), negatives=negatives, epochs=epochs,
-            steps=int(trainer.state.global_step), seconds=round(seconds, 1), bf16=bf16, max_length=max_length,
-            seed=seed, stopped_by_budget=budget_hit[0], val_ndcg_before=round(float(before.get(key, 0.0)), 4),
-            val_ndcg_best=round(float(best.get(key, 0.0)), 4), best_step=best_step, losses=losses)
-        write_json(final / "retrievo_training.json", info.to_json(), indent=1)
-        if out.exists():
-            shutil.rmtree(out)
-        final.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            val_queries=len(js.val), rows=len(rows), negatives=negatives, epochs=epochs, steps=run.steps,
+            seconds=run.seconds, bf16=bf16, max_length=max_length, seed=seed, stopped_by_budget=run.stopped_by_budget,
+            val_ndcg_before=round(float(before.get(key, 0.0)), 4), val_ndcg_best=round(float(best.get(key, 0.0)), 4),
+            best_step=run.best_step, losses=run.losses)
+        write_json(stage / "retrievo_training.json", info.to_json(), indent=1)
     return info

@@ -23,8 +23,6 @@ Written here: the trainer, loss and evaluator are sentence-transformers'; what i
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from retrievo._io import write_json
+from retrievo._io import check_new_folder, staged_folder, write_json
 from retrievo._optional import require
 from retrievo.errors import InvalidInputError
 
@@ -125,19 +123,16 @@ def train_reranker(collection: Any, queries: Mapping[str, str], qrels: Mapping[s
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-    from transformers import EarlyStoppingCallback, TrainerCallback
 
     from retrievo.encoders.bf16 import cpu_has_bf16
+    from retrievo.training._fit import check_settings, fit
     from retrievo.training.judged import judged_set
 
     what = "train-reranker"
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise InvalidInputError(f"{what}: {out} exists and is not empty (choose another folder or overwrite)")
-    for name, v, lo in (("batch_size", batch_size, 1), ("max_length", max_length, 16), ("epochs", epochs, 1e-9),
-                        ("lr", lr, 1e-12), ("max_positives", max_positives, 1)):
-        if not v >= lo:
-            raise InvalidInputError(f"{what}: {name} must be >= {lo}, got {v}")
+    check_new_folder(out, overwrite, what)
+    check_settings(what, batch_size=(batch_size, 1), max_length=(max_length, 16), epochs=(epochs, 1e-9),
+                   lr=(lr, 1e-12), max_positives=(max_positives, 1))
     base = base_model or default_backbone()
     js = judged_set(collection, queries, qrels, what=what, method=method, depth=depth, negatives=negatives,
                     val_queries=val_queries, seed=seed, show_progress=show_progress)
@@ -157,65 +152,24 @@ def train_reranker(collection: Any, queries: Mapping[str, str], qrels: Mapping[s
     if n_labels != 1:
         raise InvalidInputError(f"{what}: base model {base!r} has {n_labels} outputs; a reranker has one")
 
-    tmp = out.parent / f".{out.name}.training"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_folder(out) as stage:
         evaluator = CrossEncoderRerankingEvaluator(_val_samples(js), at_k=10, always_rerank_positives=False,
                                                    name="val", batch_size=16, show_progress_bar=False, write_csv=False)
         before = evaluator(model)
-        first_stage = float(before.get("val_base_ndcg@10", 0.0))
         train_ds = Dataset.from_dict({"query": [r[0] for r in rows], "document": [r[1] for r in rows],
                                       "label": [r[2] for r in rows]})
         loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(max(1.0, n_neg / n_pos)))
-        steps_total = int(np.ceil(len(rows) / batch_size) * epochs)
-        every = max(1, steps_total // max(1, evals))
-        started = time.monotonic()
-        losses: list[tuple[int, float]] = []
-        budget_hit = [False]
-
-        class Budget(TrainerCallback):
-            def on_step_end(self, args, state, control, **kw):
-                if time_budget is not None and time.monotonic() - started > time_budget:
-                    budget_hit[0] = True
-                    control.should_training_stop = True
-                    control.should_evaluate = control.should_save = True
-                return control
-
-            def on_log(self, args, state, control, logs=None, **kw):
-                if logs and "loss" in logs:
-                    losses.append((int(state.global_step), round(float(logs["loss"]), 5)))
-
-        targs = CrossEncoderTrainingArguments(
-            output_dir=str(tmp / "checkpoints"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-            per_device_eval_batch_size=batch_size, learning_rate=lr, warmup_steps=max(1, steps_total // 10), weight_decay=0.01,
-            lr_scheduler_type="linear", bf16=bf16, use_cpu=True, seed=seed, data_seed=seed,
-            eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=2,
-            load_best_model_at_end=True, metric_for_best_model="eval_val_ndcg@10", greater_is_better=True,
-            logging_steps=max(1, min(10, every)), report_to="none", disable_tqdm=not show_progress,
-            dataloader_num_workers=0, save_only_model=True)
-        trainer = CrossEncoderTrainer(model=model, args=targs, train_dataset=train_ds, loss=loss, evaluator=evaluator,
-                                      callbacks=[Budget(), EarlyStoppingCallback(early_stopping_patience=2)])
-        trainer.train()
-        seconds = time.monotonic() - started
+        run = fit(CrossEncoderTrainer, CrossEncoderTrainingArguments, model=model, train_dataset=train_ds, loss=loss,
+                  evaluator=evaluator, metric="val_ndcg@10", where=out.parent, epochs=epochs, batch_size=batch_size,
+                  lr=lr, bf16=bf16, seed=seed, evals=evals, time_budget=time_budget, show_progress=show_progress)
         best = evaluator(model)
-        best_step = 0
-        ckpt = trainer.state.best_model_checkpoint
-        if ckpt:
-            best_step = int(Path(ckpt).name.rsplit("-", 1)[-1])
-        final = tmp / "model"
-        model.save_pretrained(str(final))
+        model.save_pretrained(str(stage))
         info = RerankerTraining(
             output=str(out), base_model=base, method=js.method, depth=js.depth, train_queries=len(js.train),
-            val_queries=len(js.val), pairs=len(rows), positives=n_pos, epochs=epochs,
-            steps=int(trainer.state.global_step), seconds=round(seconds, 1), bf16=bf16, max_length=max_length,
-            seed=seed, stopped_by_budget=budget_hit[0], val_ndcg_first_stage=round(first_stage, 4),
+            val_queries=len(js.val), pairs=len(rows), positives=n_pos, epochs=epochs, steps=run.steps,
+            seconds=run.seconds, bf16=bf16, max_length=max_length, seed=seed, stopped_by_budget=run.stopped_by_budget,
+            val_ndcg_first_stage=round(float(before.get("val_base_ndcg@10", 0.0)), 4),
             val_ndcg_before=round(float(before.get("val_ndcg@10", 0.0)), 4),
-            val_ndcg_best=round(float(best.get("val_ndcg@10", 0.0)), 4), best_step=best_step, losses=losses)
-        write_json(final / "retrievo_training.json", info.to_json(), indent=1)
-        if out.exists():
-            shutil.rmtree(out)
-        final.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            val_ndcg_best=round(float(best.get("val_ndcg@10", 0.0)), 4), best_step=run.best_step, losses=run.losses)
+        write_json(stage / "retrievo_training.json", info.to_json(), indent=1)
     return info
