@@ -587,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("collection")
     p.add_argument("--model", required=True, help="the new dense model (name or folder)")
     p.add_argument("--sample", type=int, default=4000, help="documents encoded by the new model to fit the map on")
-    p.add_argument("--ridge", type=float, default=1e-2)
+    p.add_argument("--ridge", type=float, default=None, help="ridge strength (default: chosen by held-out fit)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_map_queries)

@@ -9,7 +9,7 @@ The map keeps the new model's scores: fit ``B`` (ridge least squares, ``D_old ·
 document's new vector is approximately its old one moved by ``B``; then ``q_new · d_new ≈ q_new · (Bᵀ d_old)
 = (B q_new) · d_old``, and a query is searched as ``q_new · Bᵀ`` against the stored vectors, unchanged.
 How well the map holds is measured on held-out sample documents (R² of ``D_old · B`` against ``D_new``, and
-the mean cosine), saved with it.
+the mean cosine), saved with it; the ridge strength is the one with the best held-out R².
 
 ``Collection.searcher.fit_query_map(model)`` / ``retrievo map-queries COLLECTION --model NEW`` fits and saves it
 (``query_map/`` in the collection folder); ``SearchRequest(query_map=True)`` / ``--query-map`` searches with it.
@@ -28,7 +28,10 @@ import numpy as np
 from retrievo._io import save_npy, write_json
 from retrievo.errors import InvalidInputError
 
-__all__ = ["QueryMap", "fit_linear_map"]
+__all__ = ["RIDGE_GRID", "QueryMap", "fit_linear_map", "fit_query_map"]
+
+#: ridge strengths (times the number of documents) tried when none is given
+RIDGE_GRID = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 
 
 def fit_linear_map(old: np.ndarray, new: np.ndarray, ridge: float = 1e-2) -> np.ndarray:
@@ -77,9 +80,10 @@ class QueryMap:
             raise InvalidInputError(f"{folder}: no readable query map ({exc})") from exc
 
 
-def fit_query_map(collection: Any, model: str, *, sample: int = 4000, ridge: float = 1e-2, backend: str | None = None,
+def fit_query_map(collection: Any, model: str, *, sample: int = 4000, ridge: float | None = None, backend: str | None = None,
                   seed: int = 0, show_progress: bool = False) -> QueryMap:
-    """Fit the map from ``model``'s vectors to ``collection``'s stored dense vectors (see the module docstring)."""
+    """Fit the map from ``model``'s vectors to ``collection``'s stored dense vectors (see the module docstring);
+    ``ridge=None`` picks the strength from :data:`RIDGE_GRID` by the fit on held-out sampled documents."""
     from retrievo.config import DenseConfig
     from retrievo.encoders.cache import encode_with_cache
     from retrievo.encoders.dense import DenseEncoder, model_fingerprint
@@ -103,12 +107,18 @@ def fit_query_map(collection: Any, model: str, *, sample: int = 4000, ridge: flo
     new = encode_with_cache(encoder, texts, dense_signal._embedding_cache(), show_progress=show_progress)
     old = flat.gather(rows).astype(np.float32)
     n_fit = max(10, int(round(0.9 * len(rows))))
-    b = fit_linear_map(old[:n_fit], new[:n_fit], ridge)
     held_old, held_new = (old[n_fit:], new[n_fit:]) if n_fit < len(rows) else (old, new)
-    pred = held_old @ b
-    r2 = 1.0 - float(((pred - held_new) ** 2).sum() / max(((held_new - held_new.mean(0)) ** 2).sum(), 1e-12))
-    cos = float(np.mean((pred * held_new).sum(1) / np.maximum(np.linalg.norm(pred, axis=1) *
-                                                               np.linalg.norm(held_new, axis=1), 1e-12)))
+
+    def held_out_fit(b: np.ndarray) -> tuple[float, float]:
+        pred = held_old @ b
+        r2 = 1.0 - float(((pred - held_new) ** 2).sum() / max(((held_new - held_new.mean(0)) ** 2).sum(), 1e-12))
+        cos = float(np.mean((pred * held_new).sum(1) / np.maximum(
+            np.linalg.norm(pred, axis=1) * np.linalg.norm(held_new, axis=1), 1e-12)))
+        return r2, cos
+
+    grid = RIDGE_GRID if ridge is None else (ridge,)
+    scored = [(held_out_fit(fit_linear_map(old[:n_fit], new[:n_fit], r)), r) for r in grid]
+    (r2, cos), ridge = max(scored, key=lambda t: t[0][0])  # the ridge whose map fits held-out documents best
     b = fit_linear_map(old, new, ridge)  # the final map uses every sampled document
     info = {"fingerprint": model_fingerprint(cfg), "documents": int(len(rows)), "ridge": ridge, "seed": seed,
             "dim_new": int(new.shape[1]), "dim_old": int(old.shape[1]), "heldout_r2": round(r2, 4),
