@@ -104,7 +104,7 @@ def fit_query_map(collection: Any, model: str, *, sample: int = 4000, ridge: flo
     encoder = DenseEncoder(cfg)
     texts = [d.content(("title", "text")) for d in collection.documents_at(rows.tolist(), snap)]
     dense_signal = collection.signals["dense"]
-    new = encode_with_cache(encoder, texts, dense_signal._embedding_cache(), show_progress=show_progress)
+    new = encode_with_cache(encoder, texts, dense_signal.embedding_cache(), show_progress=show_progress)
     old = flat.gather(rows).astype(np.float32)
     n_fit = max(10, int(round(0.9 * len(rows))))
     held_old, held_new = (old[n_fit:], new[n_fit:]) if n_fit < len(rows) else (old, new)

@@ -70,7 +70,8 @@ class DenseSignal(Signal):
         if isinstance(other, DenseSignal) and other._encoder is not None:
             self._encoder = other._encoder
 
-    def _embedding_cache(self) -> Any:
+    def embedding_cache(self) -> Any:
+        """The shared content-addressed embedding cache (texts already encoded by a model are not encoded again)."""
         if self._cache is None:
             from retrievo._paths import cache_root
             from retrievo.encoders.cache import EmbeddingCache
@@ -143,7 +144,7 @@ class DenseSignal(Signal):
         encoded = None
         if todo:  # documents without supplied vectors are encoded (the model loads only then)
             texts = [docs[i].content(("title", "text")) for i in todo]
-            encoded = encode_with_cache(self.encoder, texts, self._embedding_cache(), show_progress=batch.show_progress)
+            encoded = encode_with_cache(self.encoder, texts, self.embedding_cache(), show_progress=batch.show_progress)
         if not given:
             dense = encoded
         else:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FitResult", "check_settings", "fit"]
+__all__ = ["FitResult", "check_settings", "fit", "require_trainer"]
 
 
 @dataclass
@@ -21,6 +21,16 @@ class FitResult:
     stopped_by_budget: bool
     best_step: int
     losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+def require_trainer() -> Any:
+    """sentence-transformers with its training extra (``datasets``, ``accelerate``); the module."""
+    from retrievo._optional import require
+
+    st = require("sentence_transformers", package="sentence-transformers")
+    require("datasets", package="sentence-transformers[train]")
+    require("accelerate", package="sentence-transformers[train]")
+    return st
 
 
 def check_settings(what: str, **settings: tuple[float, float]) -> None:

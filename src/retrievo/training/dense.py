@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from retrievo._io import check_new_folder, staged_folder, write_json
-from retrievo._optional import require
 from retrievo.errors import InvalidInputError
 
 __all__ = ["DenseTraining", "multi_positive_infonce", "train_dense"]
@@ -122,9 +121,9 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
             a dense model and no ``base_model``, an ``output`` that exists (without ``overwrite``), bad settings.
             Nothing is written then.
     """
-    st = require("sentence_transformers", package="sentence-transformers")
-    require("datasets", package="sentence-transformers[train]")
-    require("accelerate", package="sentence-transformers[train]")
+    from retrievo.training._fit import check_settings, fit, require_trainer
+
+    st = require_trainer()
     import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -133,7 +132,6 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
 
     from retrievo.encoders.bf16 import cpu_has_bf16
     from retrievo.encoders.dense import resolve_model
-    from retrievo.training._fit import check_settings, fit
     from retrievo.training.judged import judged_set
 
     what = "train"

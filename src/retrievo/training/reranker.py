@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from retrievo._io import check_new_folder, staged_folder, write_json
-from retrievo._optional import require
 from retrievo.errors import InvalidInputError
 
 __all__ = ["RerankerTraining", "default_backbone", "train_reranker"]
@@ -115,9 +114,9 @@ def train_reranker(collection: Any, queries: Mapping[str, str], qrels: Mapping[s
         InvalidInputError: bad judgements (see :func:`~retrievo.training.judged.judged_set`), an ``output`` that
             exists (without ``overwrite``), bad settings. Nothing is written then.
     """
-    st = require("sentence_transformers", package="sentence-transformers")
-    require("datasets", package="sentence-transformers[train]")
-    require("accelerate", package="sentence-transformers[train]")
+    from retrievo.training._fit import check_settings, fit, require_trainer
+
+    st = require_trainer()
     import torch
     from datasets import Dataset
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
@@ -125,7 +124,6 @@ def train_reranker(collection: Any, queries: Mapping[str, str], qrels: Mapping[s
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
     from retrievo.encoders.bf16 import cpu_has_bf16
-    from retrievo.training._fit import check_settings, fit
     from retrievo.training.judged import judged_set
 
     what = "train-reranker"
