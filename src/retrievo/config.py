@@ -19,6 +19,8 @@ __all__ = [
     "DenseConfig",
     "DenseIndexConfig",
     "SparseConfig",
+    "FDEConfig",
+    "MultiVectorConfig",
     "FusionConfig",
     "PRFConfig",
     "CollectionConfig",
@@ -250,6 +252,93 @@ class DenseIndexConfig(_Config):
             raise ConfigError(f"DenseIndexConfig.nlist must be a positive integer or None, got {self.nlist!r}")
 
 
+MULTIVECTOR_KINDS = ("auto", "tokens", "colbert")
+TOKEN_SKIPS = ("none", "punctuation", "stopwords")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FDEConfig(_Config):
+    """MUVERA fixed-dimensional encodings of token sets (see :mod:`retrievo.indexes.muvera`).
+
+    Args:
+        repetitions: independent partitionings (the paper's ``R_reps``).
+        simhash: hyperplanes per repetition (``k_sim``): ``2**simhash`` partitions.
+        projection_dim: AMS-sketched coordinates per token and partition (``d_proj``); ``None`` keeps all.
+        final_dim: Count-Sketch the concatenation down to this many values (``None``: keep it).
+        seed: seed of every random matrix (kept in the manifest with the rest of this config).
+        fill_empty: documents: fill an empty partition with the token nearest to it (by sign bits).
+    """
+
+    repetitions: int = 20
+    simhash: int = 5
+    projection_dim: int | None = 16
+    final_dim: int | None = None
+    seed: int = 42
+    fill_empty: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("repetitions", "projection_dim", "final_dim"):
+            v = getattr(self, name)
+            if (v is not None or name == "repetitions") and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ConfigError(f"FDEConfig.{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.simhash, int) or isinstance(self.simhash, bool) or not 0 <= self.simhash <= 12:
+            raise ConfigError(f"FDEConfig.simhash must be an integer in [0, 12], got {self.simhash!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"FDEConfig.seed must be an integer, got {self.seed!r}")
+
+    def raw_dim(self, dim: int) -> int:
+        """Values before the final Count-Sketch, for tokens of dimension ``dim``."""
+        return self.repetitions * (1 << self.simhash) * (self.projection_dim or dim)
+
+    def out_dim(self, dim: int) -> int:
+        return self.final_dim or self.raw_dim(dim)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultiVectorConfig(_Config):
+    """Token vectors per document for late interaction (MaxSim) and their MUVERA encodings.
+
+    Args:
+        model: a sentence-transformers model (its token embeddings; default: the bundled MiniLM) or a
+            late-interaction model (ColBERT / PyLate checkpoint, read by sentence-transformers'
+            ``MultiVectorEncoder``), by name or folder.
+        kind: ``"tokens"`` (a single-vector model's last hidden states, projected and normalised),
+            ``"colbert"`` (a late-interaction model's own output) or ``"auto"`` (``colbert`` when the
+            folder is one, else ``tokens``).
+        dim: ``tokens``: project to this many dimensions by a fixed random orthogonal matrix (``None``:
+            keep the model's hidden size).
+        skip: document tokens left out: ``"punctuation"``, ``"stopwords"`` (punctuation and English
+            stopwords) or ``"none"``; queries keep all their tokens.
+        backend, max_length, batch_size: as for the dense model (``max_length``: word pieces, ``None``:
+            the model's own limit).
+        fde: the MUVERA encoding (``None``: no FDEs are computed; ``--fde`` searches are refused).
+        fde_index: the dense index that serves FDE search (any :class:`DenseIndexConfig` kind).
+        fde_candidates: FDE results per query rescored by exact MaxSim.
+    """
+
+    model: str = DEFAULT_DENSE_MODEL
+    kind: str = "auto"
+    dim: int | None = 128
+    skip: str = "punctuation"
+    backend: str = "auto"
+    max_length: int | None = None
+    batch_size: int = 8
+    fde: FDEConfig | None = field(default_factory=FDEConfig)
+    fde_index: DenseIndexConfig = field(default_factory=lambda: DenseIndexConfig())
+    fde_candidates: int = 200
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("kind", MULTIVECTOR_KINDS), ("skip", TOKEN_SKIPS),
+                              ("backend", DENSE_BACKENDS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"MultiVectorConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("dim", "max_length", "batch_size", "fde_candidates"):
+            v = getattr(self, name)
+            if (v is not None or name in ("batch_size", "fde_candidates")) and (
+                    not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ConfigError(f"MultiVectorConfig.{name} must be a positive integer, got {v!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class FusionConfig(_Config):
     """How hybrid search combines its signals.
@@ -370,4 +459,6 @@ _SUBCONFIGS: dict[tuple[str, str], type[_Config]] = {
     ("CollectionConfig", "sparse"): SparseConfig,
     ("CollectionConfig", "fusion"): FusionConfig,
     ("CollectionConfig", "index"): DenseIndexConfig,
+    ("MultiVectorConfig", "fde"): FDEConfig,
+    ("MultiVectorConfig", "fde_index"): DenseIndexConfig,
 }

@@ -121,7 +121,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("query_map", "--query-map", "bool", "dense: encode queries with the newer model `retrievo map-queries` "
            "fitted, mapped into the stored vectors' space"),
     Option("rerank", "--rerank", "str", "rerank the top --rerank-depth results: e2rank (listwise, with the "
-           "collection's dense model) or a cross-encoder model name or folder"),
+           "collection's dense model), maxsim (late interaction with its token vectors) or a cross-encoder model "
+           "name or folder"),
     Option("rerank_depth", "--rerank-depth", "int", "results reranked per query (default 100)", ge=1, le=10_000),
     Option("min_probability", "--min-probability", "float",
            "calibrated cut-off: only results at least this likely relevant (needs `retrievo calibrate` for the "
@@ -160,6 +161,22 @@ def _option(name: str) -> Option:
         if o.name == name:
             return o
     raise InvalidInputError(f"search: unknown option {name!r}")
+
+
+#: the options of the built-in multivector signal: its module loads on first use, so they are registered here and
+#: the command line and the HTTP body have them from the start
+MULTIVECTOR_OPTIONS: tuple[Option, ...] = (
+    Option("fde", "--fde", "bool", "multivector: search the MUVERA fixed-dimensional encodings through a dense index, "
+           "then rescore the best --fde-candidates exactly with MaxSim (default: exact MaxSim over every document)",
+           default=False),
+    Option("fde_candidates", "--fde-candidates", "int",
+           "multivector --fde: results per query rescored with MaxSim (default: the collection's, 200)", ge=1,
+           le=100_000),
+    Option("fde_index", "--fde-index", "str", "multivector --fde: the index over the encodings (default: the "
+           "collection's, flat)", choices=DENSE_INDEX_KINDS),
+)
+for _opt in MULTIVECTOR_OPTIONS:
+    register_option(_opt)
 
 
 # --------------------------------------------------------------------------------------- component settings
@@ -288,8 +305,8 @@ class SearchRequest:
         query_map: dense: encode queries with the newer model of the collection's query map and map them into
             the stored vectors' space (see :mod:`retrievo.search.query_maps`).
         rerank: rerank the top ``rerank_depth`` results of the method: ``"e2rank"`` (listwise, with the
-            collection's own dense model; see :mod:`retrievo.search.rerank`) or a cross-encoder model name or
-            folder; ``None``: no reranking.
+            collection's own dense model; see :mod:`retrievo.search.rerank`), ``"maxsim"`` (late interaction
+            with the collection's token vectors) or a cross-encoder model name or folder; ``None``: no reranking.
         rerank_depth: results reranked per query (the final ``k`` are taken from them).
         min_probability: keep only results at least this likely relevant, by the calibrator fitted for
             this request's :meth:`key`.
@@ -450,6 +467,10 @@ class SearchRequest:
         elif sparse is None:
             sparse = config.sparse
         opts = {o.name: self.options.get(o.name, o.default) for o in _plugin_options.values()}
+        used = [o.name for o in MULTIVECTOR_OPTIONS if opts.get(o.name) not in (None, False)]
+        if used and "multivector" not in signals:
+            raise InvalidInputError(f"search: {', '.join(used)} are for the multivector signal, and method "
+                                    f"{self.method!r} has none")
         # a copy with the resolved parts (already valid: not checked again)
         out = object.__new__(SearchRequest)
         out.__dict__.update(self.__dict__, fusion=fusion, index=index, sparse=sparse, options=opts, signals=signals)

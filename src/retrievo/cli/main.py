@@ -31,6 +31,10 @@ def _add_collection_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--splade", action="store_true", help="also store SPLADE vectors (default model: splade-tiny)")
     g.add_argument("--splade-model", default=None, help="SPLADE model name or folder (implies --splade)")
     g.add_argument("--doc-top-n", type=int, default=None, help="keep each document's n largest SPLADE weights")
+    g.add_argument("--multivector", action="store_true", help="also store token vectors for late interaction "
+                   "(MaxSim) and their MUVERA encodings (default: the bundled MiniLM's tokens)")
+    g.add_argument("--multivector-model", default=None, help="token vector model: any sentence-transformers model "
+                   "or a ColBERT/PyLate checkpoint, name or folder (implies --multivector)")
     g.add_argument("--k1", type=float, default=None, help="BM25 k1 (default 0.9)")
     g.add_argument("--b", type=float, default=None, help="BM25 b (default 0.4)")
     g.add_argument("--signal", action="append", default=[], metavar="NAME[=JSON]",
@@ -65,6 +69,11 @@ def _config_from_args(args: argparse.Namespace):
         except json.JSONDecodeError as exc:
             raise RetrievoError(f"--signal {spec}: the settings are not valid JSON: {exc}") from exc
         signals[name] = settings
+    if getattr(args, "multivector", False) or getattr(args, "multivector_model", None):
+        mv = dict(signals.get("multivector", {}))
+        if args.multivector_model:
+            mv["model"] = args.multivector_model
+        signals["multivector"] = mv
     return CollectionConfig(bm25=bm25, dense=dense, sparse=sparse, signals=signals)
 
 

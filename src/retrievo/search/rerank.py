@@ -17,6 +17,9 @@ Rerankers:
   listwise score is fused with the first-stage score (min-max, weight ``E2RANK_WEIGHT``) instead of
   replacing it. The constants were chosen on SciFact's training queries (see RESULTS.md for what it gives);
   no document is re-encoded.
+- **``maxsim``** — late interaction with the collection's stored token vectors (the multivector signal,
+  :mod:`retrievo.signals.multivector`): each candidate is scored by exact MaxSim with the query's token
+  vectors; nothing is re-encoded but the query.
 
 Written here rather than taken from a library: the reranker packages (``rerankers``, LanceDB's) wrap the
 same ``CrossEncoder.predict``, and E2Rank ships only as a trained 0.6B+ model, not as a method for a given
@@ -38,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from retrievo.signals.base import Candidates, SearchContext
 
 __all__ = ["E2RANK_DOCS", "E2RANK_LAMBDA", "E2RANK_WEIGHT", "E2RANK_WORDS", "CrossEncoderReranker",
-           "E2RankReranker", "RerankStage", "reranker"]
+           "E2RankReranker", "MaxSimReranker", "RerankStage", "reranker"]
 
 E2RANK_DOCS = 5  # candidates whose beginning goes into the listwise pseudo query
 E2RANK_WORDS = 30  # words of each (title, text), so that query and candidates fit a 256-piece window
@@ -79,6 +82,23 @@ class E2RankReranker:
             listwise = dv @ qv[i].astype(np.float64) + E2RANK_LAMBDA * (dv @ pv[i].astype(np.float64))
             out.append((1 - E2RANK_WEIGHT) * _minmax(first[i].astype(np.float64)) + E2RANK_WEIGHT * _minmax(listwise))
         return out
+
+
+class MaxSimReranker:
+    """Exact MaxSim of the query's token vectors with each candidate's stored ones (see the module docstring)."""
+
+    def prepare(self, ctx: SearchContext) -> None:
+        sig = ctx.host.signals.get("multivector")
+        if sig is None or ctx.snapshot.signals.get("multivector") is None:
+            raise InvalidInputError(f"search: rerank 'maxsim' needs the collection's token vectors (the multivector "
+                                    f"signal), and {ctx.host.path} has none")
+
+    def scores(self, ctx: SearchContext, queries: list[str], rows: list[np.ndarray], first: list[np.ndarray],
+               docs: list[list[Any]]) -> list[np.ndarray]:
+        sig = ctx.host.signals["multivector"]
+        qtok = sig.query_tokens(ctx) if "multivector" in ctx.signals else sig.encoder.encode_queries(queries)
+        state = ctx.snapshot.signals["multivector"]
+        return [s.astype(np.float64) for s in state.maxsim.score(qtok, rows)]
 
 
 class CrossEncoderReranker:
@@ -145,8 +165,12 @@ class _PlainCrossEncoder:
 
 
 def reranker(name: str) -> Any:
-    """The reranker a request names: ``"e2rank"``, else a cross-encoder model name or folder."""
-    return E2RankReranker() if name == "e2rank" else CrossEncoderReranker(name)
+    """The reranker a request names: ``"e2rank"``, ``"maxsim"``, else a cross-encoder model name or folder."""
+    if name == "e2rank":
+        return E2RankReranker()
+    if name == "maxsim":
+        return MaxSimReranker()
+    return CrossEncoderReranker(name)
 
 
 class RerankStage(Stage):

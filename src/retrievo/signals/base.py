@@ -157,6 +157,12 @@ class Signal(ABC):
         return config.replace(signals=signals)
 
     @classmethod
+    def complete(cls, config: CollectionConfig) -> CollectionConfig:
+        """``config`` with this signal's settings filled in as the manifest keeps them (every default written
+        out, so a later version's defaults never change a stored collection). Default: unchanged."""
+        return config
+
+    @classmethod
     def missing(cls, method: str, where: Any) -> str:
         """The message when a method names this signal and the collection at ``where`` does not have it."""
         return (f"search: method {method!r} needs the {cls.name!r} signal, and {where} does not compute it; "

@@ -22,7 +22,7 @@ from retrievo.signals.base import Candidates, EncodeBatch, SearchContext, Signal
 from retrievo.store.segments import Layout, SegmentData
 from retrievo.store.snapshot import Snapshot
 
-__all__ = ["DenseSignal"]
+__all__ = ["DenseSignal", "build_derived", "vector_index"]
 
 ANN_KINDS = ("hnsw", "ivf", "ivfpq")
 CODE_KINDS = ("int8", "binary")
@@ -167,18 +167,7 @@ class DenseSignal(Signal):
 
     def write_derived(self, seg_dir: Any, data: SegmentData) -> None:
         """Build the configured dense index (ANN structure or codes) of a new segment before it is committed."""
-        cfg = self.host.config.index
-        vectors = data.get("dense")
-        if vectors is None:
-            return
-        if cfg.kind in ANN_KINDS:
-            from retrievo.indexes.ann import build_segment_index, index_filename
-
-            build_segment_index(vectors, cfg, seg_dir / index_filename(cfg))
-        elif cfg.kind in CODE_KINDS:
-            from retrievo.indexes.quantized import BinaryCodes, Int8Codes
-
-            (Int8Codes if cfg.kind == "int8" else BinaryCodes).encode(vectors).save(seg_dir)
+        build_derived(seg_dir, data.get("dense"), self.host.config.index)
 
     # -- load ----------------------------------------------------------------------------------------
     def load(self, snapshot: Snapshot) -> FlatIndex | None:
@@ -189,52 +178,10 @@ class DenseSignal(Signal):
     def index(self, snapshot: Snapshot, cfg: DenseIndexConfig | None = None) -> Any:
         """The generation's dense index for ``cfg`` (default: the collection's); compressed and approximate
         ones are read from their segments or built there on first use (segments are immutable)."""
-        from retrievo.indexes.quantized import BinaryIndex, Int8Index, RescoringIndex
-
         flat = snapshot.signals.get("dense")
         if flat is None:
             raise InvalidInputError(f"{self.host.path}: no dense vectors are stored; re-index with a dense model")
-        cfg = cfg or self.host.config.index
-        if cfg.kind == "flat":
-            return flat
-        if cfg.kind in ANN_KINDS:
-            return self._ann_index(snapshot, cfg)
-        coarse = snapshot.derived.get(("dense", cfg.kind))
-        if coarse is None:
-            cls = Int8Index if cfg.kind == "int8" else BinaryIndex
-            blocks = []
-            for seg in snapshot.segments:
-                if seg.data.get("dense") is None:
-                    continue
-                if all((seg.path / f).exists() for f in cls.codes_class.FILES):
-                    codes = cls.codes_class.load(seg.path)
-                else:  # encoded once per segment and kept with it (segments are immutable)
-                    codes = cls.codes_class.encode(seg.data.dense)
-                    if not self.host.readonly:
-                        codes.save(seg.path)
-                blocks.append((snapshot.offsets[seg.seg], codes))
-            coarse = snapshot.derived[("dense", cfg.kind)] = cls.from_codes(blocks, snapshot.live, flat.dim)
-        return RescoringIndex(coarse, flat, cfg.rescore_multiplier)
-
-    def _ann_index(self, snapshot: Snapshot, cfg: DenseIndexConfig) -> Any:
-        from retrievo.indexes.ann import AnnIndex, build_segment_index, index_filename, load_segment_index
-
-        name = index_filename(cfg)
-        segs = snapshot.derived.get(("dense", name))
-        if segs is None:
-            segs = []
-            for seg in snapshot.segments:
-                path = seg.path / name
-                if path.exists():
-                    index = load_segment_index(path)
-                else:  # built once per segment and kept with it (segments are immutable)
-                    index = build_segment_index(seg.data.dense, cfg, None if self.host.readonly else path)
-                segs.append((snapshot.offsets[seg.seg], index, seg.n_rows))
-            snapshot.derived[("dense", name)] = segs
-        key = ("dense", "searcher", cfg)  # one searcher per generation and search parameters (caches live counts)
-        if key not in snapshot.derived:
-            snapshot.derived[key] = AnnIndex(segs, snapshot.signals["dense"], snapshot.live, cfg)
-        return snapshot.derived[key]
+        return vector_index(snapshot, flat, cfg or self.host.config.index, "dense", readonly=self.host.readonly)
 
     # -- search --------------------------------------------------------------------------------------
     def prepare(self, ctx: SearchContext) -> None:
@@ -303,3 +250,77 @@ class DenseSignal(Signal):
                 "dense_bytes_on_disk_mmap": 0 if flat is None else flat.nbytes, "dense_index": cfg.index.to_dict(),
                 "dense_index_bytes_in_ram": 0 if flat is None or cfg.index.kind == "flat"
                 else self.index(snapshot).nbytes}
+
+
+def vector_index(snapshot: Snapshot, flat: FlatIndex, cfg: DenseIndexConfig, array: str, folder: str = "",
+                 readonly: bool = False) -> Any:
+    """The index of kind ``cfg.kind`` over the per-row vectors ``array`` of a generation (``flat``: its exact
+    index). Codes and ANN structures are read from each segment (under ``folder`` when given, so two signals'
+    files never meet) or built there on first use and kept (segments are immutable), once per generation."""
+    from retrievo.indexes.quantized import BinaryIndex, Int8Index, RescoringIndex
+
+    if cfg.kind == "flat":
+        return flat
+    if cfg.kind in ANN_KINDS:
+        return _ann_index(snapshot, flat, cfg, array, folder, readonly)
+    coarse = snapshot.derived.get((array, cfg.kind))
+    if coarse is None:
+        cls = Int8Index if cfg.kind == "int8" else BinaryIndex
+        blocks = []
+        for seg in snapshot.segments:
+            vectors = seg.data.get(array)
+            if vectors is None:
+                continue
+            where = seg.path / folder if folder else seg.path
+            if all((where / f).exists() for f in cls.codes_class.FILES):
+                codes = cls.codes_class.load(where)
+            else:  # encoded once per segment and kept with it (segments are immutable)
+                codes = cls.codes_class.encode(vectors)
+                if not readonly:
+                    where.mkdir(exist_ok=True)
+                    codes.save(where)
+            blocks.append((snapshot.offsets[seg.seg], codes))
+        coarse = snapshot.derived[(array, cfg.kind)] = cls.from_codes(blocks, snapshot.live, flat.dim)
+    return RescoringIndex(coarse, flat, cfg.rescore_multiplier)
+
+
+def _ann_index(snapshot: Snapshot, flat: FlatIndex, cfg: DenseIndexConfig, array: str, folder: str,
+               readonly: bool) -> Any:
+    from retrievo.indexes.ann import AnnIndex, build_segment_index, index_filename, load_segment_index
+
+    name = index_filename(cfg)
+    segs = snapshot.derived.get((array, name))
+    if segs is None:
+        segs = []
+        for seg in snapshot.segments:
+            where = seg.path / folder if folder else seg.path
+            path = where / name
+            if path.exists():
+                index = load_segment_index(path)
+            else:  # built once per segment and kept with it (segments are immutable)
+                if not readonly:
+                    where.mkdir(exist_ok=True)
+                index = build_segment_index(seg.data.get(array), cfg, None if readonly else path)
+            segs.append((snapshot.offsets[seg.seg], index, seg.n_rows))
+        snapshot.derived[(array, name)] = segs
+    key = (array, "searcher", cfg)  # one searcher per generation and search parameters (caches live counts)
+    if key not in snapshot.derived:
+        snapshot.derived[key] = AnnIndex(segs, flat, snapshot.live, cfg)
+    return snapshot.derived[key]
+
+
+def build_derived(seg_dir: Any, vectors: np.ndarray | None, cfg: DenseIndexConfig, folder: str = "") -> None:
+    """Build the index structure of ``cfg`` (ANN graph or codes) over a new segment's ``vectors``."""
+    if vectors is None:
+        return
+    where = seg_dir / folder if folder else seg_dir
+    if cfg.kind in ANN_KINDS:
+        from retrievo.indexes.ann import build_segment_index, index_filename
+
+        where.mkdir(exist_ok=True)
+        build_segment_index(vectors, cfg, where / index_filename(cfg))
+    elif cfg.kind in CODE_KINDS:
+        from retrievo.indexes.quantized import BinaryCodes, Int8Codes
+
+        where.mkdir(exist_ok=True)
+        (Int8Codes if cfg.kind == "int8" else BinaryCodes).encode(vectors).save(where)

@@ -24,6 +24,7 @@ _BUILTIN: dict[str, str] = {
     "bm25": "retrievo.signals.bm25:BM25Signal",
     "dense": "retrievo.signals.dense:DenseSignal",
     "splade": "retrievo.signals.splade:SpladeSignal",
+    "multivector": "retrievo.signals.multivector:MultiVectorSignal",
 }
 _registry: dict[str, Any] = dict(_BUILTIN)  # name -> "module:Class" (not imported yet) or the class
 
@@ -93,7 +94,8 @@ def methods() -> tuple[str, ...]:
 
 
 #: the methods of the built-in signals (what ``retrievo --help`` lists)
-METHODS: tuple[str, ...] = ("bm25", "dense", "splade", "hybrid", "bm25+splade", "dense+splade", "bm25+dense+splade")
+METHODS: tuple[str, ...] = ("bm25", "dense", "splade", "multivector", "hybrid", "bm25+splade", "dense+splade",
+                            "bm25+dense+splade", "bm25+multivector", "dense+multivector", "bm25+dense+multivector")
 
 
 def parse_method(method: str) -> tuple[str, ...]:

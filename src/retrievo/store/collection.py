@@ -146,6 +146,9 @@ class Collection:
         config = config or CollectionConfig()
         if (path / "manifest.json").exists():
             raise CollectionExistsError(f"{path} already holds a collection; open it with Collection.open")
+        known = signal_names()
+        for name in [n for n in config.signals if n in known]:
+            config = signal_class(name).complete(config)
         path.mkdir(parents=True, exist_ok=True)
         (path / "segments").mkdir(exist_ok=True)
         manifest = {

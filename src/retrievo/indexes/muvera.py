@@ -1,0 +1,172 @@
+"""MUVERA fixed-dimensional encodings (FDEs): a set of vectors as one vector whose inner product approximates
+the sets' Chamfer (MaxSim) similarity (Jayaram et al., "MUVERA: Multi-Vector Retrieval via Fixed Dimensional
+Encodings", NeurIPS 2024).
+
+Per repetition ``r`` (of ``repetitions``), ``simhash`` Gaussian hyperplanes cut the space into
+``2**simhash`` partitions; a token falls in the partition whose index is its sign bits read as a Gray code
+(neighbouring partitions differ in one hyperplane). Each token is projected to ``projection_dim``
+coordinates by an AMS sketch (one ±1 per input coordinate, unbiased for inner products; ``None`` keeps the
+token as it is). A **query**'s block of a partition is the SUM of its tokens' projections there; a
+**document**'s is their AVERAGE, and an empty partition takes the projection of the document token whose
+sign bits are nearest (Hamming) to the partition's — so every query token meets its likely MaxSim partner.
+The blocks of all repetitions are concatenated (``repetitions · 2**simhash · projection_dim`` values) and,
+with ``final_dim``, Count-Sketched down to that many. Random matrices come from ``numpy``'s PCG64 seeded
+with ``seed + r`` (the final sketch with ``seed``), so an encoding is a pure function of its config, which
+the collection keeps in its manifest. The layout follows Google's reference implementation
+(``graph-mining/sketching/point_cloud/fixed_dimensional_encoding.cc``); the random streams differ.
+
+Written here rather than taken from a library: the peers (fastembed's ``Muvera``, ``muvera-py``) encode
+one document at a time in Python and neither has the Gray-code partitions with nearest-partition filling
+and the final Count-Sketch together. Here a batch of documents is encoded with two matrix products per
+batch and one compiled pass over its tokens.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from retrievo.config import FDEConfig
+from retrievo.errors import ConfigError
+
+__all__ = ["FDEConfig", "FixedDimensionalEncoder", "chamfer"]
+
+
+def gray_partition(bits: np.ndarray) -> np.ndarray:
+    """Partition index of sign-bit rows ``bits`` (``(..., k)`` bool, first hyperplane first): each bit
+    appended to a Gray code (``index = (index << 1) + (bit ^ (index & 1))``), as the reference does."""
+    k = bits.shape[-1]
+    index = np.zeros(bits.shape[:-1], dtype=np.int64)
+    for j in range(k):
+        index = (index << 1) + (bits[..., j].astype(np.int64) ^ (index & 1))
+    return index
+
+
+def chamfer(query: np.ndarray, doc: np.ndarray) -> float:
+    """Chamfer similarity (ColBERT's MaxSim): for each query vector its best inner product with a document
+    vector, summed."""
+    return float((np.asarray(query, np.float32) @ np.asarray(doc, np.float32).T).max(axis=1).sum())
+
+
+@nb.njit(cache=True, nogil=True)
+def _scatter(doc_of, part, proj, counts, out, reps, n_part, pdim):  # pragma: no cover - compiled
+    """Add each token's projection (``proj[t, r]``) into its document's partition block of repetition r."""
+    for t in range(part.shape[0]):
+        d = doc_of[t]
+        for r in range(reps):
+            p = part[t, r]
+            counts[d, r, p] += 1
+            base = (r * n_part + p) * pdim
+            for c in range(pdim):
+                out[d, base + c] += proj[t, r, c]
+
+
+@nb.njit(cache=True, nogil=True)
+def _average_and_fill(indptr, codes, part_codes, proj, counts, out, reps, n_part, pdim, fill):  # pragma: no cover
+    """Documents: divide each non-empty block by its token count; fill an empty one with the projection of
+    the first token whose sign bits are nearest (Hamming) to the partition's."""
+    for d in range(indptr.shape[0] - 1):
+        lo, hi = indptr[d], indptr[d + 1]
+        for r in range(reps):
+            for p in range(n_part):
+                base = (r * n_part + p) * pdim
+                n = counts[d, r, p]
+                if n > 0:
+                    for c in range(pdim):
+                        out[d, base + c] /= n
+                elif fill and hi > lo:
+                    best, best_t = 1 << 30, lo
+                    want = part_codes[p]
+                    for t in range(lo, hi):
+                        x = codes[t, r] ^ want
+                        dist = 0
+                        while x:
+                            x &= x - 1
+                            dist += 1
+                        if dist < best:
+                            best, best_t = dist, t
+                    for c in range(pdim):
+                        out[d, base + c] = proj[best_t, r, c]
+
+
+class FixedDimensionalEncoder:
+    """Encode token sets of dimension ``dim`` with ``config`` (the random matrices are drawn once)."""
+
+    def __init__(self, dim: int, config: FDEConfig | None = None) -> None:
+        self.config = cfg = config or FDEConfig()
+        self.dim = int(dim)
+        if cfg.projection_dim is not None and cfg.projection_dim > self.dim:
+            raise ConfigError(f"FDEConfig.projection_dim ({cfg.projection_dim}) exceeds the token dimension {self.dim}")
+        self.pdim = cfg.projection_dim or self.dim
+        self.n_part = 1 << cfg.simhash
+        hyper, proj = [], []
+        for r in range(cfg.repetitions):
+            rng = np.random.default_rng(cfg.seed + r)
+            hyper.append(rng.standard_normal((self.dim, cfg.simhash)).astype(np.float32))
+            if cfg.projection_dim is None:
+                proj.append(np.eye(self.dim, dtype=np.float32))
+            else:  # AMS sketch: input coordinate i goes to one output coordinate with a random sign
+                m = np.zeros((self.dim, self.pdim), dtype=np.float32)
+                m[np.arange(self.dim), rng.integers(0, self.pdim, self.dim)] = rng.choice([-1.0, 1.0], self.dim)
+                proj.append(m)
+        self.hyperplanes = np.concatenate(hyper, axis=1) if cfg.simhash else np.zeros((self.dim, 0), np.float32)
+        self.projection = np.concatenate(proj, axis=1)  # (dim, reps * pdim)
+        # the sign-bit pattern of each partition (Gray code -> its bits), to measure a token's distance to it
+        idx = np.arange(self.n_part, dtype=np.int64)
+        self.part_codes = idx ^ (idx >> 1)
+        self.raw_dim = cfg.raw_dim(self.dim)
+        self.out_dim = cfg.out_dim(self.dim)
+        self._final = None
+        if cfg.final_dim is not None:
+            import scipy.sparse as sp
+
+            rng = np.random.default_rng(cfg.seed)
+            cols = rng.integers(0, cfg.final_dim, self.raw_dim)
+            signs = rng.choice(np.array([-1.0, 1.0], np.float32), self.raw_dim)
+            self._final = sp.csr_matrix((signs, (np.arange(self.raw_dim), cols)), shape=(self.raw_dim, cfg.final_dim),
+                                        dtype=np.float32)
+
+    def _sketch(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per token: partition per repetition, sign bits per repetition (as an int), projections."""
+        cfg, n = self.config, vectors.shape[0]
+        if cfg.simhash:
+            bits = (vectors @ self.hyperplanes > 0).reshape(n, cfg.repetitions, cfg.simhash)
+            part = gray_partition(bits)
+            weights = (1 << np.arange(cfg.simhash - 1, -1, -1)).astype(np.int64)
+            codes = bits.astype(np.int64) @ weights  # first hyperplane = most significant bit
+        else:
+            part = codes = np.zeros((n, cfg.repetitions), dtype=np.int64)
+        proj = (vectors @ self.projection).reshape(n, cfg.repetitions, self.pdim)
+        return np.ascontiguousarray(part), np.ascontiguousarray(codes), np.ascontiguousarray(proj, dtype=np.float32)
+
+    def encode(self, indptr: np.ndarray, vectors: np.ndarray, documents: bool, block: int = 512) -> np.ndarray:
+        """FDEs of the sets ``vectors[indptr[i]:indptr[i+1]]`` (``documents``: AVERAGE and fill; else SUM),
+        as a ``(n_sets, out_dim)`` float32 array; ``block`` sets are encoded at a time."""
+        indptr = np.asarray(indptr, dtype=np.int64)
+        n_sets = len(indptr) - 1
+        out = np.zeros((n_sets, self.out_dim), dtype=np.float32)
+        if vectors.shape[-1] != self.dim and len(vectors):
+            raise ConfigError(f"FDE: token vectors have dimension {vectors.shape[-1]}, the encoder {self.dim}")
+        cfg = self.config
+        for s in range(0, n_sets, block):
+            e = min(s + block, n_sets)
+            lo, hi = int(indptr[s]), int(indptr[e])
+            ptr = indptr[s:e + 1] - lo
+            vec = np.asarray(vectors[lo:hi], dtype=np.float32)
+            raw = np.zeros((e - s, self.raw_dim), dtype=np.float32)
+            if hi > lo:
+                part, codes, proj = self._sketch(vec)
+                counts = np.zeros((e - s, cfg.repetitions, self.n_part), dtype=np.int64)
+                doc_of = np.repeat(np.arange(e - s, dtype=np.int64), np.diff(ptr))
+                _scatter(doc_of, part, proj, counts, raw, cfg.repetitions, self.n_part, self.pdim)
+                if documents:
+                    _average_and_fill(ptr, codes, self.part_codes, proj, counts, raw, cfg.repetitions, self.n_part,
+                                      self.pdim, bool(cfg.fill_empty and cfg.simhash))
+            out[s:e] = raw if self._final is None else np.asarray(raw @ self._final, dtype=np.float32)
+        return out
+
+    def documents(self, indptr: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        return self.encode(indptr, vectors, documents=True)
+
+    def queries(self, indptr: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        return self.encode(indptr, vectors, documents=False)

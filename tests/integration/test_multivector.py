@@ -1,0 +1,248 @@
+"""Token vectors inside a collection: exact MaxSim, MUVERA + rescoring, fusion, filters, consistency of commits
+and merges with a fresh build, a late-interaction (PyLate-format) checkpoint, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from retrievo import Collection, CollectionConfig
+from retrievo.config import MultiVectorConfig
+from retrievo.encoders.tokens import TokenEncoder
+from retrievo.errors import ConfigError, InvalidInputError
+from retrievo.indexes.muvera import chamfer
+
+QUERIES = ["microglia in the brain", "vitamin D and bone density", "stem cell differentiation",
+           "tumour suppressor genes in cancer"]
+FDE = {"repetitions": 6, "simhash": 3, "projection_dim": 8}
+
+
+def _settings(model: str, **kw) -> dict:
+    return {"model": model, "dim": 16, "fde": FDE, **kw}
+
+
+def _docs(scifact_small, n, start=0):
+    out = []
+    for i, d in enumerate(scifact_small[start:start + n]):
+        out.append({**d, "metadata": {"year": 2000 + (start + i) % 20}})
+    return out
+
+
+@pytest.fixture(scope="module")
+def mv_coll(tmp_path_factory, scifact_small, tiny_st):
+    path = tmp_path_factory.mktemp("mv") / "c"
+    coll = Collection.create(path, CollectionConfig(dense=None, signals={"multivector": _settings(tiny_st)}))
+    coll.add(_docs(scifact_small, 60))
+    coll.commit()
+    yield coll
+    coll.close()
+
+
+def _brute_force(coll, queries):
+    """MaxSim of each query with every stored document, from the token vectors encoded afresh."""
+    enc = TokenEncoder(MultiVectorConfig.from_dict(coll.config.signals["multivector"]))
+    state = coll._state
+    texts = [state.segments[0].data.stored(r) for r in range(state.n_rows)]
+    docs = enc.encode_documents([(t.get("title", "") + " " + t.get("text", "")).strip() for t in texts])
+    q = enc.encode_queries(queries)
+    return np.array([[chamfer(qi, d.astype(np.float32)) for d in docs] for qi in q])
+
+
+def test_manifest_keeps_every_setting(mv_coll):
+    stored = json.loads((mv_coll.path / "manifest.json").read_text())["config"]["signals"]["multivector"]
+    assert stored["fde"] == {**FDE, "final_dim": None, "seed": 42, "fill_empty": True}
+    assert stored["fde_candidates"] == 200 and stored["skip"] == "punctuation" and stored["dim"] == 16
+
+
+def test_exact_maxsim_equals_brute_force(mv_coll):
+    ref = _brute_force(mv_coll, QUERIES)
+    res = mv_coll.search(QUERIES, k=10, method="multivector")
+    ids = mv_coll._state.ids
+    for i in range(len(QUERIES)):
+        want = np.argsort(-ref[i], kind="stable")[:10]
+        got = res.row(i)
+        assert [d for d, _ in got] == [ids[r] for r in want]
+        np.testing.assert_allclose([s for _, s in got], ref[i][want], rtol=2e-3, atol=2e-3)
+
+
+def test_fde_search_rescored_exactly(mv_coll):
+    exact = mv_coll.search(QUERIES, k=10, method="multivector")
+    # every document a candidate: FDE + rescoring is exact MaxSim
+    full = mv_coll.search(QUERIES, k=10, method="multivector", options={"fde": True, "fde_candidates": 60})
+    few = mv_coll.search(QUERIES, k=10, method="multivector", options={"fde": True, "fde_candidates": 20})
+    for i in range(len(QUERIES)):
+        assert full.row(i) == exact.row(i)
+        scores = dict(exact.row(i))
+        ref = _brute_force(mv_coll, [QUERIES[i]])[0]
+        for d, s in few.row(i):  # rescored: the exact MaxSim of each document returned
+            r = int(np.flatnonzero(mv_coll._state.ids == d)[0])
+            assert s == pytest.approx(ref[r], rel=2e-3, abs=2e-3)
+            if d in scores:
+                assert s == pytest.approx(scores[d], rel=1e-5)
+    for kind in ("int8", "binary", "hnsw"):
+        res = mv_coll.search(QUERIES, k=5, method="multivector", options={"fde": True, "fde_index": kind})
+        assert all(len(res.row(i)) == 5 for i in range(len(QUERIES)))
+        assert (mv_coll.path / "segments").exists()
+
+
+def test_filter_and_fusion(mv_coll):
+    flt = {"year": {"$gte": 2015}}
+    res = mv_coll.search(QUERIES, k=10, method="multivector", filter=flt)
+    fde = mv_coll.search(QUERIES, k=10, method="multivector", filter=flt, options={"fde": True})
+    state = mv_coll._state
+    ref = _brute_force(mv_coll, QUERIES)
+    years = np.array([state.segments[0].data.stored(r)["metadata"]["year"] for r in range(state.n_rows)])
+    allowed = years >= 2015
+    for i in range(len(QUERIES)):
+        rows = np.flatnonzero(allowed)[np.argsort(-ref[i][allowed], kind="stable")][:10]
+        assert [d for d, _ in res.row(i)] == [state.ids[r] for r in rows]
+        assert {d for d, _ in fde.row(i)} <= set(state.ids[allowed])
+    fused = mv_coll.search(QUERIES, k=10, method="bm25+multivector", fusion={"method": "rrf"})
+    assert all(len(fused.row(i)) == 10 for i in range(len(QUERIES)))
+    with pytest.raises(InvalidInputError, match="multivector"):
+        mv_coll.search(QUERIES, method="bm25", options={"fde": True})
+
+
+def _arrays_by_id(coll):
+    """Each live document's stored token vectors and FDE, by id."""
+    state = coll._state
+    out = {}
+    for seg in state.segments:
+        off = state.offsets[seg.seg]
+        ptr, tok, fde = seg.data.mv_indptr, seg.data.mv_tokens, seg.data.mv_fde
+        for r in range(seg.n_rows):
+            if state.live[off + r]:
+                out[state.ids[off + r]] = (np.asarray(tok[ptr[r]:ptr[r + 1]]), np.asarray(fde[r]))
+    return out
+
+
+def test_commits_and_merges_match_a_fresh_build(tmp_path, scifact_small, tiny_st):
+    cfg = CollectionConfig(dense=None, max_segments=2, signals={"multivector": _settings(tiny_st)})
+    grown = Collection.create(tmp_path / "grown", cfg)
+    for start in (0, 15, 30, 45):
+        grown.add(_docs(scifact_small, 15, start))
+        grown.commit()
+    changed = scifact_small[3]["_id"]
+    grown.upsert([{"_id": changed, "title": "Changed", "text": "Microglia respond to injury."}])
+    grown.delete([scifact_small[i]["_id"] for i in (5, 20, 33)])
+    grown.commit()
+    assert len(grown._state.segments) <= 2
+    grown.compact()
+
+    final = [d for i, d in enumerate(_docs(scifact_small, 60)) if i not in (5, 20, 33)]
+    final = [({"_id": changed, "title": "Changed", "text": "Microglia respond to injury."} if d["_id"] == changed
+              else d) for d in final]
+    fresh = Collection.create(tmp_path / "fresh", cfg)
+    fresh.add(final)
+    fresh.commit()
+    a, b = _arrays_by_id(grown), _arrays_by_id(fresh)
+    assert a.keys() == b.keys() and len(a) == 57
+    for doc_id in a:
+        np.testing.assert_array_equal(a[doc_id][0], b[doc_id][0])
+        np.testing.assert_allclose(a[doc_id][1], b[doc_id][1], rtol=1e-5, atol=1e-6)
+    for opts in ({}, {"fde": True, "fde_candidates": 30}):
+        ra = grown.search(QUERIES, k=8, method="multivector", options=opts)
+        rb = fresh.search(QUERIES, k=8, method="multivector", options=opts)
+        for i in range(len(QUERIES)):
+            assert [d for d, _ in ra.row(i)] == [d for d, _ in rb.row(i)]
+    assert scifact_small[5]["_id"] not in {d for i in range(4) for d, _ in ra.row(i)}
+    info = grown.info()
+    assert info["multivector_dim"] == 16 and info["fde_dim"] == 6 * 8 * 8 and info["multivector_tokens_per_doc"] > 20
+    grown.close()
+    fresh.close()
+
+
+def test_bad_input(tmp_path, scifact_small, tiny_st):
+    plain = Collection.create(tmp_path / "plain", CollectionConfig(dense=None))
+    plain.add(scifact_small[:5])
+    plain.commit()
+    with pytest.raises(InvalidInputError, match="token vectors"):
+        plain.search("x", method="multivector")
+    with pytest.raises(ConfigError, match="MultiVectorConfig"):
+        Collection.create(tmp_path / "bad", CollectionConfig(signals={"multivector": {"dimension": 8}}))
+    assert not (tmp_path / "bad" / "manifest.json").exists()
+    with pytest.raises(ConfigError, match="simhash"):
+        Collection.create(tmp_path / "bad2", CollectionConfig(signals={"multivector": {"fde": {"simhash": 99}}}))
+    nofde = Collection.create(tmp_path / "nofde", CollectionConfig(
+        dense=None, signals={"multivector": {**_settings(tiny_st), "fde": None}}))
+    nofde.add(scifact_small[:5])
+    nofde.commit()
+    assert nofde.search("cells", k=2, method="multivector").row(0)
+    with pytest.raises(InvalidInputError, match="fde"):
+        nofde.search("cells", method="multivector", options={"fde": True})
+    with pytest.raises(ConfigError, match="exceeds"):
+        bad = Collection.create(tmp_path / "wide", CollectionConfig(
+            dense=None, signals={"multivector": {**_settings(tiny_st), "dim": 64}}))
+        bad.add(scifact_small[:2])
+        bad.commit()
+
+
+def _pylate_checkpoint(folder, tiny_st_root):
+    """A late-interaction checkpoint in PyLate's layout (a transformer and a ``pylate.models.Dense`` projection
+    to 8 dimensions, [Q]/[D] markers in the config), built from a config: no weights are downloaded."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import save_file
+
+    hf = Path(tiny_st_root).parent / "hf"
+    shutil.copytree(hf, folder)
+    (folder / "1_Dense").mkdir()
+    torch.manual_seed(0)
+    save_file({"linear.weight": torch.randn(8, 32) * 0.2}, str(folder / "1_Dense" / "model.safetensors"))
+    (folder / "1_Dense" / "config.json").write_text(json.dumps(
+        {"in_features": 32, "out_features": 8, "bias": False,
+         "activation_function": "torch.nn.modules.linear.Identity"}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"model_type": "ColBERT", "query_prefix": "[unused0]", "document_prefix": "[unused1]", "query_length": 16,
+         "document_length": 64, "attend_to_expansion_tokens": False, "similarity_fn_name": "MaxSim"}))
+    return folder
+
+
+def test_late_interaction_checkpoint(tmp_path, scifact_small, tiny_st):
+    from sentence_transformers import MultiVectorEncoder
+
+    ckpt = _pylate_checkpoint(tmp_path / "colbert", tiny_st)
+    enc = TokenEncoder(MultiVectorConfig(model=str(ckpt)))
+    assert enc.kind == "colbert" and enc.dim == 8
+    docs = ["Microglia are immune cells of the brain.", "Vitamin D supports bone density."]
+    d = enc.encode_documents(docs)
+    q = enc.encode_queries(["brain immune cells"])
+    ref = MultiVectorEncoder(str(ckpt), device="cpu")
+    want = ref.similarity(ref.encode_query(["brain immune cells"]), ref.encode_document(docs))
+    got = [chamfer(q[0], x.astype(np.float32)) for x in d]
+    np.testing.assert_allclose(got, np.asarray(want[0], dtype=np.float32), rtol=5e-3, atol=5e-3)
+    coll = Collection.create(tmp_path / "c", CollectionConfig(
+        dense=None, signals={"multivector": {"model": str(ckpt), "fde": FDE}}))
+    coll.add(scifact_small[:20])
+    coll.commit()
+    exact = coll.search(QUERIES, k=5, method="multivector")
+    fde = coll.search(QUERIES, k=5, method="multivector", options={"fde": True, "fde_candidates": 20})
+    assert [exact.row(i) for i in range(4)] == [fde.row(i) for i in range(4)]
+    coll.close()
+
+
+def test_maxsim_rerank_stage(mv_coll, tmp_path, scifact_small):
+    first = mv_coll.search(QUERIES, k=30, method="bm25")
+    res = mv_coll.search(QUERIES, k=10, method="bm25", rerank="maxsim", rerank_depth=30)
+    ref = _brute_force(mv_coll, QUERIES)
+    ids = list(mv_coll._state.ids)
+    for i in range(len(QUERIES)):
+        cands = [d for d, _ in first.row(i)]
+        want = sorted(cands, key=lambda d: (-ref[i][ids.index(d)], ids.index(d)))[:10]
+        got = res.row(i)
+        assert [d for d, _ in got] == want
+        np.testing.assert_allclose([s for _, s in got], [ref[i][ids.index(d)] for d in want], rtol=2e-3, atol=2e-3)
+    plain = Collection.create(tmp_path / "plain", CollectionConfig(dense=None))
+    plain.add(scifact_small[:5])
+    plain.commit()
+    with pytest.raises(InvalidInputError, match="maxsim"):
+        plain.search("cells", rerank="maxsim")
+    plain.close()
