@@ -254,6 +254,7 @@ class DenseIndexConfig(_Config):
 
 MULTIVECTOR_KINDS = ("auto", "tokens", "colbert")
 TOKEN_SKIPS = ("none", "punctuation", "stopwords")
+TOKEN_STORAGE = ("float16", "int8", "binary")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,9 +310,15 @@ class MultiVectorConfig(_Config):
             keep the model's hidden size).
         skip: document tokens left out: ``"punctuation"``, ``"stopwords"`` (punctuation and English
             stopwords) or ``"none"``; queries keep all their tokens.
+        storage: what an exact search over every document scans: ``"float16"`` (the stored vectors), ``"int8"``
+            (codes with a scale per token, about half the bytes) or ``"binary"`` (sign bits, an eighth); the
+            last two rescore their best ``rescore_multiplier · k`` documents with the float16 vectors.
+        rescore_multiplier: candidates of a compressed scan rescored per wanted result.
         backend, max_length, batch_size: as for the dense model (``max_length``: word pieces, ``None``:
             the model's own limit).
-        fde: the MUVERA encoding (``None``: no FDEs are computed; ``--fde`` searches are refused).
+        fde: the MUVERA encoding (``None``: no FDEs are computed; ``--fde`` searches are refused). Default
+            (R, k_sim, d_proj) = (40, 5, 16): on SciFact's MiniLM tokens it finds more of the exact top 100
+            than the paper's (20, 5, 16), so fewer candidates need rescoring (RESULTS.md "muvera").
         fde_index: the dense index that serves FDE search (any :class:`DenseIndexConfig` kind).
         fde_candidates: FDE results per query rescored by exact MaxSim.
     """
@@ -320,21 +327,23 @@ class MultiVectorConfig(_Config):
     kind: str = "auto"
     dim: int | None = 128
     skip: str = "punctuation"
+    storage: str = "float16"
+    rescore_multiplier: int = 4
     backend: str = "auto"
     max_length: int | None = None
     batch_size: int = 8
-    fde: FDEConfig | None = field(default_factory=FDEConfig)
+    fde: FDEConfig | None = field(default_factory=lambda: FDEConfig(repetitions=40))
     fde_index: DenseIndexConfig = field(default_factory=lambda: DenseIndexConfig())
-    fde_candidates: int = 200
+    fde_candidates: int = 150
 
     def __post_init__(self) -> None:
-        for name, allowed in (("kind", MULTIVECTOR_KINDS), ("skip", TOKEN_SKIPS),
+        for name, allowed in (("kind", MULTIVECTOR_KINDS), ("skip", TOKEN_SKIPS), ("storage", TOKEN_STORAGE),
                               ("backend", DENSE_BACKENDS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"MultiVectorConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("dim", "max_length", "batch_size", "fde_candidates"):
+        for name in ("dim", "max_length", "batch_size", "fde_candidates", "rescore_multiplier"):
             v = getattr(self, name)
-            if (v is not None or name in ("batch_size", "fde_candidates")) and (
+            if (v is not None or name in ("batch_size", "fde_candidates", "rescore_multiplier")) and (
                     not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(f"MultiVectorConfig.{name} must be a positive integer, got {v!r}")
 

@@ -170,7 +170,7 @@ MULTIVECTOR_OPTIONS: tuple[Option, ...] = (
            "then rescore the best --fde-candidates exactly with MaxSim (default: exact MaxSim over every document)",
            default=False),
     Option("fde_candidates", "--fde-candidates", "int",
-           "multivector --fde: results per query rescored with MaxSim (default: the collection's, 200)", ge=1,
+           "multivector --fde: results per query rescored with MaxSim (default: the collection's, 150)", ge=1,
            le=100_000),
     Option("fde_index", "--fde-index", "str", "multivector --fde: the index over the encodings (default: the "
            "collection's, flat)", choices=DENSE_INDEX_KINDS),

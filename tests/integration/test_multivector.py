@@ -53,7 +53,7 @@ def _brute_force(coll, queries):
 def test_manifest_keeps_every_setting(mv_coll):
     stored = json.loads((mv_coll.path / "manifest.json").read_text())["config"]["signals"]["multivector"]
     assert stored["fde"] == {**FDE, "final_dim": None, "seed": 42, "fill_empty": True}
-    assert stored["fde_candidates"] == 200 and stored["skip"] == "punctuation" and stored["dim"] == 16
+    assert stored["fde_candidates"] == 150 and stored["skip"] == "punctuation" and stored["dim"] == 16
 
 
 def test_exact_maxsim_equals_brute_force(mv_coll):
@@ -246,3 +246,20 @@ def test_maxsim_rerank_stage(mv_coll, tmp_path, scifact_small):
     with pytest.raises(InvalidInputError, match="maxsim"):
         plain.search("cells", rerank="maxsim")
     plain.close()
+
+
+@pytest.mark.parametrize("storage", ["int8", "binary"])
+def test_compressed_token_storage(tmp_path, scifact_small, tiny_st, mv_coll, storage):
+    coll = Collection.create(tmp_path / "c", CollectionConfig(
+        dense=None, signals={"multivector": {**_settings(tiny_st), "storage": storage, "rescore_multiplier": 30}}))
+    coll.add(_docs(scifact_small, 60))
+    coll.commit()
+    seg = coll._state.segments[0].path
+    assert (seg / ("mv_int8_codes.npy" if storage == "int8" else "mv_binary.npy")).exists()
+    got = coll.search(QUERIES, k=5, method="multivector")
+    want = mv_coll.search(QUERIES, k=5, method="multivector")  # float16 scan of the same documents
+    for i in range(len(QUERIES)):  # 150 of 60 documents rescored: the exact answer
+        assert got.row(i) == want.row(i)
+    info = coll.info()
+    assert info["multivector_scan_bytes"] < info["multivector_bytes_on_disk_mmap"]
+    coll.close()

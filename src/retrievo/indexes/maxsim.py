@@ -9,6 +9,11 @@ BLAS sgemm, both cores); a compiled kernel then takes each document's maximum pe
 query, skipping dead and filtered documents. Rescoring candidates (MUVERA's second step, the MaxSim rerank
 stage) gathers only their tokens. No library does this over our segment layout with tombstones and filter
 masks (PyLate and fastembed score in-memory tensors of one query against a list of documents).
+
+A full search may scan compressed copies of the tokens instead (:class:`TokenCodes`, kept beside each
+segment): ``int8`` (one float32 scale per token, about half the bytes of float16) or ``binary`` (sign bits, an
+eighth); the best ``rescore_multiplier · k`` documents of the scan are then rescored with the float16 tokens, so
+returned scores are always exact MaxSim.
 """
 
 from __future__ import annotations
@@ -16,34 +21,43 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["MaxSimIndex", "maxsim_scores", "query_batch"]
+__all__ = ["MaxSimIndex", "TokenCodes", "as_float32", "maxsim_scores", "query_batch"]
 
 _TOKEN_BLOCK = 1 << 16  # document tokens converted and multiplied at a time
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
-def _reduce(sim, q_ptr, d_ptr, keep, out):  # pragma: no cover - compiled
-    """``out[q, d] = Σ_{i in q} max_{j in d} sim[i, j]`` for documents ``d`` with ``keep[d]`` (else -inf).
+@nb.njit(cache=True, nogil=True)
+def _half_bits(src, dst):  # pragma: no cover - compiled
+    """First step of half -> single: the half's exponent and mantissa shifted into a float32's place."""
+    for i in range(src.size):
+        dst[i] = (np.uint32(src[i]) & np.uint32(0x7FFF)) << np.uint32(13)
 
-    ``sim`` is ``(query tokens, document tokens)``; ``q_ptr``/``d_ptr`` are the token offsets (CSR) of the
-    queries and of the documents within ``sim``'s columns."""
-    nq, nd = q_ptr.shape[0] - 1, d_ptr.shape[0] - 1
-    for d in nb.prange(nd):
-        lo, hi = d_ptr[d], d_ptr[d + 1]
-        if not keep[d]:
-            for q in range(nq):
-                out[q, d] = -np.inf
-            continue
-        for q in range(nq):
-            total = 0.0
-            for i in range(q_ptr[q], q_ptr[q + 1]):
-                best = -np.inf
-                for j in range(lo, hi):
-                    if sim[i, j] > best:
-                        best = sim[i, j]
-                if hi > lo:
-                    total += best
-            out[q, d] = total
+
+@nb.njit(cache=True, nogil=True)
+def _half_finish(src, dst):  # pragma: no cover - compiled
+    """Last step: infinities and NaNs get the all-ones exponent, and the sign goes back."""
+    for i in range(src.size):
+        x = np.uint32(src[i])
+        sign = (x & np.uint32(0x8000)) << np.uint32(16)
+        em = x & np.uint32(0x7FFF)
+        special = np.uint32(0x7F800000) | ((em & np.uint32(0x03FF)) << np.uint32(13))
+        dst[i] = (special if em >= np.uint32(0x7C00) else dst[i]) | sign
+
+
+def as_float32(tokens: np.ndarray) -> np.ndarray:
+    """Token vectors as a contiguous float32 array. float16 is converted without branches, so every step
+    vectorises (numpy's cast does not, and is about three times slower): exponent and mantissa shifted into
+    place and read as a float32 scaled by 2**112 (exact for normal and subnormal halves), then infinities,
+    NaNs and the sign."""
+    if tokens.dtype != np.float16:
+        return np.ascontiguousarray(tokens, dtype=np.float32)
+    src = np.ascontiguousarray(tokens).view(np.uint16).reshape(-1)
+    out = np.empty(tokens.shape, dtype=np.float32)
+    bits = out.reshape(-1).view(np.uint32)
+    _half_bits(src, bits)
+    np.multiply(out, np.float32(2.0 ** 112), out=out)
+    _half_finish(src, bits)
+    return out
 
 
 def query_batch(queries: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -58,15 +72,82 @@ def query_batch(queries: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def maxsim_scores(q_ptr: np.ndarray, q_tok: np.ndarray, d_ptr: np.ndarray, d_tok: np.ndarray,
                   keep: np.ndarray | None = None) -> np.ndarray:
-    """MaxSim of every query against every document given as CSR token sets: ``(n_queries, n_docs)``."""
-    nd = len(d_ptr) - 1
-    out = np.empty((len(q_ptr) - 1, nd), dtype=np.float32)
-    if nd == 0:
-        return out
-    sim = q_tok @ np.asarray(d_tok, dtype=np.float32).T
-    keep = np.ones(nd, dtype=np.bool_) if keep is None else keep
-    _reduce(np.ascontiguousarray(sim), q_ptr, np.asarray(d_ptr, np.int64) - int(d_ptr[0]), keep, out)
+    """MaxSim of every query against every document given as CSR token sets: ``(n_queries, n_docs)``
+    (``-inf`` where ``keep`` is false; 0 for a document or query without tokens).
+
+    One matrix product of all query tokens with all document tokens, then each document's maximum per query
+    token (``np.maximum.reduceat`` over its columns) and each query's sum (``np.add.reduceat`` over its rows)."""
+    nq, nd = len(q_ptr) - 1, len(d_ptr) - 1
+    out = np.zeros((nq, nd), dtype=np.float32)
+    d_ptr = np.asarray(d_ptr, np.int64) - int(d_ptr[0])
+    if nd and nq and d_ptr[-1] and q_ptr[-1]:
+        sim = q_tok @ as_float32(d_tok).T
+        full_d = np.flatnonzero(np.diff(d_ptr) > 0)
+        full_q = np.flatnonzero(np.diff(q_ptr) > 0)
+        best = np.maximum.reduceat(sim, d_ptr[full_d], axis=1)  # (query tokens, documents with tokens)
+        out[np.ix_(full_q, full_d)] = np.add.reduceat(best, np.asarray(q_ptr, np.int64)[full_q], axis=0)
+    if keep is not None:
+        out[:, ~np.asarray(keep, bool)] = -np.inf
     return out
+
+
+class TokenCodes:
+    """Compressed token vectors of one segment for the full scan: ``int8`` codes with a scale per token, or
+    ``binary`` sign bits (see the module docstring)."""
+
+    KINDS = ("int8", "binary")
+
+    def __init__(self, kind: str, codes: np.ndarray, scale: np.ndarray | None, dim: int) -> None:
+        self.kind, self.codes, self.scale, self.dim = kind, codes, scale, int(dim)
+
+    @staticmethod
+    def files(kind: str) -> tuple[str, ...]:
+        return ("mv_int8_codes.npy", "mv_int8_scale.npy") if kind == "int8" else ("mv_binary.npy",)
+
+    @classmethod
+    def encode(cls, kind: str, tokens: np.ndarray) -> TokenCodes:
+        dim = tokens.shape[1]
+        codes, scale = [], []
+        for s in range(0, len(tokens), _TOKEN_BLOCK):
+            t = np.asarray(tokens[s:s + _TOKEN_BLOCK], dtype=np.float32)
+            if kind == "int8":
+                sc = np.maximum(np.abs(t).max(axis=1), 1e-12) / 127.0
+                codes.append(np.clip(np.rint(t / sc[:, None]), -127, 127).astype(np.int8))
+                scale.append(sc.astype(np.float32))
+            else:
+                codes.append(np.packbits(t > 0, axis=1))
+        width = dim if kind == "int8" else (dim + 7) // 8
+        cat = np.concatenate(codes) if codes else np.zeros((0, width), np.int8 if kind == "int8" else np.uint8)
+        return cls(kind, cat, np.concatenate(scale) if scale else (np.zeros(0, np.float32) if kind == "int8" else None),
+                   dim)
+
+    def save(self, folder) -> None:
+        from retrievo._io import save_npy
+
+        names = self.files(self.kind)
+        save_npy(folder / names[0], self.codes)
+        if self.kind == "int8":
+            save_npy(folder / names[1], self.scale)
+
+    @classmethod
+    def load(cls, kind: str, folder, dim: int) -> TokenCodes | None:
+        names = cls.files(kind)
+        if not all((folder / n).exists() for n in names):
+            return None
+        codes = np.load(folder / names[0], mmap_mode="r")
+        scale = np.load(folder / names[1], mmap_mode="r") if kind == "int8" else None
+        return cls(kind, codes, scale, dim)
+
+    def tokens(self, lo: int, hi: int) -> np.ndarray:
+        """Tokens ``lo:hi`` decoded to float32 (binary: ±1/√dim, unit length like the tokens)."""
+        if self.kind == "int8":
+            return np.asarray(self.codes[lo:hi], np.float32) * np.asarray(self.scale[lo:hi])[:, None]
+        bits = np.unpackbits(np.asarray(self.codes[lo:hi]), axis=1, count=self.dim).astype(np.float32)
+        return (2.0 * bits - 1.0) / np.sqrt(self.dim)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.codes.nbytes) + (int(self.scale.nbytes) if self.scale is not None else 0)
 
 
 class MaxSimIndex:
@@ -76,10 +157,15 @@ class MaxSimIndex:
         blocks: ``(offset, indptr, tokens)`` per segment; ``tokens`` is ``(n_tokens, dim)`` (float16,
             memory-mapped) and ``indptr`` the ``n_rows + 1`` token offsets of its rows.
         live: boolean mask over all rows; dead rows are never returned.
+        scan: per block, the :class:`TokenCodes` a full search scans instead of the float16 tokens (then the
+            best ``rescore_multiplier · k`` are rescored exactly); ``None``: scan the tokens themselves.
     """
 
-    def __init__(self, blocks: list[tuple[int, np.ndarray, np.ndarray]], live: np.ndarray) -> None:
+    def __init__(self, blocks: list[tuple[int, np.ndarray, np.ndarray]], live: np.ndarray,
+                 scan: list[TokenCodes] | None = None, rescore_multiplier: int = 4) -> None:
         self.blocks = blocks
+        self.scan = scan
+        self.rescore_multiplier = int(rescore_multiplier)
         self.live = np.asarray(live, dtype=bool)
         self.n_rows = len(self.live)
         self.dim = int(blocks[0][2].shape[1]) if blocks else 0
@@ -90,6 +176,11 @@ class MaxSimIndex:
         return sum(int(t.nbytes) + int(p.nbytes) for _, p, t in self.blocks)
 
     @property
+    def scan_nbytes(self) -> int:
+        """Bytes a full search reads: the compressed codes, or the float16 tokens."""
+        return self.nbytes if self.scan is None else sum(c.nbytes for c in self.scan)
+
+    @property
     def n_tokens(self) -> int:
         return sum(int(p[-1]) for _, p, _ in self.blocks)
 
@@ -98,13 +189,31 @@ class MaxSimIndex:
         b = int(np.searchsorted(self._offsets, row, side="right") - 1)
         offset, ptr, tok = self.blocks[b]
         local = row - offset
-        return np.asarray(tok[ptr[local]:ptr[local + 1]], dtype=np.float32)
+        return as_float32(tok[ptr[local]:ptr[local + 1]])
 
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Token sets of global ``rows`` as ``(indptr, float32 tokens)`` in the order given."""
+        """Token sets of global ``rows`` as ``(indptr, tokens)`` in the order given (tokens in the stored dtype),
+        read with one indexed copy per segment in increasing file order."""
         rows = np.asarray(rows, dtype=np.int64)
-        parts = [self.tokens(int(r)) for r in rows]
-        return query_batch(parts) if parts else (np.zeros(1, np.int64), np.zeros((0, self.dim), np.float32))
+        dtype = self.blocks[0][2].dtype if self.blocks else np.float32
+        which = np.searchsorted(self._offsets, rows, side="right") - 1
+        lengths = np.zeros(len(rows), np.int64)
+        starts = np.zeros(len(rows), np.int64)
+        for b in np.unique(which):
+            sel = which == b
+            offset, ptr, _ = self.blocks[b]
+            local = rows[sel] - offset
+            starts[sel], lengths[sel] = ptr[local], ptr[local + 1] - ptr[local]
+        out_ptr = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(lengths, out=out_ptr[1:])
+        out = np.empty((int(out_ptr[-1]), self.dim), dtype=dtype)
+        for b in np.unique(which):
+            sel = np.flatnonzero(which == b)
+            dst = _spans(out_ptr, sel)
+            src = np.repeat(starts[sel] - out_ptr[sel], lengths[sel]) + dst
+            order = np.argsort(src, kind="stable")
+            out[dst[order]] = self.blocks[b][2][src[order]]
+        return out_ptr, out
 
     def score(self, queries: list[np.ndarray], rows: list[np.ndarray]) -> list[np.ndarray]:
         """MaxSim of query ``i`` with each of its candidate ``rows[i]``."""
@@ -119,12 +228,15 @@ class MaxSimIndex:
             out.append(maxsim_scores(q_ptr, np.ascontiguousarray(q, np.float32), d_ptr, d_tok)[0])
         return out
 
-    def all_scores(self, queries: list[np.ndarray], allowed: np.ndarray | None = None) -> np.ndarray:
-        """MaxSim of every query with every row (``-inf`` for dead or disallowed rows): ``(n_queries, n_rows)``."""
+    def all_scores(self, queries: list[np.ndarray], allowed: np.ndarray | None = None,
+                   compressed: bool = False) -> np.ndarray:
+        """MaxSim of every query with every row (``-inf`` for dead or disallowed rows): ``(n_queries, n_rows)``;
+        ``compressed``: through the scan codes (approximate)."""
         q_ptr, q_tok = query_batch(queries)
         keep_all = self.live if allowed is None else (self.live & np.asarray(allowed, dtype=bool))
         out = np.full((len(queries), self.n_rows), -np.inf, dtype=np.float32)
-        for offset, ptr, tok in self.blocks:
+        for b, (offset, ptr, tok) in enumerate(self.blocks):
+            codes = self.scan[b] if compressed and self.scan is not None else None
             n = len(ptr) - 1
             keep = keep_all[offset:offset + n]
             start = 0
@@ -136,23 +248,45 @@ class MaxSimIndex:
                 end = int(np.searchsorted(ptr, ptr[start] + _TOKEN_BLOCK, side="right")) - 1
                 end = min(max(end, start + 1), n)
                 lo, hi = int(ptr[start]), int(ptr[end])
+                d_tok = tok[lo:hi] if codes is None else codes.tokens(lo, hi)
                 out[:, offset + start:offset + end] = maxsim_scores(
-                    q_ptr, q_tok, ptr[start:end + 1], tok[lo:hi], np.ascontiguousarray(keep[start:end]))
+                    q_ptr, q_tok, ptr[start:end + 1], d_tok, np.ascontiguousarray(keep[start:end]))
                 start = end
         return out
 
     def search(self, queries: list[np.ndarray], k: int, allowed: np.ndarray | None = None,
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top ``k`` rows of each query by exact MaxSim: ``(rows, scores, counts)`` padded with -1 / -inf."""
-        from retrievo.indexes._topk import select_topk
+        """Top ``k`` rows of each query by exact MaxSim: ``(rows, scores, counts)`` padded with -1 / -inf. With scan
+        codes, the best ``rescore_multiplier · k`` of the compressed scan are rescored with the float16 tokens."""
+        if self.scan is None:
+            return _top(self.all_scores(queries, allowed), k)
+        rows_c, _, counts_c = _top(self.all_scores(queries, allowed, compressed=True), k * self.rescore_multiplier)
+        cand = [rows_c[i, :counts_c[i]] for i in range(len(queries))]
+        out_r = np.full((len(queries), k), -1, np.int64)
+        out_s = np.full((len(queries), k), -np.inf, np.float32)
+        counts = np.zeros(len(queries), np.int64)
+        for i, (r, sc) in enumerate(zip(cand, self.score(queries, cand), strict=True)):
+            order = np.lexsort((r, -sc))[:k]
+            out_r[i, :len(order)], out_s[i, :len(order)], counts[i] = r[order], sc[order], len(order)
+        return out_r, out_s, counts
 
-        scores = self.all_scores(queries, allowed)
-        nq, n = scores.shape
-        rows = np.broadcast_to(np.arange(n, dtype=np.int64), (nq, n))
-        if n > 4 * k:  # keep a superset of each query's top k (ties at the boundary included), then sort
-            kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
-            width = int((scores >= kth).sum(axis=1).max())
-            pick = np.argpartition(-scores, min(width, n) - 1, axis=1)[:, :width]
-            rows, scores = pick.astype(np.int64), np.take_along_axis(scores, pick, axis=1)
-        rows = np.where(np.isfinite(scores), rows, -1)
-        return select_topk(rows, scores, k)
+
+def _spans(ptr: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """Positions ``ptr[i]:ptr[i+1]`` of every ``i`` in ``sel``, concatenated."""
+    lengths = ptr[sel + 1] - ptr[sel]
+    return np.repeat(ptr[sel] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+
+
+def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's best ``k`` columns (ties: the lower column), padded with -1 / -inf, skipping -inf."""
+    from retrievo.indexes._topk import select_topk
+
+    nq, n = scores.shape
+    rows = np.broadcast_to(np.arange(n, dtype=np.int64), (nq, n))
+    if n > 4 * k:  # keep a superset of each query's top k (ties at the boundary included), then sort
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
+        width = int((scores >= kth).sum(axis=1).max())
+        pick = np.argpartition(-scores, min(width, n) - 1, axis=1)[:, :width]
+        rows, scores = pick.astype(np.int64), np.take_along_axis(scores, pick, axis=1)
+    rows = np.where(np.isfinite(scores), rows, -1)
+    return select_topk(rows, scores, k)

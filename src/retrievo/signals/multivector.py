@@ -132,6 +132,10 @@ class MultiVectorSignal(Signal):
         return arrays, {"mv_dim": dim}
 
     def write_derived(self, seg_dir: Path, data: SegmentData) -> None:
+        if self.config.storage != "float16" and data.get("mv_tokens") is not None:
+            from retrievo.indexes.maxsim import TokenCodes
+
+            TokenCodes.encode(self.config.storage, data.mv_tokens).save(seg_dir)
         if self.config.fde is not None:
             from retrievo.signals.dense import build_derived
 
@@ -145,12 +149,28 @@ class MultiVectorSignal(Signal):
         segs = snapshot.segments
         if not all(s.data.has(TOKENS) for s in segs):
             return None
+        scan = None
+        if self.config.storage != "float16":
+            scan = [self._codes(s) for s in segs]
         maxsim = MaxSimIndex([(snapshot.offsets[s.seg], s.data.mv_indptr, s.data.mv_tokens) for s in segs],
-                             snapshot.live)
+                             snapshot.live, scan, self.config.rescore_multiplier)
         fde_flat = None
         if self.config.fde is not None and all(s.data.get("mv_fde") is not None for s in segs):
             fde_flat = FlatIndex([(snapshot.offsets[s.seg], s.data.mv_fde) for s in segs], snapshot.live)
         return MultiVectorState(maxsim, fde_flat)
+
+    def _codes(self, seg: Any) -> Any:
+        """A segment's compressed tokens for the full scan: read from its folder, or made there on first use
+        (a segment written before ``storage`` was set; segments are immutable)."""
+        from retrievo.indexes.maxsim import TokenCodes
+
+        kind, tokens = self.config.storage, seg.data.mv_tokens
+        codes = TokenCodes.load(kind, seg.path, tokens.shape[1])
+        if codes is None:
+            codes = TokenCodes.encode(kind, tokens)
+            if not self.host.readonly:
+                codes.save(seg.path)
+        return codes
 
     def state(self, snapshot: Snapshot) -> MultiVectorState:
         st = snapshot.signals.get(self.name)
@@ -206,7 +226,7 @@ class MultiVectorSignal(Signal):
     @staticmethod
     def absent_info(config: CollectionConfig) -> dict[str, Any]:
         return {"multivector_model": None, "multivector_dim": None, "multivector_tokens_per_doc": None,
-                "multivector_bytes_on_disk_mmap": 0, "fde_dim": None}
+                "multivector_bytes_on_disk_mmap": 0, "multivector_scan_bytes": 0, "fde_dim": None}
 
     def info(self, snapshot: Snapshot) -> dict[str, Any]:
         st = snapshot.signals.get(self.name)
@@ -216,6 +236,7 @@ class MultiVectorSignal(Signal):
         n_rows = max(snapshot.n_rows, 1)
         out.update(multivector_dim=st.maxsim.dim, multivector_tokens_per_doc=round(st.maxsim.n_tokens / n_rows, 1),
                    multivector_bytes_on_disk_mmap=int(st.maxsim.nbytes + (st.fde_flat.nbytes if st.fde_flat else 0)),
+                   multivector_scan_bytes=int(st.maxsim.scan_nbytes),
                    fde_dim=None if st.fde_flat is None else st.fde_flat.dim)
         return out
 

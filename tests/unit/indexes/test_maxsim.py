@@ -70,3 +70,43 @@ def test_ties_and_large_collections_keep_the_exact_top_k(k):
     ref = index.all_scores(q)[0]
     want = np.lexsort((np.arange(120), -ref))[:k]
     assert rows[0].tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("kind", ["int8", "binary"])
+def test_compressed_scan_rescored_exactly(kind, tmp_path):
+    from retrievo.indexes.maxsim import TokenCodes
+
+    rng = np.random.default_rng(3)
+    blocks, sets = _blocks(rng, [50, 30], 32)
+    live = np.ones(80, bool)
+    live[[4, 60]] = False
+    exact = MaxSimIndex(blocks, live)
+    codes = [TokenCodes.encode(kind, tok) for _, _, tok in blocks]
+    codes[0].save(tmp_path)
+    again = TokenCodes.load(kind, tmp_path, 32)
+    np.testing.assert_array_equal(np.asarray(again.codes), codes[0].codes)
+    queries = [rng.standard_normal((4, 32)).astype(np.float32) for _ in range(6)]
+    approx = MaxSimIndex(blocks, live, codes, rescore_multiplier=4).all_scores(queries, compressed=True)
+    ref = exact.all_scores(queries)
+    if kind == "int8":  # dequantised tokens: scores within a percent
+        np.testing.assert_allclose(approx[:, live], ref[:, live], rtol=0.02, atol=0.02)
+    else:  # sign bits: a coarse estimate that still ranks
+        from scipy.stats import spearmanr
+
+        assert np.mean([spearmanr(a[live], r[live]).statistic for a, r in zip(approx, ref, strict=True)]) > 0.5
+    # everything rescored: the exact answer
+    rows, scores, _ = MaxSimIndex(blocks, live, codes, rescore_multiplier=40).search(queries, 5)
+    rows_e, scores_e, _ = exact.search(queries, 5)
+    assert rows.tolist() == rows_e.tolist()
+    np.testing.assert_allclose(scores, scores_e, rtol=1e-6)
+    assert codes[0].nbytes < (blocks[0][2].nbytes if kind == "int8" else blocks[0][2].nbytes / 8 + 1)
+
+
+def test_half_to_single_conversion_is_exact_for_every_half():
+    from retrievo.indexes.maxsim import as_float32
+
+    every = np.arange(65536, dtype=np.uint16).view(np.float16).reshape(256, 256)
+    want, got = every.astype(np.float32), as_float32(every)
+    assert np.array_equal(np.isnan(want), np.isnan(got))
+    ok = ~np.isnan(want)
+    assert np.array_equal(want[ok].view(np.uint32), got[ok].view(np.uint32))  # signed zeros too
