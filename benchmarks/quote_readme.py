@@ -11,7 +11,7 @@ from _common import HERE, RESULTS
 
 README = HERE.parent / "README.md"
 SECTIONS = ("beir", "bm25-speed", "dense-speed", "encode-speed", "quantized", "ann", "filters", "sparse_encode",
-            "sparse_encode_scifact", "sparse", "rerank-speed", "calibration", "robustness", "poisoning", "adapter", "learn",
+            "sparse_encode_scifact", "sparse", "muvera", "multivector", "rerank-speed", "calibration", "robustness", "poisoning", "adapter", "learn",
             "query-encoder", "server")
 
 

@@ -52,7 +52,7 @@ def _brute_force(coll, queries):
 
 def test_manifest_keeps_every_setting(mv_coll):
     stored = json.loads((mv_coll.path / "manifest.json").read_text())["config"]["signals"]["multivector"]
-    assert stored["fde"] == {**FDE, "final_dim": None, "seed": 42, "fill_empty": True}
+    assert stored["fde"] == {**FDE, "projection": "dense", "final_dim": None, "seed": 42, "fill_empty": True}
     assert stored["fde_candidates"] == 150 and stored["skip"] == "punctuation" and stored["dim"] == 16
 
 
@@ -263,3 +263,64 @@ def test_compressed_token_storage(tmp_path, scifact_small, tiny_st, mv_coll, sto
     info = coll.info()
     assert info["multivector_scan_bytes"] < info["multivector_bytes_on_disk_mmap"]
     coll.close()
+
+
+def test_api_cli_and_server_agree(tmp_path_factory, scifact_small, tiny_st):
+    """The multivector signal made by the CLI (``--signal multivector=...``), searched from the Python API, the CLI
+    (``--method multivector --fde``) and a real server on loopback (``"fde": true`` in the body)."""
+    import httpx
+
+    from retrievo.server.process import ServerProcess
+    from tests.conftest import make_beir
+    from tests.integration.test_plugin_signal import cli
+
+    root = tmp_path_factory.mktemp("mv-root")
+    src = make_beir(tmp_path_factory.mktemp("mv-src") / "b", scifact_small[:40], {}, [])
+    path = root / "mv"
+    cli("index", str(src), "--collection", str(path), "--no-dense", "--signal",
+        "multivector=" + json.dumps(_settings(tiny_st)), "--quiet")
+    srv = ServerProcess(root, api_key="k").start()
+    try:
+        coll = Collection.open(path, readonly=True)
+        for flags, body, opts in (([], {}, {}), (["--fde", "--fde-candidates", "20"], {"fde": True, "fde_candidates": 20},
+                                                   {"fde": True, "fde_candidates": 20})):
+            api = coll.search(QUERIES[0], k=5, method="multivector", options=opts).row(0)
+            out = json.loads(cli("search", str(path), QUERIES[0], "--k", "5", "--json", "--method", "multivector",
+                                 *flags).stdout)
+            assert [(h["id"], h["score"]) for h in out["results"]] == api
+            r = httpx.post(srv.url + "/v1/collections/mv/search", timeout=60, json={
+                "query": QUERIES[0], "k": 5, "method": "multivector", "include_text": False, "highlight": False, **body})
+            assert r.status_code == 200, r.text
+            assert [(h["id"], h["score"]) for h in r.json()["results"][0]["hits"]] == api
+        bad = httpx.post(srv.url + "/v1/collections/mv/search", timeout=60,
+                         json={"query": "x", "method": "bm25", "fde": True})
+        assert bad.status_code == 400 and "multivector" in bad.text
+        coll.close()
+    finally:
+        srv.stop()
+
+
+def test_eval_shows_progress_and_gives_the_same_run(tmp_path, scifact_small, tiny_st, capsys):
+    """Slow settings (exact late interaction, rerankers) are searched in batches under a progress bar on one
+    snapshot; the run is the one-batch run (matrix products of other shapes may round the last bit differently)."""
+    from retrievo.eval import runner
+    from retrievo.request import SearchRequest
+    from tests.conftest import make_beir
+
+    docs = scifact_small[:40]
+    queries = {f"q{i}": f"{d['title']} {QUERIES[i % 4]}" for i, d in enumerate(docs + docs[:35])}
+    qrels = [(q, docs[i % 40]["_id"], 1) for i, q in enumerate(queries)]
+    data = make_beir(tmp_path / "b", docs, queries, qrels)
+    cfg = CollectionConfig(dense=None, signals={"multivector": _settings(tiny_st)})
+    runs = {}
+    for progress in (False, True):
+        res = runner.run_eval(data, config=cfg, request=SearchRequest(method="multivector"), depth=20,
+                              collection_dir=tmp_path / "c", show_progress=progress)
+        runs[progress] = res.run
+    assert len(queries) > runner.PROGRESS_CHUNK
+    assert runs[True].keys() == runs[False].keys()
+    for q in runs[True]:  # the same documents in the same order; scores equal up to the last bits of a product
+        a, b = runs[True][q], runs[False][q]
+        assert sorted(a, key=a.get, reverse=True) == sorted(b, key=b.get, reverse=True)
+        assert [a[d] for d in a] == pytest.approx([b[d] for d in a], rel=1e-5)
+    assert "search" in capsys.readouterr().err

@@ -160,7 +160,7 @@ class TokenEncoder:
                     from sentence_transformers import MultiVectorEncoder
                 except ImportError as exc:  # pragma: no cover - sentence-transformers < 6
                     raise ConfigError("late-interaction models need sentence-transformers >= 6.0 "
-                                      "(MultiVectorEncoder)") from exc
+                                      "(MultiVectorEncoder): pip install 'retrievo[colbert]'") from exc
                 try:
                     self._impl = MultiVectorEncoder(self.model_path, device="cpu")
                 except Exception as exc:  # noqa: BLE001 - unreadable folder or no hub

@@ -77,6 +77,30 @@ class EvalResult:
         return out
 
 
+PROGRESS_CHUNK = 64  # queries per search when a slow setting shows its progress
+
+
+def _search_run(coll: Collection, queries: dict[str, str], qids: list[str], request: SearchRequest,
+                resolved: SearchRequest, show_progress: bool) -> dict[str, dict[str, float]]:
+    """The run of ``request`` over ``queries``: one batch, or — for the slow settings (a reranker, exact late
+    interaction) with ``show_progress`` — batches of :data:`PROGRESS_CHUNK` queries on one snapshot under a
+    progress bar (each query is searched on its own: the run is the same)."""
+    slow = bool(resolved.rerank) or ("multivector" in resolved.signals and not resolved.options.get("fde"))
+    if not (show_progress and slow and len(qids) > PROGRESS_CHUNK):
+        return coll.searcher.search([queries[q] for q in qids], request, query_ids=qids).to_run()
+    from tqdm.auto import tqdm
+
+    snapshot = coll.snapshot()
+    run: dict[str, dict[str, float]] = {}
+    with tqdm(total=len(qids), desc="search", unit="query") as bar:
+        for s in range(0, len(qids), PROGRESS_CHUNK):
+            part = qids[s:s + PROGRESS_CHUNK]
+            run.update(coll.searcher.search([queries[q] for q in part], request, query_ids=part,
+                                            snapshot=snapshot).to_run())
+            bar.update(len(part))
+    return run
+
+
 def default_collection_dir(dataset: BeirDataset, config: CollectionConfig) -> Path:
     """Where ``eval`` keeps the collection of a dataset and config, so later runs reuse it."""
     # only what changes the stored data keys the folder; fusion and index are search-time settings
@@ -169,9 +193,8 @@ def run_eval(
         resolved = coll.searcher.resolve(request)
         qids = list(queries)
         t0 = time.perf_counter()
-        results = coll.searcher.search([queries[q] for q in qids], request, query_ids=qids)
+        run = _search_run(coll, queries, qids, request, resolved, show_progress)
         t_search = time.perf_counter() - t0
-        run = results.to_run()
         measures = evaluate(run, qrels)
         run_path = Path(run_file) if run_file else coll.path / "runs" / f"{dataset.name}-{split}-{resolved.label()}.trec"
         write_run(run_path, run, tag=f"retrievo-{request.method}")

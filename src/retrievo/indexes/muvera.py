@@ -5,8 +5,9 @@ Encodings", NeurIPS 2024).
 Per repetition ``r`` (of ``repetitions``), ``simhash`` Gaussian hyperplanes cut the space into
 ``2**simhash`` partitions; a token falls in the partition whose index is its sign bits read as a Gray code
 (neighbouring partitions differ in one hyperplane). Each token is projected to ``projection_dim``
-coordinates by an AMS sketch (one ±1 per input coordinate, unbiased for inner products; ``None`` keeps the
-token as it is). A **query**'s block of a partition is the SUM of its tokens' projections there; a
+coordinates by a random ±1 matrix scaled by 1/√d_proj (the paper's; ``projection="ams"``: the C++ reference's
+sparse sketch, one ±1 per input coordinate; both unbiased for inner products; ``None`` keeps the token as
+it is). A **query**'s block of a partition is the SUM of its tokens' projections there; a
 **document**'s is their AVERAGE, and an empty partition takes the projection of the document token whose
 sign bits are nearest (Hamming) to the partition's — so every query token meets its likely MaxSim partner.
 The blocks of all repetitions are concatenated (``repetitions · 2**simhash · projection_dim`` values) and,
@@ -105,7 +106,10 @@ class FixedDimensionalEncoder:
             hyper.append(rng.standard_normal((self.dim, cfg.simhash)).astype(np.float32))
             if cfg.projection_dim is None:
                 proj.append(np.eye(self.dim, dtype=np.float32))
-            else:  # AMS sketch: input coordinate i goes to one output coordinate with a random sign
+            elif cfg.projection == "dense":  # the paper's: iid ±1 entries, scaled by 1/sqrt(d_proj)
+                signs = rng.choice(np.array([-1.0, 1.0], np.float32), (self.dim, self.pdim))
+                proj.append((signs / np.sqrt(self.pdim)).astype(np.float32))
+            else:  # AMS sketch (the C++ reference): input coordinate i goes to one output coordinate, random sign
                 m = np.zeros((self.dim, self.pdim), dtype=np.float32)
                 m[np.arange(self.dim), rng.integers(0, self.pdim, self.dim)] = rng.choice([-1.0, 1.0], self.dim)
                 proj.append(m)

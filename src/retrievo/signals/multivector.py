@@ -14,7 +14,8 @@ Search (``method="multivector"``, alone or fused with ``+``):
 * exact (default): MaxSim of the query's tokens with every live, allowed document
   (:class:`~retrievo.indexes.maxsim.MaxSimIndex`);
 * ``fde=True``: the query's FDE searched in the FDE index (flat, int8, binary, HNSW, IVF — any dense index
-  kind, filters and deletions as for dense), and its top ``fde_candidates`` rescored by exact MaxSim.
+  kind, filters and deletions as for dense), and its top ``fde_candidates`` (at least the results asked for)
+  rescored by exact MaxSim; in a fused search this signal's list ends there, whatever the fusion depth.
 """
 
 from __future__ import annotations
@@ -201,7 +202,10 @@ class MultiVectorSignal(Signal):
         opts = ctx.request.options
         if not opts.get("fde"):
             return Candidates.of(st.maxsim.search(queries, depth, ctx.allowed))
-        n = max(depth, int(opts.get("fde_candidates") or self.config.fde_candidates))
+        # the top fde_candidates are rescored (more when the results asked for are more); a fused search's
+        # deeper list is cut there too, rather than rescoring its whole depth
+        n = max(ctx.request.width(), int(opts.get("fde_candidates") or self.config.fde_candidates))
+        depth = min(depth, n)
         q_ptr = np.zeros(len(queries) + 1, dtype=np.int64)
         np.cumsum([len(q) for q in queries], out=q_ptr[1:])
         q_tok = np.concatenate(queries) if queries else np.zeros((0, st.maxsim.dim), np.float32)

@@ -70,6 +70,7 @@ def _reference(enc: FixedDimensionalEncoder, points: np.ndarray, document: bool)
     FDEConfig(repetitions=2, simhash=4, projection_dim=None),
     FDEConfig(repetitions=2, simhash=2, projection_dim=8, final_dim=40, seed=7),
     FDEConfig(repetitions=2, simhash=5, projection_dim=4, fill_empty=False),
+    FDEConfig(repetitions=3, simhash=3, projection_dim=4, projection="ams"),
     FDEConfig(repetitions=1, simhash=0, projection_dim=None),
 ])
 def test_fde_matches_its_definition_point_by_point(cfg):
@@ -161,3 +162,12 @@ def test_empty_sets_encode_to_zeros():
     enc = FixedDimensionalEncoder(4, FDEConfig(repetitions=2, simhash=2, projection_dim=2))
     out = enc.documents(np.array([0, 0, 2]), np.ones((2, 4), np.float32))
     assert not out[0].any() and out[1].any()
+
+
+def test_projection_matrices():
+    dense = FixedDimensionalEncoder(16, FDEConfig(repetitions=2, simhash=2, projection_dim=4))
+    assert set(np.unique(np.abs(dense.projection)).round(6)) == {0.5}  # ±1/sqrt(4) everywhere
+    ams = FixedDimensionalEncoder(16, FDEConfig(repetitions=2, simhash=2, projection_dim=4, projection="ams"))
+    assert ((ams.projection != 0).sum(axis=1) == 2).all()  # one ±1 per input coordinate and repetition
+    with pytest.raises(ConfigError, match="projection"):
+        FDEConfig(projection="gaussian")
