@@ -145,3 +145,10 @@ def test_eval_and_calibrate_take_every_search_option(tmp_path, subset):
     assert cut["recall@100"] < plain["recall@100"]  # the cut-off shortened the lists
     bad = run("eval", str(folder), "--min-probability", "0.3", "--json", "--collection", ec, ok=False)
     assert bad.returncode == 2 and "with the settings" not in bad.stderr and "no calibration for method 'bm25'" in bad.stderr
+
+
+def test_quickstart_says_what_it_indexes():
+    """``quickstart --no-dense`` indexes BM25 alone and says so (it used to announce MiniLM embeddings)."""
+    out = run("quickstart", "--no-dense").stdout
+    assert "1/3 indexing (BM25) ..." in out and "MiniLM" not in out
+    assert "[bm25]" in out and "[dense]" not in out

@@ -426,7 +426,11 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     data = bundled_dataset_path("scifact")
     config = _config_from_args(args)
     print(f"retrievo {__version__} quickstart: SciFact (BEIR, 5,183 abstracts) bundled at {data}")
-    print("1/3 indexing (BM25 + dense MiniLM embeddings; encoding is the slow part, done once and cached) ...")
+    what = ["BM25"] + (["dense MiniLM embeddings"] if config.dense is not None else []) + (
+        ["SPLADE vectors"] if config.sparse is not None else []) + (
+        ["token vectors"] if "multivector" in config.signals else [])
+    slow = "; encoding is the slow part, done once and cached" if len(what) > 1 else ""
+    print(f"1/3 indexing ({' + '.join(what)}{slow}) ...")
     coll, secs = ensure_collection(BeirDataset.from_path(data), config, show_progress=True)
     print(f"    {len(coll)} documents indexed in {secs:.1f} s" if secs else f"    reusing {coll.path}")
     print("2/3 a few searches:")

@@ -18,12 +18,26 @@ returned scores are always exact MaxSim.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
 import numba as nb
 import numpy as np
 
 __all__ = ["MaxSimIndex", "TokenCodes", "as_float32", "maxsim_scores", "query_batch"]
 
 _TOKEN_BLOCK = 1 << 16  # document tokens converted and multiplied at a time
+
+
+def _threads() -> int:
+    from retrievo.encoders.base import default_threads
+
+    return default_threads()
+
+
+@lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="retrievo-maxsim")
 
 
 @nb.njit(cache=True, nogil=True)
@@ -216,17 +230,27 @@ class MaxSimIndex:
         return out_ptr, out
 
     def score(self, queries: list[np.ndarray], rows: list[np.ndarray]) -> list[np.ndarray]:
-        """MaxSim of query ``i`` with each of its candidate ``rows[i]``."""
-        out = []
-        for q, r in zip(queries, rows, strict=True):
-            r = np.asarray(r, dtype=np.int64)
+        """MaxSim of query ``i`` with each of its candidate ``rows[i]``. Queries are scored side by side, one per
+        core, each with a single-threaded matrix product (a query's candidate set is too small for a product to
+        use two cores well: 1.7x faster on 2 cores than one query at a time)."""
+
+        def one(i: int) -> np.ndarray:
+            r = np.asarray(rows[i], dtype=np.int64)
             if len(r) == 0:
-                out.append(np.zeros(0, np.float32))
-                continue
+                return np.zeros(0, np.float32)
             d_ptr, d_tok = self.gather(r)
-            q_ptr = np.array([0, len(q)], dtype=np.int64)
-            out.append(maxsim_scores(q_ptr, np.ascontiguousarray(q, np.float32), d_ptr, d_tok)[0])
-        return out
+            q_ptr = np.array([0, len(queries[i])], dtype=np.int64)
+            return maxsim_scores(q_ptr, np.ascontiguousarray(queries[i], np.float32), d_ptr, d_tok)[0]
+
+        if len(queries) != len(rows):
+            raise ValueError(f"score: {len(queries)} queries but {len(rows)} candidate lists")
+        threads = min(_threads(), len(queries))
+        if threads <= 1:
+            return [one(i) for i in range(len(queries))]
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="blas"):
+            return list(_pool(threads).map(one, range(len(queries))))
 
     def all_scores(self, queries: list[np.ndarray], allowed: np.ndarray | None = None,
                    compressed: bool = False) -> np.ndarray:
