@@ -324,3 +324,16 @@ def test_eval_shows_progress_and_gives_the_same_run(tmp_path, scifact_small, tin
         assert sorted(a, key=a.get, reverse=True) == sorted(b, key=b.get, reverse=True)
         assert [a[d] for d in a] == pytest.approx([b[d] for d in a], rel=1e-5)
     assert "search" in capsys.readouterr().err
+
+
+def test_empty_collection_and_checks_before_retrieval(tmp_path, tiny_st):
+    coll = Collection.create(tmp_path / "e", CollectionConfig(dense=None, signals={"multivector": _settings(tiny_st)}))
+    for kw in ({"method": "multivector"}, {"method": "multivector", "options": {"fde": True}},
+               {"method": "bm25", "rerank": "maxsim"}):
+        assert coll.search("cells", **kw).row(0) == []
+    coll.close()
+    nofde = Collection.create(tmp_path / "n", CollectionConfig(
+        dense=None, signals={"multivector": {**_settings(tiny_st), "fde": None}}))
+    with pytest.raises(InvalidInputError, match="fde"):  # refused even before there is anything to search
+        nofde.search("cells", method="multivector", options={"fde": True})
+    nofde.close()

@@ -89,7 +89,7 @@ class MaxSimReranker:
 
     def prepare(self, ctx: SearchContext) -> None:
         sig = ctx.host.signals.get("multivector")
-        if sig is None or ctx.snapshot.signals.get("multivector") is None:
+        if sig is None or (ctx.snapshot.segments and ctx.snapshot.signals.get("multivector") is None):
             raise InvalidInputError(f"search: rerank 'maxsim' needs the collection's token vectors (the multivector "
                                     f"signal), and {ctx.host.path} has none")
 

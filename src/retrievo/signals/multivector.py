@@ -192,6 +192,12 @@ class MultiVectorSignal(Signal):
         return vector_index(snapshot, st.fde_flat, cfg, "mv_fde", FDE_FOLDER, readonly=self.host.readonly)
 
     # -- search --------------------------------------------------------------------------------------
+    def prepare(self, ctx: SearchContext) -> None:
+        if ctx.request.options.get("fde") and self.config.fde is None:
+            self.fde_encoder(0)  # no encodings configured: refused before any retrieval
+        if ctx.snapshot.segments:
+            self.state(ctx.snapshot)  # segments without token vectors: refused too
+
     def query_tokens(self, ctx: SearchContext) -> list[np.ndarray]:
         """The queries' token vectors (encoded once per search)."""
         return prepared(ctx, self, lambda: self.encoder.encode_queries(ctx.queries))
