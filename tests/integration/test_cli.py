@@ -152,3 +152,12 @@ def test_quickstart_says_what_it_indexes():
     out = run("quickstart", "--no-dense").stdout
     assert "1/3 indexing (BM25) ..." in out and "MiniLM" not in out
     assert "[bm25]" in out and "[dense]" not in out
+
+
+def test_reindexing_the_same_ids_names_the_flag(tmp_path):
+    src = make_beir(tmp_path / "b", scifact_docs(5), {}, [])
+    coll = tmp_path / "c"
+    run("index", str(src), "--collection", str(coll), "--no-dense", "--quiet")
+    again = run("index", str(src), "--collection", str(coll), "--quiet", ok=False)
+    assert again.returncode == 2 and "pass --upsert to replace them" in again.stderr and "use upsert" not in again.stderr
+    run("index", str(src), "--collection", str(coll), "--upsert", "--quiet")

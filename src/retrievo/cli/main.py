@@ -15,7 +15,7 @@ from typing import Any
 
 from retrievo._version import __version__
 from retrievo.cli.options import add_search_args, request_from_args
-from retrievo.errors import RetrievoError
+from retrievo.errors import InvalidInputError, RetrievoError
 from retrievo.signals.registry import METHODS  # the built-in methods (the registry imports no engine code)
 
 __all__ = ["METHODS", "main", "build_parser"]
@@ -96,7 +96,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         if args.upsert:
             coll.upsert(docs)
         else:
-            coll.add(docs)
+            try:
+                coll.add(docs)
+            except InvalidInputError as exc:  # the library's advice names a method; here it is a flag
+                raise InvalidInputError(str(exc).replace("use upsert to replace documents",
+                                                         "pass --upsert to replace them")) from None
         gen = coll.commit(show_progress=not args.quiet)
         print(f"indexed {len(docs)} documents from {args.source} into {args.collection} "
               f"(now {len(coll)} documents, generation {gen})")
