@@ -2,7 +2,10 @@
 
 Every loader yields validated :class:`~retrievo.types.Document` objects and reports bad input with the
 file and line (or row) it came from. Column names are configurable with a :class:`FieldMap`; columns that
-are not id/title/text become metadata.
+are not id/title/text become metadata. CSV cells are text: a metadata column whose every non-empty cell is a
+plain integer (no leading zeros, so codes such as ``007`` stay text) becomes ``int``, one whose cells are all
+decimal numbers becomes ``float`` (empty cells are then left out), so numeric filters work on a CSV corpus as on
+JSON Lines.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +94,47 @@ def iter_jsonl(path: Path, fields: FieldMap | None = None) -> Iterator[Document]
             yield fields.to_document(record, where)
 
 
+_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(0|[1-9][0-9]*)?(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+def _numeric_columns(path: Path, delimiter: str, columns: list[str]) -> dict[str, type]:
+    """A first pass over a CSV file: which of ``columns`` hold only integers (``int``) or only decimal numbers
+    (``float``) in their non-empty cells. Malformed rows end the pass (the second pass reports them)."""
+    can_int = dict.fromkeys(columns, True)
+    can_float = dict.fromkeys(columns, True)
+    seen = dict.fromkeys(columns, False)
+    try:
+        with open_text(path) as fh:
+            for record in csv.DictReader(fh, delimiter=delimiter):
+                for c in columns:
+                    v = (record.get(c) or "").strip()
+                    if not v:
+                        continue
+                    seen[c] = True
+                    if can_int[c] and not _INT.fullmatch(v):
+                        can_int[c] = False
+                    if can_float[c] and not (_FLOAT.fullmatch(v) and any(ch.isdigit() for ch in v)):
+                        can_float[c] = False
+    except (csv.Error, UnicodeDecodeError, OSError, EOFError):
+        pass
+    return {c: (int if can_int[c] else float) for c in columns if seen[c] and (can_int[c] or can_float[c])}
+
+
+def _typed(record: dict[str, Any], types: dict[str, type]) -> dict[str, Any]:
+    for c, kind in types.items():
+        v = (record.get(c) or "").strip()
+        if v:
+            record[c] = kind(v)
+        else:
+            record.pop(c, None)
+    return record
+
+
 def iter_csv(path: Path, fields: FieldMap | None = None) -> Iterator[Document]:
     fields = fields or FieldMap()
     delimiter = "\t" if path.name.endswith((".tsv", ".tsv.gz")) else ","
+    types: dict[str, type] | None = None
     with open_text(path) as fh:
         reader = csv.DictReader(_checked_lines(fh, path), delimiter=delimiter)
         try:
@@ -104,6 +146,9 @@ def iter_csv(path: Path, fields: FieldMap | None = None) -> Iterator[Document]:
             raise SourceFormatError(f"{path}:1: header has no id column {fields.id!r} (columns: {header})")
         if fields.text not in header:
             raise SourceFormatError(f"{path}:1: header has no text column {fields.text!r} (columns: {header})")
+        skip = {id_col, "_id", fields.title, fields.text, "metadata"}
+        meta_cols = [c for c in header if c not in skip and (fields.metadata is None or c in fields.metadata)]
+        types = _numeric_columns(path, delimiter, meta_cols) if meta_cols else {}
         while True:
             try:
                 record = next(reader)
@@ -116,7 +161,7 @@ def iter_csv(path: Path, fields: FieldMap | None = None) -> Iterator[Document]:
                 raise SourceFormatError(f"{where}: more fields than the header has")
             if record.get(id_col) in (None, ""):
                 raise DocumentError(f"{where}: empty id in column {id_col!r}")
-            yield fields.to_document(dict(record), where)
+            yield fields.to_document(_typed(dict(record), types), where)
 
 
 def iter_parquet(path: Path, fields: FieldMap | None = None) -> Iterator[Document]:

@@ -82,3 +82,26 @@ def test_unknown_source(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(SourceFormatError, match="unknown source type"):
         load_documents(tmp_path / "x.txt")
+
+
+def test_csv_numeric_columns_are_typed(tmp_path):
+    """A column of integers becomes int, of decimals float (empty cells left out); codes with leading zeros and
+    mixed columns stay text — so a numeric filter works on a CSV corpus as on JSON Lines."""
+    from retrievo import Collection, CollectionConfig
+
+    p = tmp_path / "docs.csv"
+    p.write_text("id,text,year,score,zip,mixed\n"
+                 "a,first,2019,0.5,007,12\n"
+                 "b,second,2021,,010,n/a\n"
+                 "c,third,2022,1e-3,123,7\n")
+    docs = load_documents(p)
+    meta = {d.id: d.metadata for d in docs}
+    assert meta["a"] == {"year": 2019, "score": 0.5, "zip": "007", "mixed": "12"}
+    assert meta["b"] == {"year": 2021, "zip": "010", "mixed": "n/a"}  # the empty float cell is left out
+    assert meta["c"]["score"] == pytest.approx(1e-3) and isinstance(meta["c"]["year"], int)
+    coll = Collection.create(tmp_path / "c", CollectionConfig(dense=None))
+    coll.add(docs)
+    coll.commit()
+    hits = coll.search(["first second third"], k=10, filter={"year": {"$gte": 2020}}).row(0)
+    assert sorted(d for d, _ in hits) == ["b", "c"]
+    coll.close()
