@@ -10,9 +10,11 @@ file whose path, size and modification time have not changed.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from pathlib import Path
 
-__all__ = ["WEIGHT_SUFFIXES", "file_digest", "folder_digest"]
+__all__ = ["WEIGHT_SUFFIXES", "file_digest", "fingerprint", "folder_digest"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".model", ".pt", ".npy")
 _TEXT_SUFFIXES = (".json", ".txt")
@@ -44,3 +46,15 @@ def folder_digest(root: Path, h: hashlib._Hash | None = None) -> hashlib._Hash:
         elif p.suffix in WEIGHT_SUFFIXES:
             h.update(rel + b"\0" + file_digest(p).encode())
     return h
+
+
+def fingerprint(kind: str, model: str, settings: list) -> str:
+    """``"kind:<24 hex>"``: the model folder's digest (or the name, for a model that is not a local folder) and
+    the JSON of every setting that changes what an encoder computes — the key of its content caches."""
+    h = hashlib.sha256()
+    if os.path.isdir(model):
+        folder_digest(Path(model), h)
+    else:
+        h.update(model.encode())
+    h.update(json.dumps(settings).encode())
+    return f"{kind}:" + h.hexdigest()[:24]

@@ -7,8 +7,6 @@ ships, so it works with no model hub. Any sentence-transformers model name or fo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import numpy as np
 
 from retrievo._paths import cache_root
 from retrievo.config import DEFAULT_DENSE_MODEL, DenseConfig
-from retrievo.encoders._fingerprint import folder_digest
+from retrievo.encoders._fingerprint import fingerprint
 from retrievo.errors import ConfigError
 
 __all__ = ["DenseEncoder", "model_fingerprint", "resolve_backend", "resolve_model"]
@@ -50,14 +48,8 @@ def resolve_backend(backend: str) -> str:
 def model_fingerprint(config: DenseConfig) -> str:
     """A stable id of what an encoder computes: the model files' content (:mod:`~retrievo.encoders._fingerprint`),
     backend, prefixes and truncation."""
-    path = resolve_model(config.model)
-    h = hashlib.sha256()
-    if os.path.isdir(path):
-        folder_digest(Path(path), h)
-    else:
-        h.update(path.encode())
-    h.update(json.dumps([resolve_backend(config.backend), config.query_prefix, config.document_prefix, config.max_seq_length]).encode())
-    return "dense:" + h.hexdigest()[:24]
+    return fingerprint("dense", resolve_model(config.model), [resolve_backend(config.backend), config.query_prefix,
+                                                             config.document_prefix, config.max_seq_length])
 
 
 def teacher_key(config: DenseConfig) -> str:

@@ -66,7 +66,7 @@ import numpy as np
 from retrievo._optional import require
 from retrievo._paths import cache_root
 from retrievo.encoders._bucketed import length_batches, load_tokenizer, model_folder, pad_batch
-from retrievo.encoders._fingerprint import folder_digest
+from retrievo.encoders._fingerprint import fingerprint
 from retrievo.errors import ConfigError, InvalidInputError
 
 __all__ = [
@@ -157,13 +157,7 @@ def resolve_sparse_backend(backend: str, model_path: str) -> str:
 
 
 def _fingerprint(model_path: str, payload: list) -> str:
-    h = hashlib.sha256()
-    if os.path.isdir(model_path):
-        folder_digest(Path(model_path), h)
-    else:
-        h.update(model_path.encode())
-    h.update(json.dumps(payload).encode())
-    return "sparse:" + h.hexdigest()[:24]
+    return fingerprint("sparse", model_path, payload)
 
 
 def _check_texts(texts: Sequence[str], what: str) -> list[str]:

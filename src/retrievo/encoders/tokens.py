@@ -18,7 +18,6 @@ vectors, so a text is never encoded twice by the same model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from retrievo.config import MultiVectorConfig
-from retrievo.encoders._fingerprint import folder_digest
+from retrievo.encoders._fingerprint import fingerprint
 from retrievo.errors import ConfigError
 
 __all__ = ["TokenCache", "TokenEncoder", "is_multivector_model", "token_fingerprint"]
@@ -65,14 +64,8 @@ def token_fingerprint(config: MultiVectorConfig) -> str:
     from retrievo.encoders.dense import resolve_model
 
     path = resolve_model(config.model)
-    h = hashlib.sha256()
-    if os.path.isdir(path):
-        folder_digest(Path(path), h)
-    else:
-        h.update(path.encode())
     kind = resolved_kind(config, path)
-    h.update(json.dumps([kind, config.dim if kind == "tokens" else None, config.skip, config.max_length]).encode())
-    return "tokens:" + h.hexdigest()[:24]
+    return fingerprint("tokens", path, [kind, config.dim if kind == "tokens" else None, config.skip, config.max_length])
 
 
 def _random_orthogonal(n_in: int, n_out: int, seed: int = 0) -> np.ndarray:

@@ -53,6 +53,7 @@ from retrievo.request import SearchRequest
 from retrievo.signals.base import EncodeBatch, Signal
 from retrievo.signals.registry import METHODS, parse_method, signal_class, signal_names
 from retrievo.store.columns import write_columns
+from retrievo.store.merge import merge_segments, segments_to_merge
 from retrievo.store.segments import (
     STORED,
     Segment,
@@ -524,14 +525,9 @@ class Collection:
 
     # -- merging -----------------------------------------------------------------------------------
     def _maybe_merge(self) -> None:
-        segs = self.store.segments()
-        live = dict(self.store.conn.execute("SELECT seg, COUNT(*) FROM docs GROUP BY seg").fetchall())
-        pick = {s for s, n in segs if n and 1 - live.get(s, 0) / n > self.config.max_deleted_fraction}
-        if len(segs) > self.config.max_segments:
-            by_size = sorted(segs, key=lambda sn: live.get(sn[0], 0))
-            pick |= {s for s, _ in by_size[: len(segs) - self.config.max_segments // 2 + 1]}
+        pick = segments_to_merge(self.store, self.config)
         if pick:
-            self._merge(sorted(pick))
+            self._merge(pick)
 
     def compact(self) -> int:
         """Merge every segment into one without tombstones; returns the new generation."""
@@ -544,36 +540,7 @@ class Collection:
         return self.generation
 
     def _merge(self, segs: list[int]) -> None:
-        rows = self.store.conn.execute(
-            f"SELECT seg, row, id, metadata FROM docs WHERE seg IN ({','.join('?' * len(segs))}) ORDER BY seg, row", segs
-        ).fetchall()
-        new_seg = int(self.store.get_meta("next_segment", "1") or 1)
-        seg_dir = None
-        if rows:
-            parts = []
-            by_seg: dict[int, list[int]] = {}
-            for s, r, _, _ in rows:
-                by_seg.setdefault(s, []).append(r)
-            for s in sorted(by_seg):
-                parts.append(Segment(self.path / "segments", s, self._layouts).data.take(np.array(by_seg[s]),
-                                                                                         self._layouts))
-            merged = SegmentData.concat(parts, self._layouts)
-            seg_dir = write_segment(self.path / "segments", new_seg, merged, [json.loads(meta) for _, _, _, meta in rows])
-            self._write_derived(seg_dir, merged)
-        try:
-            self.store.begin()
-            self.store.drop_segments(segs)
-            if rows:
-                self.store.add_segment(new_seg, len(rows))
-                self.store.move_rows([(new_seg, i, doc_id) for i, (_, _, doc_id, _) in enumerate(rows)])
-                self.store.set_meta("next_segment", str(new_seg + 1))
-            self.store.set_meta("generation", str(self.store.generation() + 1))
-            self.store.commit()
-        except BaseException:
-            self.store.rollback()
-            if seg_dir is not None:
-                shutil.rmtree(seg_dir, ignore_errors=True)
-            raise
+        merge_segments(self.path, self.store, segs, self._layouts, self._write_derived)
         self._collect_garbage()
 
     # -- snapshots ---------------------------------------------------------------------------------
