@@ -21,6 +21,8 @@ __all__ = [
     "SparseConfig",
     "FDEConfig",
     "MultiVectorConfig",
+    "BM25FConfig",
+    "TreeConfig",
     "FusionConfig",
     "PRFConfig",
     "CollectionConfig",
@@ -132,6 +134,8 @@ class DenseConfig(_Config):
         query_model: encode queries with this static query encoder folder (made by ``retrievo
             distill-queries`` from the same model; :mod:`retrievo.encoders.static`) instead of the model:
             documents keep the model's vectors, a query costs well under a millisecond.
+        fields: the document fields joined into the text the model reads (``title``, ``text``, or metadata
+            keys holding strings, e.g. a tool's expansion ``x_queries``; see :meth:`Document.content`).
     """
 
     model: str = DEFAULT_DENSE_MODEL
@@ -141,8 +145,11 @@ class DenseConfig(_Config):
     document_prefix: str = ""
     max_seq_length: int | None = None
     query_model: str | None = None
+    fields: tuple[str, ...] = ("title", "text")
 
     def __post_init__(self) -> None:
+        if not self.fields or not all(isinstance(f, str) and f and not f.startswith("$") for f in self.fields):
+            raise ConfigError(f"DenseConfig.fields must be a non-empty list of field names, got {self.fields!r}")
         if self.backend not in DENSE_BACKENDS:
             raise ConfigError(f"DenseConfig.backend must be one of {DENSE_BACKENDS}, got {self.backend!r}")
         if self.batch_size < 1:
@@ -152,6 +159,8 @@ class DenseConfig(_Config):
         out = super().to_dict()
         if out["query_model"] is None:  # collections without one keep the manifest older versions read
             del out["query_model"]
+        if out["fields"] == ["title", "text"]:
+            del out["fields"]
         return out
 
 
@@ -353,6 +362,94 @@ class MultiVectorConfig(_Config):
                     not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(f"MultiVectorConfig.{name} must be a positive integer, got {v!r}")
 
+
+@dataclass(frozen=True, kw_only=True)
+class BM25FConfig(_Config):
+    """Field-weighted BM25 (BM25F) over named document fields.
+
+    Each field's term frequency is normalised by its own length, weighted, and summed before BM25's
+    saturation (Zaragoza et al., "Microsoft Cambridge at TREC-13: Web and HARD tracks", 2004; Robertson
+    et al., "Simple BM25 extension to multiple weighted fields", CIKM 2004):
+
+        tf~(t, d) = Σ_f w_f · tf_f(t, d) / (1 - b_f + b_f · len_f(d) / avglen_f)
+        score     = Σ_t idf(t) · tf~ / (k1 + tf~),  df(t): documents with t in any field of weight > 0
+
+    Args:
+        fields: field name -> weight. ``title`` and ``text`` are the document's own; any other name is a
+            metadata key whose value is a string or a list of strings (tool catalogues keep their name words,
+            parameters and expansions so; :mod:`retrievo.structure.tools`). Which fields are indexed is fixed
+            when the collection is created; their weights may be changed per search (``field_weights``).
+        b: field name -> length normalisation in [0, 1] (fields not named use ``default_b``).
+        default_b: length normalisation of fields not in ``b``.
+        k1: term-frequency saturation.
+    """
+
+    fields: dict[str, float] = field(default_factory=lambda: {"title": 2.0, "text": 1.0})
+    b: dict[str, float] = field(default_factory=dict)
+    default_b: float = 0.75
+    k1: float = 1.2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fields, dict) or not self.fields:
+            raise ConfigError(f"BM25FConfig.fields must map field names to weights, got {self.fields!r}")
+        for name, w in self.fields.items():
+            if not isinstance(name, str) or not name or name.startswith("$"):
+                raise ConfigError(f"BM25FConfig.fields: {name!r} is not a field name")
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not (w >= 0) or w == float("inf"):
+                raise ConfigError(f"BM25FConfig.fields[{name!r}]: the weight must be a finite number >= 0, got {w!r}")
+        if not isinstance(self.b, dict):
+            raise ConfigError(f"BM25FConfig.b must map field names to values in [0, 1], got {self.b!r}")
+        for name, v in self.b.items():
+            if name not in self.fields:
+                raise ConfigError(f"BM25FConfig.b names {name!r}, which is not one of the fields {sorted(self.fields)}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v <= 1.0):
+                raise ConfigError(f"BM25FConfig.b[{name!r}] must be in [0, 1], got {v!r}")
+        if not (0.0 <= self.default_b <= 1.0):
+            raise ConfigError(f"BM25FConfig.default_b must be in [0, 1], got {self.default_b!r}")
+        if not (self.k1 > 0):
+            raise ConfigError(f"BM25FConfig.k1 must be > 0, got {self.k1!r}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The indexed fields, in the order the segments number them: sorted by name (a manifest keeps objects
+        with sorted keys, so the order given is not kept)."""
+        return tuple(sorted(self.fields))
+
+    def b_of(self, name: str) -> float:
+        return float(self.b.get(name, self.default_b))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TreeConfig(_Config):
+    """The semantic tree over a collection's dense vectors (``method="tree"``; :mod:`retrievo.structure.tree`).
+
+    Args:
+        branching: children per inner node at most (k of each k-means).
+        leaf_size: documents per leaf at most when built.
+        beam: nodes kept per level of the beam search, and leaves scanned (a search may change it).
+        alpha: path smoothing: a node's score is ``alpha · sim + (1 - alpha) · its parent's`` (1: none — with
+            exact centroid similarities smoothing did not help on SciFact, RESULTS.md "tree").
+        rebuild_fraction: after commits, new and removed documents are placed in the existing tree until they
+            exceed this fraction of the documents it was built on; then it is rebuilt.
+        seed: k-means seed.
+    """
+
+    branching: int = 10
+    leaf_size: int = 64
+    beam: int = 16
+    alpha: float = 1.0
+    rebuild_fraction: float = 0.3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, low in (("branching", 2), ("leaf_size", 1), ("beam", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ConfigError(f"TreeConfig.{name} must be an integer >= {low}, got {v!r}")
+        if not (0.0 < self.alpha <= 1.0):
+            raise ConfigError(f"TreeConfig.alpha must be in (0, 1], got {self.alpha!r}")
+        if not (0.0 <= self.rebuild_fraction <= 1.0):
+            raise ConfigError(f"TreeConfig.rebuild_fraction must be in [0, 1], got {self.rebuild_fraction!r}")
 
 @dataclass(frozen=True, kw_only=True)
 class FusionConfig(_Config):

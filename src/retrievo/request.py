@@ -178,6 +178,37 @@ MULTIVECTOR_OPTIONS: tuple[Option, ...] = (
 for _opt in MULTIVECTOR_OPTIONS:
     register_option(_opt)
 
+#: the options of the built-in field-weighted BM25 signal (registered here for the same reason)
+BM25F_OPTIONS: tuple[Option, ...] = (
+    Option("field_weights", "--field-weights", "json",
+           'bm25f: weights of some of the collection\'s fields for this search, e.g. \'{"x_queries": 0.5}\' '
+           "(default: the collection's)"),
+)
+for _opt in BM25F_OPTIONS:
+    register_option(_opt)
+
+#: the options of the built-in tree signal
+TREE_OPTIONS: tuple[Option, ...] = (
+    Option("tree_beam", "--tree-beam", "int", "tree: nodes kept per level and leaves scanned (default: the "
+           "collection's, 16)", ge=1, le=100_000),
+    Option("tree_alpha", "--tree-alpha", "float", "tree: path smoothing, alpha · node + (1 - alpha) · parent "
+           "(default 1: none)", gt=0, le=1),
+)
+for _opt in TREE_OPTIONS:
+    register_option(_opt)
+
+#: the options of the built-in collapse stage (one result per value of a metadata field)
+COLLAPSE_OPTIONS: tuple[Option, ...] = (
+    Option("collapse", "--collapse", "str", "one result per value of this metadata field, e.g. parent for chunks "
+           "of long documents (the best row represents its group)"),
+    Option("collapse_score", "--collapse-score", "str", "collapse: a group's score, from its rows' (default max)",
+           choices=("max", "sum", "top2")),
+    Option("collapse_depth", "--collapse-depth", "int", "collapse: rows retrieved per wanted result (default 20)",
+           ge=1, le=1000),
+)
+for _opt in COLLAPSE_OPTIONS:
+    register_option(_opt)
+
 
 # --------------------------------------------------------------------------------------- component settings
 
@@ -471,6 +502,11 @@ class SearchRequest:
         if used and "multivector" not in signals:
             raise InvalidInputError(f"search: {', '.join(used)} are for the multivector signal, and method "
                                     f"{self.method!r} has none")
+        used = [o.name for o in TREE_OPTIONS if opts.get(o.name) is not None]
+        if used and "tree" not in signals:
+            raise InvalidInputError(f"search: {', '.join(used)} are for the tree signal, and method {self.method!r} has none")
+        if opts.get("field_weights") is not None and "bm25f" not in signals:
+            raise InvalidInputError(f"search: field_weights is for the bm25f signal, and method {self.method!r} has none")
         # a copy with the resolved parts (already valid: not checked again)
         out = object.__new__(SearchRequest)
         out.__dict__.update(self.__dict__, fusion=fusion, index=index, sparse=sparse, options=opts, signals=signals)

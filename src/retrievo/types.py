@@ -134,9 +134,24 @@ class Document:
         return {"id": self.id, "title": self.title, "text": self.text, "metadata": dict(self.metadata)}
 
     def content(self, fields: tuple[str, ...] = ("title", "text")) -> str:
-        """The text that gets indexed: the chosen fields joined by a space (BEIR's convention)."""
-        parts = [self.title if f == "title" else self.text for f in fields]
+        """The text that gets indexed: the chosen fields joined by a space (BEIR's convention); a name other
+        than ``title``/``text`` reads that metadata field (:meth:`field_text`)."""
+        parts = [self.field_text(f) for f in fields]
         return " ".join(p for p in parts if p).strip()
+
+    def field_text(self, name: str) -> str:
+        """The text of one field: ``title``, ``text``, or a metadata key whose value is a string or a list of
+        strings (joined by newlines); anything else, or a missing key, is empty."""
+        if name == "title":
+            return self.title
+        if name == "text":
+            return self.text
+        value = self.metadata.get(name)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (list, tuple)):
+            return "\n".join(v for v in value if isinstance(v, str))
+        return ""
 
 
 @dataclass(frozen=True)

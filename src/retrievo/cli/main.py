@@ -89,10 +89,40 @@ def cmd_index(args: argparse.Namespace) -> int:
     from retrievo.store.collection import Collection
     from retrievo.store.loaders import FieldMap, load_documents
 
-    fields = FieldMap(id=args.id_field, title=args.title_field, text=args.text_field)
-    docs = load_documents(args.source, fields)  # validate everything before touching the collection
-    coll = Collection.open_or_create(args.collection, _config_from_args(args))
+    config = _config_from_args(args)
+    log = None
+    if args.expand_from and not args.tools:
+        raise InvalidInputError("--expand-from expands tool documents; pass --tools with a tool spec file")
+    if args.tools:  # validate everything before touching the collection
+        from retrievo.structure.tools import load_tools, tools_config
+
+        docs = load_tools(args.source)
+        if "bm25f" not in config.signals:
+            config = config.replace(signals={**config.signals, "bm25f": tools_config()})
+        if args.expand_from:
+            from retrievo.eval.datasets import BeirDataset
+
+            ds = BeirDataset.from_path(args.expand_from)
+            log = (ds.queries(args.expand_split), ds.qrels(args.expand_split))
+            known = {d.id for d in docs}
+            named = {t for rel in log[1].values() for t in rel}
+            if not named & known:
+                raise InvalidInputError(f"{args.expand_from}: the {args.expand_split!r} judgements name none of the "
+                                        f"{len(known)} tools of {args.source} (ids such as {sorted(known)[:3]})")
+            if config.dense is not None and args.expand_dense:
+                config = config.replace(dense=config.dense.replace(fields=("title", "text", "x_queries")))
+    else:
+        fields = FieldMap(id=args.id_field, title=args.title_field, text=args.text_field)
+        docs = load_documents(args.source, fields)
+    coll = Collection.open_or_create(args.collection, config)
     try:
+        if log is not None:
+            from retrievo.structure.tools import expand_tools
+
+            dense = coll.signals.get("dense")
+            docs = expand_tools(docs, log[0], log[1], encoder=None if dense is None else dense.encoder,
+                                cache=None if dense is None else dense.embedding_cache(),
+                                tokenize=coll.analyzer.tokenize)
         if args.upsert:
             coll.upsert(docs)
         else:
@@ -136,6 +166,67 @@ def cmd_search(args: argparse.Namespace) -> int:
                 print("no results")
     finally:
         coll.close()
+    return 0
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from retrievo.store.collection import Collection
+
+    coll = Collection.open(args.collection, readonly=True)
+    try:
+        node = coll.browse_tree(args.node, documents=args.documents)
+        if args.json:
+            print(json.dumps(node, indent=2))
+            return 0
+        print(f"node {node['id']} (depth {node['depth']}, {node['size']} documents): {', '.join(node['summary'])}")
+
+        def show(n: dict[str, Any], indent: int, levels: int) -> None:
+            for c in n["children"]:
+                print(f"{'  ' * indent}- node {c['id']} ({c['size']}{', leaf' if c['leaf'] else ''}): "
+                      f"{', '.join(c['summary'][:6])}")
+                if levels > 1 and not c["leaf"]:
+                    show(coll.browse_tree(c["id"], documents=0), indent + 1, levels - 1)
+
+        show(node, 1, args.levels)
+        if node.get("documents"):
+            print("  documents: " + ", ".join(node["documents"]))
+    finally:
+        coll.close()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from retrievo.store.collection import Collection
+    from retrievo.structure.topics import fit_topics, load_topics
+
+    topics = load_topics(args.topics)  # checked before the collection is opened
+    coll = Collection.open(args.collection, readonly=True)
+    try:
+        model = fit_topics(coll, topics, max_docs=args.max_docs)
+        assigned = model.assign(args.min_similarity)
+    finally:
+        coll.close()
+    counts = {n: 0 for n in model.names}
+    for t in assigned.values():
+        if t is not None:
+            counts[t] += 1
+    out = {"topics": [{"name": n, "keywords": topics[n], "assigned": counts[n],
+                       "documents": [{"id": d, "similarity": round(s, 6)} for d, s in model.documents(n, args.k)]}
+                      for n in model.names],
+           "unassigned": sum(t is None for t in assigned.values())}
+    if args.assignments:
+        with open(args.assignments, "w", encoding="utf-8") as fh:
+            for i, (d, t) in enumerate(assigned.items()):
+                sims = model.similarities[i]
+                fh.write(json.dumps({"id": d, "topic": t, "similarity": round(float(sims.max()), 6)}) + "\n")
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for t in out["topics"]:
+        print(f"{t['name']} ({', '.join(t['keywords'])}): {t['assigned']} documents assigned")
+        for d in t["documents"]:
+            print(f"  {d['similarity']:.4f}  {d['id']}")
+    print(f"unassigned: {out['unassigned']}" + (f"; assignments written to {args.assignments}" if args.assignments else ""))
     return 0
 
 
@@ -536,9 +627,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-field", default="id")
     p.add_argument("--title-field", default="title")
     p.add_argument("--text-field", default="text")
+    p.add_argument("--tools", action="store_true", help="SOURCE is a tool catalogue: a JSON list (or JSON Lines) of "
+                   "OpenAI / JSON-Schema function specs, indexed with field-weighted BM25 (method bm25f)")
+    p.add_argument("--expand-from", default=None, metavar="DATASET", help="--tools: expand each tool with the queries "
+                   "of this BEIR folder whose judgements name it, pseudo-queries and similar queries (Tool-DE)")
+    p.add_argument("--expand-split", default="train", help="--expand-from: the split to read (never your test split)")
+    p.add_argument("--expand-dense", action=argparse.BooleanOptionalAction, default=True,
+                   help="--expand-from on a new collection: the dense text also holds the tool's training queries")
     p.add_argument("--quiet", action="store_true")
     _add_collection_config_args(p)
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("topics", help="documents per topic, each topic given by a few keywords (Lbl2Vec); also a "
+                       "classifier of every document", parents=[common])
+    p.add_argument("collection")
+    p.add_argument("topics", help="YAML or JSON: {topic: [keywords]}")
+    p.add_argument("--k", type=int, default=10, help="documents to show per topic")
+    p.add_argument("--max-docs", type=int, default=50, help="documents a topic vector is computed from")
+    p.add_argument("--min-similarity", type=float, default=0.0, help="below it a document is left unassigned")
+    p.add_argument("--assignments", default=None, metavar="FILE", help="write each document's topic as JSON Lines")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("tree", help="browse the semantic tree of a collection's dense vectors (method tree)",
+                       parents=[common])
+    p.add_argument("collection")
+    p.add_argument("--node", type=int, default=0, help="the node to show (0: the root)")
+    p.add_argument("--levels", type=int, default=1, help="levels of children to show below it")
+    p.add_argument("--documents", type=int, default=20, help="a leaf's documents to list at most")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tree)
 
     p = sub.add_parser("search", help="search a collection", parents=[common])
     p.add_argument("collection")

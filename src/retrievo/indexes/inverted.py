@@ -183,6 +183,17 @@ class InvertedIndex:
         self.p_docs = csc.indices.astype(np.int32)
         self.p_impacts = csc.data.astype(np.float32)
 
+    @classmethod
+    def from_impacts(cls, p_indptr: np.ndarray, p_docs: np.ndarray, p_impacts: np.ndarray, n_rows: int,
+                     config: BM25Config, stats: BM25Stats) -> InvertedIndex:
+        """An index over precomputed term-major impacts (``p_indptr`` over the vocabulary; e.g. BM25F's)."""
+        self = object.__new__(cls)
+        self.config, self.n_rows, self.vocab_size, self.stats = config, int(n_rows), len(p_indptr) - 1, stats
+        self.p_indptr = np.asarray(p_indptr, dtype=np.int64)
+        self.p_docs = np.asarray(p_docs, dtype=np.int32)
+        self.p_impacts = np.asarray(p_impacts, dtype=np.float32)
+        return self
+
     @property
     def nbytes(self) -> int:
         return self.p_indptr.nbytes + self.p_docs.nbytes + self.p_impacts.nbytes

@@ -102,7 +102,7 @@ def fit_query_map(collection: Any, model: str, *, sample: int = 4000, ridge: flo
     backend = backend or collection.config.dense.backend
     cfg = DenseConfig(model=model, backend=backend)
     encoder = DenseEncoder(cfg)
-    texts = [d.content(("title", "text")) for d in collection.documents_at(rows.tolist(), snap)]
+    texts = [d.content(collection.config.dense.fields) for d in collection.documents_at(rows.tolist(), snap)]
     dense_signal = collection.signals["dense"]
     new = encode_with_cache(encoder, texts, dense_signal.embedding_cache(), show_progress=show_progress)
     old = flat.gather(rows).astype(np.float32)

@@ -8,6 +8,8 @@ their :attr:`Stage.order`:
   moved towards its first results (:mod:`retrievo.search.prf`);
 - ``fusion`` (200) — several signals' lists fused into one (:mod:`retrievo.search.fusion`);
 - ``rerank`` (500) — the top ``rerank_depth`` of the list re-scored by a reranker (:mod:`retrievo.search.rerank`);
+- ``collapse`` (800) — one result per value of a metadata field, e.g. the chunks of a long document
+  (:mod:`retrievo.search.collapse`);
 - ``cutoff`` (900) — each list cut where the calibrated probability of relevance drops under
   ``min_probability`` (:mod:`retrievo.search.calibration`).
 
@@ -65,6 +67,7 @@ _BUILTIN: dict[str, str] = {
     "feedback": "retrievo.search.prf:FeedbackStage",
     "fusion": "retrievo.search.fusion:FusionStage",
     "rerank": "retrievo.search.rerank:RerankStage",
+    "collapse": "retrievo.search.collapse:CollapseStage",
     "cutoff": "retrievo.search.calibration:CutoffStage",
 }
 _registry: dict[str, Any] = dict(_BUILTIN)

@@ -143,7 +143,7 @@ class DenseSignal(Signal):
         given = [i for i, d in enumerate(docs) if d.id in given_map]
         encoded = None
         if todo:  # documents without supplied vectors are encoded (the model loads only then)
-            texts = [docs[i].content(("title", "text")) for i in todo]
+            texts = [docs[i].content(self.host.config.dense.fields) for i in todo]
             encoded = encode_with_cache(self.encoder, texts, self.embedding_cache(), show_progress=batch.show_progress)
         if not given:
             dense = encoded

@@ -25,6 +25,8 @@ _BUILTIN: dict[str, str] = {
     "dense": "retrievo.signals.dense:DenseSignal",
     "splade": "retrievo.signals.splade:SpladeSignal",
     "multivector": "retrievo.signals.multivector:MultiVectorSignal",
+    "bm25f": "retrievo.signals.fields:BM25FSignal",
+    "tree": "retrievo.signals.tree:TreeSignal",
 }
 _registry: dict[str, Any] = dict(_BUILTIN)  # name -> "module:Class" (not imported yet) or the class
 

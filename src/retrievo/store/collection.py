@@ -667,6 +667,12 @@ class Collection:
                     mask[state.offsets[seg] + row] = True
         return mask & state.live
 
+    def browse_tree(self, node: int = 0, documents: int = 20) -> dict[str, Any]:
+        """A node of the semantic tree over the dense vectors (built on first use; :mod:`retrievo.signals.tree`):
+        ``{id, depth, parent, size, summary (keywords), children: [{id, size, summary, leaf}], documents (a leaf's
+        ids, at most ``documents``)}``. Node 0 is the root."""
+        return self.signal("tree").browse(self._state, node, documents)  # type: ignore[attr-defined]
+
     def info(self) -> dict[str, Any]:
         """A summary: counts, segments, vocabulary, each signal's model and index sizes (RAM and disk)."""
         state = self._state
