@@ -140,6 +140,10 @@ class RemoteCollection:
     def get(self, doc_id: str) -> Document:
         return Document.from_any(self.client.request("GET", f"{self._base}/documents/{doc_id}"))
 
+    def browse_tree(self, node: int = 0, documents: int = 20) -> dict[str, Any]:
+        """A node of the semantic tree, as :meth:`retrievo.Collection.browse_tree` gives it."""
+        return self.client.request("GET", self._base + "/tree", params={"node": node, "documents": documents})
+
     def get_many(self, ids: Sequence[str]) -> list[Document | None]:
         found = self.client.request("POST", self._base + "/lookup", json={"ids": list(ids)})["documents"]
         by_id = {d["id"]: Document.from_any(d) for d in found}

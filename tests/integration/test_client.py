@@ -60,3 +60,28 @@ def test_the_verbs_of_a_collection_over_http(served, scifact_small):
         with pytest.raises(RetrievoError, match="no calibration"):
             sci.search("x", min_probability=0.5)
         assert [c["name"] for c in client.collections()] == ["sci"] and client.health()["status"] == "ok"
+
+
+def test_tree_over_http(served, scifact_small):
+    from retrievo import DenseConfig
+
+    with Client(served.url, api_key=KEY) as client:
+        col = client.create("treed", CollectionConfig(dense=DenseConfig(backend="onnx"),
+                                                      signals={"tree": {"branching": 3, "leaf_size": 10}}))
+        col.upsert(scifact_small[:30])  # under the server's max_pending of 50
+        col.commit()
+        col.upsert(scifact_small[30:60])
+        col.commit()
+        root = col.browse_tree()
+        local = Collection.open(served.root / "treed", readonly=True)
+        try:
+            mine = local.browse_tree()
+            leaf = local.browse_tree(max(n["id"] for n in mine["children"]))
+        finally:
+            local.close()
+        assert root["size"] == 60 and [c["size"] for c in root["children"]] == [c["size"] for c in mine["children"]]
+        assert root["summary"] == mine["summary"] and root["summary"]
+        remote_leaf = col.browse_tree(leaf["id"], documents=5)
+        assert remote_leaf["id"] == leaf["id"] and len(remote_leaf.get("documents", [])) <= 5
+        with pytest.raises(NotFoundError, match="nodes 0 to"):
+            col.browse_tree(100_000)

