@@ -84,7 +84,7 @@ def test_search_per_document_and_atomic_update(tmp_path, scifact_small):
 
 
 def test_situated_dense_text(tmp_path, scifact_small, onnx_encoder):
-    coll = Collection.create(tmp_path / "c", long_document_config(), encoder=onnx_encoder)
+    coll = Collection.create(tmp_path / "c", long_document_config(situated=True), encoder=onnx_encoder)
     assert coll.config.dense.fields == ("title", "ctx_before", "text", "ctx_after")
     upsert_long_documents(coll, [_long(scifact_small, i) for i in range(4)], ChunkConfig(max_words=80))
     q = scifact_small[7]["title"]

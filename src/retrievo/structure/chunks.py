@@ -9,9 +9,9 @@ abbreviations such as ``e.g.`` and decimals together) and sentences are packed i
 number), ``start`` / ``end`` (character offsets of the chunk in the document's text: the passage to show), and
 its situation (SitEmb, Wu et al. 2025, without its trained model): ``ctx_before`` — the document's first
 sentence and the words just before the chunk — and ``ctx_after`` — the words just after it, ``context_words`` in
-all. :func:`long_document_config` makes a collection whose dense model reads ``title``, ``ctx_before``,
-``text``, ``ctx_after`` (within its window: the chunk comes before the text after it is cut) while BM25 reads
-the chunk alone; ``situated=False`` embeds the chunk with its title only.
+all. :func:`long_document_config` makes a collection whose dense model reads ``title`` and ``text`` — or, with
+``situated=True``, ``title``, ``ctx_before``, ``text``, ``ctx_after`` (within its window) — while BM25 reads the
+chunk alone.
 
 **Updates** (:func:`upsert_long_documents`): a document's new chunks replace all of its old ones — the old
 chunk ids that the new version no longer has are deleted and the rest upserted before one commit, so a reader
@@ -128,9 +128,12 @@ def chunk_document(doc: Document, cfg: ChunkConfig | None = None) -> list[Docume
     return out
 
 
-def long_document_config(situated: bool = True, **kwargs: Any) -> Any:
+def long_document_config(situated: bool = False, **kwargs: Any) -> Any:
     """A :class:`~retrievo.config.CollectionConfig` for chunked long documents: the dense model reads each chunk
-    in its situation (``situated``) or with its title only; BM25 reads the chunk."""
+    with its title, or also in its situation (``situated``); BM25 reads the chunk. Off by default: with the
+    bundled MiniLM (not trained to read a chunk in context, as SitEmb's models are) the situation did not find
+    more documents and returned the right passage less often on the long-document set of
+    ``benchmarks/bench_longdocs.py`` (RESULTS.md "longdocs")."""
     from retrievo.config import CollectionConfig, DenseConfig
 
     fields = ("title", "ctx_before", "text", "ctx_after") if situated else ("title", "text")
