@@ -230,6 +230,44 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrievability(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from retrievo.eval.retrievability import generate_queries, load_queries, lorenz_plot, retrievability
+    from retrievo.store.collection import Collection
+
+    coll = Collection.open(args.collection, readonly=True)
+    try:
+        if args.queries:
+            queries = load_queries(args.queries, args.split)
+            where = f"{len(queries)} queries from {args.queries}"
+        else:
+            queries = generate_queries(coll, args.n_queries, seed=args.seed)
+            where = f"{len(queries)} queries drawn from the documents (seed {args.seed})"
+        methods = args.methods.split(",") if args.methods else None
+        rep = retrievability(coll, queries, methods, cutoff=args.cutoff, show_progress=not args.json)
+    finally:
+        coll.close()
+    out = rep.summary()
+    out["query_source"] = where
+    if args.plot:
+        out["plot"] = str(lorenz_plot(rep, args.plot))
+    if args.blind_spots:
+        Path(args.blind_spots).write_text("".join(f"{d}\n" for d in rep.blind_spots), encoding="utf-8")
+        out["blind_spots_file"] = args.blind_spots
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"retrievability at top {rep.cutoff} over {where}, {len(rep.ids)} documents")
+    for m, v in out["methods"].items():
+        print(f"  {m:10s} Gini {v['gini']:.4f}   never retrieved {v['never_retrieved']:6d}   most {v['max']}")
+    print(f"  blind spots (no method retrieves them): {out['blind_spots']}"
+          + (f", listed in {args.blind_spots}" if args.blind_spots else ""))
+    if args.plot:
+        print(f"  Lorenz curves: {out['plot']}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from retrievo.store.collection import Collection
 
@@ -637,6 +675,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_collection_config_args(p)
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("retrievability", help="how retrievable each document is under each method (Gini, "
+                       "Lorenz curve, blind spots)", parents=[common])
+    p.add_argument("collection")
+    p.add_argument("queries", nargs="?", default=None, help="a BEIR folder, .jsonl of {_id, text} or a text file of "
+                   "one query a line (default: queries drawn from the documents)")
+    p.add_argument("--split", default="test", help="the BEIR split whose queries are used")
+    p.add_argument("--n-queries", type=int, default=2000, help="queries to draw when none are given")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cutoff", type=int, default=100, help="a document counts when ranked within this many")
+    p.add_argument("--methods", default=None, help="comma-separated (default: bm25, dense, splade, hybrid as present)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write the Lorenz curves here")
+    p.add_argument("--blind-spots", default=None, metavar="FILE", help="write the ids no method retrieves here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_retrievability)
 
     p = sub.add_parser("topics", help="documents per topic, each topic given by a few keywords (Lbl2Vec); also a "
                        "classifier of every document", parents=[common])
