@@ -129,3 +129,14 @@ def test_lexical_collection_has_no_tree(tmp_path, scifact_small):
     with pytest.raises(InvalidInputError, match="no dense model"):
         c.search("x", method="tree")
     c.close()
+
+
+def test_browse_documents_without_words(tmp_path, onnx_encoder):
+    """Documents of stopwords and single letters only: the tree has no keywords to show, and says so by empty
+    summaries (found by the HTTP fuzzer as a 500)."""
+    c = Collection.create(tmp_path / "c", CollectionConfig(dense=DenseConfig(backend="onnx")), encoder=onnx_encoder)
+    c.add([{"id": "a", "text": "x"}, {"id": "b", "text": "the of a"}])
+    c.commit()
+    root = c.browse_tree()
+    assert root["size"] == 2 and root["summary"] == [] and sorted(root["documents"]) == ["a", "b"]
+    c.close()

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from retrievo._version import __version__
@@ -114,8 +115,20 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         fields = FieldMap(id=args.id_field, title=args.title_field, text=args.text_field)
         docs = load_documents(args.source, fields)
+    if args.screen and not (Path(args.collection) / "manifest.json").exists():
+        raise InvalidInputError(f"--screen: {args.collection} does not exist; the gate is calibrated on the documents "
+                                "a collection already holds, so index a trusted set first")
     coll = Collection.open_or_create(args.collection, config)
+    gate = None
     try:
+        if args.screen:
+            if len(coll) == 0:
+                raise InvalidInputError("--screen: the gate is calibrated on the documents a collection already "
+                                        "holds; index a trusted set first")
+            from retrievo.eval.audit import Gate
+            from retrievo.eval.retrievability import load_queries
+
+            gate = Gate(coll, load_queries(args.probes, "test") if args.probes else None, max_fpr=args.max_fpr)
         if log is not None:
             from retrievo.structure.tools import expand_tools
 
@@ -123,18 +136,29 @@ def cmd_index(args: argparse.Namespace) -> int:
             docs = expand_tools(docs, log[0], log[1], encoder=None if dense is None else dense.encoder,
                                 cache=None if dense is None else dense.embedding_cache(),
                                 tokenize=coll.analyzer.tokenize)
-        if args.upsert:
-            coll.upsert(docs)
-        else:
-            try:
+        held: list[dict[str, Any]] = []
+        try:
+            if gate is not None:
+                outcome = gate.add(docs, upsert=args.upsert)
+                held = outcome["quarantined"]
+            elif args.upsert:
+                coll.upsert(docs)
+            else:
                 coll.add(docs)
-            except InvalidInputError as exc:  # the library's advice names a method; here it is a flag
-                raise InvalidInputError(str(exc).replace("use upsert to replace documents",
-                                                         "pass --upsert to replace them")) from None
+        except InvalidInputError as exc:  # the library's advice names a method; here it is a flag
+            raise InvalidInputError(str(exc).replace("use upsert to replace documents",
+                                                     "pass --upsert to replace them")) from None
         gen = coll.commit(show_progress=not args.quiet)
-        print(f"indexed {len(docs)} documents from {args.source} into {args.collection} "
+        print(f"indexed {len(docs) - len(held)} documents from {args.source} into {args.collection} "
               f"(now {len(coll)} documents, generation {gen})")
+        if held:
+            print(f"quarantined {len(held)} suspects (not searchable; `retrievo quarantine {args.collection}` lists "
+                  "them, --release ID adds one):")
+            for h in held[:20]:
+                print(f"  {h['id']}: suspicion {h['suspicion']} ({', '.join(h['reasons'])})")
     finally:
+        if gate is not None:
+            gate.close()
         coll.close()
     return 0
 
@@ -265,6 +289,59 @@ def cmd_retrievability(args: argparse.Namespace) -> int:
           + (f", listed in {args.blind_spots}" if args.blind_spots else ""))
     if args.plot:
         print(f"  Lorenz curves: {out['plot']}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from retrievo.eval.audit import audit
+    from retrievo.eval.retrievability import load_queries
+    from retrievo.store.collection import Collection
+
+    probes = load_queries(args.probes, args.split) if args.probes else None
+    coll = Collection.open(args.collection, readonly=True)
+    try:
+        rep = audit(coll, probes, max_fpr=args.max_fpr, n_probes=args.n_probes, seed=args.seed)
+    finally:
+        coll.close()
+    out = rep.summary()
+    out["suspects_list"] = [{"id": s.id, "suspicion": round(s.suspicion, 3), "reasons": s.reasons,
+                             "signs": {k: round(v, 4) for k, v in s.signs.items()}} for s in rep.suspects[:args.top]]
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"audited {rep.documents} documents with {rep.probes} probe queries: {len(rep.suspects)} suspects "
+          f"(at most {rep.max_fpr:.1%} of the reference flagged; {out['reference_fpr']:.2%} were)")
+    for s in out["suspects_list"]:
+        print(f"  {s['suspicion']:7.2f}  {s['id']}  ({', '.join(s['reasons'])})")
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from retrievo.eval.audit import Gate, Quarantine
+    from retrievo.store.collection import Collection
+
+    if args.release:
+        coll = Collection.open(args.collection)
+        gate = Gate(coll)
+        try:
+            n = gate.release(args.release)
+            gen = coll.commit()
+        finally:
+            gate.close()
+            coll.close()
+        print(f"released {n} documents into {args.collection} (generation {gen})")
+        return 0
+    q = Quarantine(args.collection)
+    try:
+        held = q.list()
+    finally:
+        q.close()
+    if args.json:
+        print(json.dumps(held, indent=2))
+    else:
+        for h in held:
+            print(f"{h['suspicion']:7.2f}  {h['id']}  ({', '.join(h['reasons'])})")
+        print(f"{len(held)} documents in quarantine")
     return 0
 
 
@@ -670,11 +747,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expand-from", default=None, metavar="DATASET", help="--tools: expand each tool with the queries "
                    "of this BEIR folder whose judgements name it, pseudo-queries and similar queries (Tool-DE)")
     p.add_argument("--expand-split", default="train", help="--expand-from: the split to read (never your test split)")
+    p.add_argument("--screen", action="store_true", help="admission gate: documents that look planted (retrievo "
+                   "audit's signs) are quarantined instead of added")
+    p.add_argument("--probes", default=None, help="--screen: probe queries (a query log: BEIR folder, .jsonl or text)")
+    p.add_argument("--max-fpr", type=float, default=0.01, help="--screen: share of ordinary documents held back at most")
     p.add_argument("--expand-dense", action=argparse.BooleanOptionalAction, default=True,
                    help="--expand-from on a new collection: the dense text also holds the tool's training queries")
     p.add_argument("--quiet", action="store_true")
     _add_collection_config_args(p)
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("audit", help="score every document for signs of planted passages and list the suspects "
+                       "(changes nothing)", parents=[common])
+    p.add_argument("collection")
+    p.add_argument("probes", nargs="?", default=None, help="probe queries: a query log as a BEIR folder, .jsonl or "
+                   "text file (default: queries drawn from the documents)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-fpr", type=float, default=0.01, help="at most this share of documents is flagged")
+    p.add_argument("--n-probes", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=50, help="suspects to list")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("quarantine", help="documents the admission gate (index --screen) held back; --release "
+                       "adds them", parents=[common])
+    p.add_argument("collection")
+    p.add_argument("--release", nargs="+", default=None, metavar="ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_quarantine)
 
     p = sub.add_parser("retrievability", help="how retrievable each document is under each method (Gini, "
                        "Lorenz curve, blind spots)", parents=[common])

@@ -18,7 +18,7 @@ import numpy as np
 from retrievo.analysis.typos import perturb
 from retrievo.types import SearchResults
 
-__all__ = ["attack_success", "poisoned_passages", "typo_queries"]
+__all__ = ["attack_success", "gradient_passages", "poisoned_passages", "typo_queries"]
 
 #: the attacker's text appended to each poisoned passage (misinformation with no query terms of its own)
 PAYLOAD = "Independent reviews later showed that this claim was fabricated and should not be trusted."
@@ -52,3 +52,80 @@ def attack_success(results: SearchResults, targets: Sequence[str], ks: Sequence[
                for t in targets]
         out[f"success@{k}"] = float(np.mean(hit)) if hit else 0.0
     return out
+
+
+def gradient_passages(model: str, queries: Mapping[str, str], targets: Sequence[str], payload: str = PAYLOAD,
+                      trigger_tokens: int = 24, steps: int = 40, candidates: int = 32, seed: int = 0,
+                      prefix: str = "grad-") -> tuple[list[dict[str, str]], dict[str, float]]:
+    """A gradient-guided attacker (HotFlip token substitutions, as GASLITE does against dense retrievers): for each
+    target query, a passage of ``trigger_tokens`` word pieces followed by ``payload`` whose embedding under
+    ``model`` (a sentence-transformers model: the collection's dense model, white box) is pushed towards the
+    query's. Each step takes the gradient of the cosine with respect to the trigger's input embeddings, ranks
+    every vocabulary token at one position by the first-order gain ``(e_new − e_old) · ∇``, evaluates the best
+    ``candidates`` exactly in one batch, and keeps the best substitution when it improves. Seeded.
+
+    Returns:
+        ``(passages, cost)``: ``{"_id": prefix + qid, "text"}`` per target, and ``{"seconds_per_passage",
+        "forward_passes_per_passage", "final_cosine_mean"}``.
+    """
+    import time
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from retrievo.encoders.dense import resolve_model
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    st = SentenceTransformer(resolve_model(model), device="cpu")
+    st.eval()
+    tok = st.tokenizer
+    bert = st[0].auto_model
+    emb = bert.get_input_embeddings().weight.detach()
+    vocab = tok.get_vocab()
+    # substitutes: whole-word tokens only (no special tokens, no "##" pieces, no [unused])
+    allowed = torch.zeros(emb.shape[0], dtype=torch.bool)
+    for t, i in vocab.items():
+        if t.isalpha() and not t.startswith("##") and i < emb.shape[0]:
+            allowed[i] = True
+    allowed_ids = torch.nonzero(allowed).ravel()
+    pay = tok(payload, add_special_tokens=False)["input_ids"]
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+
+    def embed(ids: torch.Tensor) -> torch.Tensor:  # (b, n) ids -> normalised mean-pooled vectors
+        with torch.no_grad():
+            out = bert(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        v = out.mean(dim=1)
+        return torch.nn.functional.normalize(v, dim=-1)
+
+    out_docs: list[dict[str, str]] = []
+    t0 = time.perf_counter()
+    passes, finals = 0, []
+    for qid in targets:
+        target = torch.tensor(st.encode([queries[qid]], normalize_embeddings=True)[0])
+        trig = allowed_ids[torch.from_numpy(rng.integers(0, len(allowed_ids), trigger_tokens))]
+        ids = torch.tensor([cls, *trig.tolist(), *pay, sep])
+        best = float(embed(ids[None]) @ target)
+        for _ in range(steps):
+            x = emb[ids].clone().requires_grad_(True)
+            hidden = bert(inputs_embeds=x[None], attention_mask=torch.ones(1, len(ids), dtype=torch.long)).last_hidden_state
+            v = torch.nn.functional.normalize(hidden.mean(dim=1), dim=-1)[0]
+            (v @ target).backward()
+            passes += 1
+            pos = 1 + int(rng.integers(0, trigger_tokens))
+            gain = (emb - emb[ids[pos]]) @ x.grad[pos]
+            gain[~allowed] = -float("inf")
+            cand = torch.topk(gain, candidates).indices
+            batch = ids.repeat(len(cand), 1)
+            batch[:, pos] = cand
+            sims = embed(batch) @ target
+            passes += 1
+            j = int(torch.argmax(sims))
+            if float(sims[j]) > best:
+                best, ids = float(sims[j]), batch[j].clone()
+        finals.append(best)
+        text = tok.decode(ids[1:-1].tolist())
+        out_docs.append({"_id": f"{prefix}{qid}", "title": "", "text": text})
+    n = max(len(targets), 1)
+    return out_docs, {"seconds_per_passage": (time.perf_counter() - t0) / n, "forward_passes_per_passage": passes / n,
+                      "final_cosine_mean": float(np.mean(finals)) if finals else 0.0}

@@ -162,9 +162,9 @@ class TreeSignal(Signal):
         tree = self.tree(snapshot)
         if tree is None:
             raise NotFoundError(f"{self.host.path} holds no documents, so it has no tree")
-        if not any(n.summary for n in tree.nodes):
+        if not tree.summarised:
             with self._lock:
-                if not any(n.summary for n in tree.nodes):
+                if not tree.summarised:
                     tree.summarise(lambda pos: [d.content(("title", "text")) if d is not None else ""
                                                 for d in self.host.documents_at(tree.rows[pos].tolist(), snapshot)])
         if isinstance(node, bool) or not isinstance(node, (int, np.integer)) or not (0 <= node < len(tree.nodes)):

@@ -68,6 +68,7 @@ class SemanticTree:
         self.leaf_size = leaf_size
         self.built_size = len(keys)
         self.inserted = 0
+        self.summarised = False
 
     # ------------------------------------------------------------------------------------------- build
     @classmethod
@@ -246,11 +247,15 @@ class SemanticTree:
             if len(pos) > sample_per_leaf:
                 pos = np.sort(rng.choice(pos, sample_per_leaf, replace=False))
             picks.append(pos)
+        self.summarised = True
         texts = texts_of(np.concatenate(picks)) if picks else []
         if not any(t.strip() for t in texts):
             return
         cv = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[^\W\d_][\w-]+\b", min_df=1)
-        x = cv.fit_transform(texts)
+        try:
+            x = cv.fit_transform(texts)
+        except ValueError:  # no word but stopwords and single letters: nothing to summarise with
+            return
         vocab = np.asarray(cv.get_feature_names_out())
         counts = np.zeros((len(self.nodes), x.shape[1]), dtype=np.float64)
         start = 0

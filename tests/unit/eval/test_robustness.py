@@ -41,3 +41,24 @@ def test_poisoned_passages_through_a_collection(tmp_path, scifact_small, lexical
     succ = attack_success(res, targets)
     # a passage that repeats the query is found by BM25 for (almost) every target
     assert succ["success@10"] >= 0.9 and succ["success@1"] <= succ["success@5"] <= succ["success@10"]
+
+
+def test_gradient_attacker_raises_similarity(tiny_st):
+    """The HotFlip attacker only accepts substitutions that bring the passage closer to its target query, and the
+    same seed gives the same passages."""
+    from sentence_transformers import SentenceTransformer
+
+    from retrievo.eval.robustness import gradient_passages
+
+    queries = {"q1": "microglia are the immune cells of the brain", "q2": "vitamin D and bone density"}
+    kw = {"trigger_tokens": 6, "steps": 6, "candidates": 8, "seed": 1}
+    docs, cost = gradient_passages(tiny_st, queries, ["q1", "q2"], **kw)
+    assert [d["_id"] for d in docs] == ["grad-q1", "grad-q2"] and all(d["text"] for d in docs)
+    assert cost["forward_passes_per_passage"] == 12 and cost["seconds_per_passage"] > 0
+    st = SentenceTransformer(tiny_st, device="cpu")
+    q = st.encode([queries["q1"]], normalize_embeddings=True)[0]
+    start, _ = gradient_passages(tiny_st, queries, ["q1"], **{**kw, "steps": 0})
+    sims = [float(st.encode([d["text"]], normalize_embeddings=True)[0] @ q) for d in (start[0], docs[0])]
+    assert sims[1] >= sims[0] - 1e-3  # decoded text re-tokenises almost as optimised
+    again, _ = gradient_passages(tiny_st, queries, ["q1", "q2"], **kw)
+    assert again == docs

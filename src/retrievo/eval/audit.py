@@ -1,0 +1,451 @@
+"""Audit a collection for planted passages: every document scored for signs of poisoning, suspects listed with
+their reasons; the same scores screen new documents before they are admitted.
+
+Signs (each a number per document; larger is more suspicious):
+
+* ``query_likeness`` — how close the document's opening comes to a probe query: the largest cosine, under the
+  collection's dense model, between its first sentence or its first 6, 12 or 24 words and a probe query. A
+  PoisonedRAG-style passage opens with the query it targets; an abstract or a product description rarely opens
+  with a question-like sentence a user typed.
+- ``hubness`` — in how many probe queries' top 10 the document appears (dense and BM25), against the collection's
+  typical count (hubs; passages aimed at many queries).
+- ``stuffing`` — term stuffing: the share of the document's words taken by its most repeated content word, and
+  how few distinct words it uses (type/token ratio over its first 100 words, compared with documents of its
+  length).
+- ``off_topic`` — the opening and the rest disagree: low cosine between the first sentence and the remainder
+  (an attacker's payload glued to a query).
+- ``isolation`` — low cosine to its nearest neighbours in the collection.
+- ``incoherence`` — the share of the document's adjacent word pairs that no other document of the collection
+  uses: ordinary text shares most of its word pairs with other documents ("of the", "in patients"), while the
+  token salad a gradient attacker (HotFlip, GASLITE) optimises shares almost none — a language model's
+  perplexity, approximated by the collection's own word pairs.
+
+Each sign is turned into a robust z-score (median and MAD of the reference documents) with its own threshold,
+one upper quantile of the **reference** documents' z-scores for all signs (at least z = 3), the largest for which
+no more than ``max_fpr`` of the reference is over any threshold — the reference being the
+documents the caller trusts (``reference=`` ids), by default every document — so at most ``max_fpr`` of the
+reference is flagged: the false-positive rate is bounded by the option on the clean documents it is calibrated
+on, and reported. A document's suspicion is its largest z over that sign's threshold; its reasons, the signs
+over theirs. Probe queries are a query log the caller gives
+(best: what users ask), else queries drawn from the documents (:func:`~retrievo.eval.retrievability.generate_queries`).
+
+Why by hand: the signs come from the robustness literature (PoisonedRAG's query-prefixed passages, hubness in
+embedding spaces, stuffing); no library scores a retrieval collection's documents with them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from retrievo.errors import InvalidInputError
+
+__all__ = ["AuditReport", "DocumentSigns", "Suspect", "audit", "document_signs"]
+
+SIGNS = ("query_likeness", "hubness", "stuffing", "off_topic", "isolation", "incoherence")
+_BUCKETS = 1 << 22  # hashed word pairs: collisions only make a pair look attested
+PREFIX_WORDS = (6, 12, 24)
+_WORDS = re.compile(r"[^\W_][\w'-]*", re.U)
+_FIRST = re.compile(r"^(.+?[.!?])(\s|$)", re.S)
+
+
+def _opening(text: str, words: int = 40) -> tuple[str, str]:
+    """The first sentence (at most ``words`` words) and the rest."""
+    m = _FIRST.match(text.strip())
+    head = m.group(1) if m else text.strip()
+    toks = head.split()
+    if len(toks) > words:
+        head = " ".join(toks[:words])
+    rest = text.strip()[len(head):].strip()
+    return head, rest
+
+
+def _stuffing(text: str, stop: frozenset[str]) -> tuple[float, float, int]:
+    """(share of words taken by the most repeated content word, type/token ratio of the first 100 words, words)."""
+    words = [w.lower() for w in _WORDS.findall(text)]
+    content = [w for w in words if w not in stop and len(w) > 2]
+    top = Counter(content).most_common(1)[0][1] / len(words) if content else 0.0
+    first = words[:100]
+    ttr = len(set(first)) / len(first) if first else 1.0
+    return top, ttr, len(words)
+
+
+@dataclass
+class DocumentSigns:
+    """Raw signs of a batch of documents (aligned with ``ids``)."""
+
+    ids: list[str]
+    values: dict[str, np.ndarray]
+
+
+def document_signs(collection: Any, docs: Sequence[Any], probes: Mapping[str, str], doc_vectors: np.ndarray | None,
+                   probe_vectors: np.ndarray, hub_counts: np.ndarray | None = None,
+                   neighbour_sims: np.ndarray | None = None, pairs: PairCounts | None = None,
+                   stored: bool = False) -> DocumentSigns:
+    """The raw signs of ``docs`` (:class:`~retrievo.types.Document`) against the probes (see the module
+    docstring). ``doc_vectors``: the documents' stored dense vectors; ``hub_counts`` / ``neighbour_sims``: their
+    hubness counts and neighbour similarity when known (stored documents), else computed here."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    openings = [_opening(d.text) for d in docs]
+    heads, rests = [h for h, _ in openings], [r for _, r in openings]
+    hv = _encode(collection, list(heads))
+    has_rest = np.array([bool(r) for r in rests])
+    rv = np.zeros_like(hv)
+    if has_rest.any():
+        rv[has_rest] = _encode(collection, [r for r in rests if r])
+    # the opening as a query would be: the first sentence, or the first 6 / 12 / 24 words (a query without final
+    # punctuation runs into the attacker's text)
+    query_likeness = np.zeros(len(docs))
+    if len(probe_vectors):
+        query_likeness = (hv @ probe_vectors.T).max(axis=1)
+        for n in PREFIX_WORDS:
+            pv = _encode(collection, [" ".join(d.text.split()[:n]) for d in docs])
+            query_likeness = np.maximum(query_likeness, (pv @ probe_vectors.T).max(axis=1))
+    off_topic = np.where(has_rest, 1.0 - (hv * rv).sum(axis=1), 0.0)
+    stuff = np.array([_stuffing(d.content(("title", "text")), ENGLISH_STOP_WORDS) for d in docs]).reshape(-1, 3)
+    # stuffing: the top word's share, and a type/token ratio below what documents of that length have
+    expected_ttr = np.clip(1.0 - 0.0035 * np.minimum(stuff[:, 2], 100), 0.5, 1.0)
+    stuffing = stuff[:, 0] + np.maximum(0.0, expected_ttr - stuff[:, 1])
+    if doc_vectors is None:
+        doc_vectors = _encode(collection, [d.content(collection.config.dense.fields) for d in docs])
+    if neighbour_sims is None:
+        neighbour_sims = _neighbour_sims(collection, doc_vectors)
+    if hub_counts is None:
+        hub_counts = _hub_counts_for(collection, doc_vectors, probe_vectors, probes)
+    return DocumentSigns([d.id for d in docs], {
+        "query_likeness": query_likeness.astype(np.float64),
+        "hubness": np.asarray(hub_counts, dtype=np.float64),
+        "stuffing": stuffing.astype(np.float64),
+        "off_topic": off_topic.astype(np.float64),
+        "isolation": 1.0 - np.asarray(neighbour_sims, dtype=np.float64),
+        "incoherence": (pairs.incoherence([d.content(("title", "text")) for d in docs], stored) if pairs is not None
+                        else np.zeros(len(docs))),
+    })
+
+
+def _pairs(text: str) -> np.ndarray:
+    """Hashed buckets of the distinct adjacent word pairs of ``text`` (lower case)."""
+    words = [w.lower() for w in _WORDS.findall(text)]
+    if len(words) < 2:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.fromiter((hash((a, b)) % _BUCKETS for a, b in zip(words, words[1:], strict=False)),
+                                 dtype=np.int64, count=len(words) - 1))
+
+
+class PairCounts:
+    """In how many documents each (hashed) adjacent word pair occurs."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self.df = np.zeros(_BUCKETS, dtype=np.int32)
+        for t in texts:
+            self.df[_pairs(t)] += 1
+
+    def incoherence(self, texts: Sequence[str], stored: bool) -> np.ndarray:
+        """The share of each text's word pairs found in no other document (``stored``: the text is one of them)."""
+        need = 2 if stored else 1
+        out = np.zeros(len(texts))
+        for i, t in enumerate(texts):
+            b = _pairs(t)
+            out[i] = float(np.mean(self.df[b] < need)) if len(b) else 0.0
+        return out
+
+
+def _encode(collection: Any, texts: list[str]) -> np.ndarray:
+    """Texts through the collection's dense model and its embedding cache (an audit run twice encodes once)."""
+    from retrievo.encoders.cache import encode_with_cache
+
+    sig = collection.signals["dense"]
+    return np.asarray(encode_with_cache(sig.encoder, texts, sig.embedding_cache()), dtype=np.float32)
+
+
+def _neighbour_sims(collection: Any, vectors: np.ndarray, k: int = 10) -> np.ndarray:
+    """Mean cosine of each vector to its ``k`` nearest stored documents (itself excluded)."""
+    res = collection.search(None, k=k + 1, method="dense", query_vectors=vectors)
+    s = np.where(np.isfinite(res.scores), res.scores, np.nan)
+    s = np.sort(s, axis=1)[:, ::-1]
+    # a stored document finds itself first (similarity ~1): drop the best when it is (almost) identical
+    own = s[:, 0] > 0.9999
+    body = np.where(own[:, None], s[:, 1:k + 1], s[:, :k])
+    return np.nan_to_num(np.nanmean(body, axis=1), nan=0.0)
+
+
+def _hub_counts_for(collection: Any, vectors: np.ndarray, probe_vectors: np.ndarray, probes: Mapping[str, str],
+                    k: int = 10) -> np.ndarray:
+    """For documents not (yet) stored: in how many probes' dense top k each would enter (its similarity above the
+    probe's k-th stored result)."""
+    res = collection.search(None, k=k, method="dense", query_vectors=probe_vectors)
+    kth = np.where(np.isfinite(res.scores[:, -1]), res.scores[:, -1], -np.inf)
+    sims = vectors @ probe_vectors.T
+    return (sims > kth[None, :]).sum(axis=1)
+
+
+@dataclass
+class Suspect:
+    """A flagged document: its suspicion (largest robust z of its signs), the reasons, and every sign."""
+
+    id: str
+    suspicion: float
+    reasons: list[str]
+    signs: dict[str, float]
+
+
+@dataclass
+class AuditReport:
+    """The outcome of :func:`audit`: suspects (most suspicious first), the threshold and what it was set on."""
+
+    suspects: list[Suspect]
+    threshold: float
+    max_fpr: float
+    documents: int
+    reference: int
+    reference_flagged: int
+    probes: int
+    scores: dict[str, float] = field(default_factory=dict)  # every document's suspicion
+    scaler: Any = None  # the reference's scales and thresholds, to screen new documents alike
+    signs: Any = None  # every document's raw signs (DocumentSigns)
+    pairs: Any = None  # the collection's word-pair counts (PairCounts), for screening new documents
+
+    def summary(self) -> dict[str, Any]:
+        return {"documents": self.documents, "suspects": len(self.suspects),
+                "thresholds": {n: round(v, 3) for n, v in (self.scaler.limit.items() if self.scaler else ())},
+                "max_fpr": self.max_fpr, "reference_documents": self.reference,
+                "reference_flagged": self.reference_flagged,
+                "reference_fpr": round(self.reference_flagged / max(self.reference, 1), 4), "probes": self.probes,
+                "by_reason": dict(Counter(r for s in self.suspects for r in s.reasons))}
+
+
+class _Scaler:
+    """Each sign's robust z-score — (x − median) / (1.4826 · MAD) over the reference documents — and its own
+    threshold: the same upper quantile of the reference's z-scores for every sign (at least z = 3), the largest
+    that keeps the share of reference documents over any threshold within ``max_fpr``. A document's suspicion is its
+    largest z / threshold; above 1 it is flagged, for the signs above theirs."""
+
+    def __init__(self, values: dict[str, np.ndarray], ref: np.ndarray, max_fpr: float) -> None:
+        self.center, self.scale, self.limit = {}, {}, {}
+        zs = {}
+        for name, v in values.items():
+            r = v[ref]
+            med = float(np.median(r))
+            mad = float(np.median(np.abs(r - med))) * 1.4826
+            self.center[name], self.scale[name] = med, max(mad, 0.1 * float(np.std(r)), 1e-6)
+            zs[name] = (r - med) / self.scale[name]
+        # the same tail share per sign, as large as keeps the union of flagged reference documents within max_fpr
+        # (signs flag overlapping documents, so the share lies between max_fpr / n_signs and max_fpr)
+        lo, hi = max_fpr / len(zs), max_fpr
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            lim = {n: max(float(np.quantile(z, 1.0 - mid, method="higher")), 3.0) for n, z in zs.items()}
+            share = float(np.mean(np.logical_or.reduce([z > lim[n] for n, z in zs.items()])))
+            lo, hi = (mid, hi) if share <= max_fpr else (lo, mid)
+        self.limit = {n: max(float(np.quantile(z, 1.0 - lo, method="higher")), 3.0) for n, z in zs.items()}
+
+    def suspicion(self, values: dict[str, np.ndarray]) -> tuple[np.ndarray, list[list[str]]]:
+        ratio = np.stack([(values[n] - self.center[n]) / self.scale[n] / self.limit[n] for n in SIGNS])
+        reasons = [[n for j, n in enumerate(SIGNS) if ratio[j, i] > 1.0] for i in range(ratio.shape[1])]
+        return ratio.max(axis=0), reasons
+
+
+def _probes(collection: Any, probes: Mapping[str, str] | Sequence[str] | None, n_probes: int, seed: int) -> dict:
+    if probes is None:
+        from retrievo.eval.retrievability import generate_queries
+
+        return generate_queries(collection, n_probes, seed=seed)
+    if isinstance(probes, Mapping):
+        return dict(probes)
+    return {str(i): q for i, q in enumerate(probes)}
+
+
+def audit(collection: Any, probes: Mapping[str, str] | Sequence[str] | None = None, *, max_fpr: float = 0.01,
+          reference: Sequence[str] | None = None, n_probes: int = 2000, seed: int = 0,
+          show_progress: bool = False) -> AuditReport:
+    """Score every live document and list the suspects (see the module docstring). Changes nothing.
+
+    Args:
+        probes: probe queries (a query log: ``{id: text}`` or a list), default drawn from the documents.
+        max_fpr: at most this share of the reference documents is flagged.
+        reference: ids of documents trusted to be clean, on which the threshold is set (default: all).
+    """
+    if not (0.0 < max_fpr < 1.0):
+        raise InvalidInputError(f"audit: max_fpr must be in (0, 1), got {max_fpr}")
+    if not collection.has_dense:
+        raise InvalidInputError(f"{collection.path}: the audit reads dense vectors, and this collection has no dense model")
+    snap = collection.snapshot()
+    rows = np.flatnonzero(snap.live)
+    if not len(rows):
+        raise InvalidInputError(f"{collection.path} holds no documents to audit")
+    probes = _probes(collection, probes, n_probes, seed)
+    probe_vectors = np.asarray(collection.encoder.encode_queries(list(probes.values())), dtype=np.float32)
+    docs = collection.documents_at(rows.tolist(), snap)
+    vectors = snap.signals["dense"].gather(rows).astype(np.float32)
+    # hubness of stored documents: how many probes' top 10 (dense and BM25) they are in
+    pos = np.full(snap.n_rows, -1, dtype=np.int64)
+    pos[rows] = np.arange(len(rows))
+    hubs = np.zeros(len(rows), dtype=np.int64)
+    texts = list(probes.values())
+    from retrievo.request import SearchRequest
+
+    for method in ("dense", "bm25"):
+        res = collection.searcher.search(texts, SearchRequest(method=method, k=10), query_vectors=probe_vectors
+                                         if method == "dense" else None, snapshot=snap)
+        r = res.rows[res.rows >= 0]
+        hubs += np.bincount(pos[r], minlength=len(rows))
+    pairs = PairCounts([d.content(("title", "text")) for d in docs])
+    signs = document_signs(collection, docs, probes, vectors, probe_vectors, hub_counts=hubs,
+                           neighbour_sims=_neighbour_sims(collection, vectors), pairs=pairs, stored=True)
+    ids = signs.ids
+    ref = np.ones(len(ids), bool) if reference is None else np.isin(np.asarray(ids, dtype=object),
+                                                                    np.asarray(list(reference), dtype=object))
+    if not ref.any():
+        raise InvalidInputError("audit: none of the reference ids is a live document")
+    scaler = _Scaler(signs.values, ref, max_fpr)
+    suspicion, reasons = scaler.suspicion(signs.values)
+    flagged = np.flatnonzero(suspicion > 1.0)
+    suspects = [Suspect(ids[i], float(suspicion[i]), reasons[i], {n: float(signs.values[n][i]) for n in SIGNS})
+                for i in flagged]
+    suspects.sort(key=lambda s: (-s.suspicion, s.id))
+    report = AuditReport(suspects, 1.0, max_fpr, len(ids), int(ref.sum()), int((suspicion[ref] > 1.0).sum()),
+                         len(probes), dict(zip(ids, suspicion.tolist(), strict=True)), scaler, signs, pairs)
+    return report
+
+
+# ------------------------------------------------------------------------------------------ admission gate
+
+
+class Quarantine:
+    """Documents held back by the admission gate: stored durably beside the collection (``quarantine.sqlite``),
+    never searchable, each with its suspicion and reasons, until released into the collection or dropped by an
+    explicit call."""
+
+    def __init__(self, collection_path: Any) -> None:
+        import sqlite3
+        from pathlib import Path
+
+        self.path = Path(collection_path) / "quarantine.sqlite"
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS held (id TEXT PRIMARY KEY, doc TEXT NOT NULL, suspicion REAL, "
+                         "reasons TEXT NOT NULL, signs TEXT NOT NULL, at REAL NOT NULL)")
+
+    def hold(self, docs: Sequence[Any], suspects: Sequence[Suspect]) -> None:
+        import json
+        import time
+
+        now = time.time()
+        with self._db:  # one transaction: all or nothing
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO held VALUES (?, ?, ?, ?, ?, ?)",
+                [(d.id, json.dumps(d.to_dict(), ensure_ascii=False), s.suspicion, json.dumps(s.reasons),
+                  json.dumps(s.signs), now) for d, s in zip(docs, suspects, strict=True)])
+
+    def list(self) -> list[dict[str, Any]]:
+        import json
+
+        rows = self._db.execute("SELECT id, suspicion, reasons, signs, at FROM held ORDER BY suspicion DESC, id")
+        return [{"id": i, "suspicion": s, "reasons": json.loads(r), "signs": json.loads(g), "held_at": a}
+                for i, s, r, g, a in rows]
+
+    def documents(self, ids: Sequence[str]) -> list[Any]:
+        import json
+
+        from retrievo.types import Document
+
+        out = []
+        for i in ids:
+            row = self._db.execute("SELECT doc FROM held WHERE id = ?", (i,)).fetchone()
+            if row is None:
+                from retrievo.errors import NotFoundError
+
+                raise NotFoundError(f"no quarantined document with id {i!r} in {self.path}")
+            out.append(Document.from_any(json.loads(row[0])))
+        return out
+
+    def remove(self, ids: Sequence[str]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM held WHERE id = ?", [(i,) for i in ids])
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM held").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Gate:
+    """The admission gate: documents scored against the collection as it stands before they are added; suspects
+    are quarantined (:class:`Quarantine`) with their reasons instead of added, the rest added. The scales and
+    thresholds come from an :func:`audit` of the collection (its documents are the reference, so at most
+    ``max_fpr`` of documents like them are held back); recalibrate with :meth:`calibrate` after large changes.
+
+    Args:
+        collection: a writable collection with a dense model.
+        probes: the probe queries (a query log is best), else drawn from the documents.
+    """
+
+    def __init__(self, collection: Any, probes: Mapping[str, str] | Sequence[str] | None = None,
+                 max_fpr: float = 0.01, n_probes: int = 2000, seed: int = 0) -> None:
+        self.collection = collection
+        self.quarantine = Quarantine(collection.path)
+        self._probes, self.max_fpr, self.n_probes, self.seed = probes, max_fpr, n_probes, seed
+        self.report: AuditReport | None = None
+        self.probe_texts: dict[str, str] = {}
+        self.probe_vectors = np.zeros((0, 0), np.float32)
+
+    def calibrate(self) -> AuditReport:
+        """Audit the collection as it stands and keep its scales, thresholds and probes."""
+        self.probe_texts = _probes(self.collection, self._probes, self.n_probes, self.seed)
+        self.report = audit(self.collection, self.probe_texts, max_fpr=self.max_fpr)
+        self.probe_vectors = np.asarray(self.collection.encoder.encode_queries(list(self.probe_texts.values())),
+                                        dtype=np.float32)
+        return self.report
+
+    def screen(self, docs: Sequence[Any]) -> tuple[list[Any], list[tuple[Any, Suspect]]]:
+        """``(admitted, [(document, suspect)])`` for candidate documents (nothing is written)."""
+        from retrievo.types import Document
+
+        docs = [Document.from_any(d, where=f"screen: document {i}") for i, d in enumerate(docs)]
+        if not docs:
+            return [], []
+        if self.report is None:
+            self.calibrate()
+        assert self.report is not None
+        signs = document_signs(self.collection, docs, self.probe_texts, None, self.probe_vectors,
+                               pairs=self.report.pairs, stored=False)
+        suspicion, reasons = self.report.scaler.suspicion(signs.values)
+        admitted, held = [], []
+        for i, d in enumerate(docs):
+            if suspicion[i] > 1.0:
+                held.append((d, Suspect(d.id, float(suspicion[i]), reasons[i],
+                                        {n: float(signs.values[n][i]) for n in SIGNS})))
+            else:
+                admitted.append(d)
+        return admitted, held
+
+    def add(self, docs: Sequence[Any], upsert: bool = False) -> dict[str, Any]:
+        """Screen ``docs``; add (or upsert) the admitted to the collection and quarantine the suspects. Returns
+        ``{"added": n, "quarantined": [{"id", "suspicion", "reasons"}]}``; call the collection's ``commit``."""
+        admitted, held = self.screen(docs)
+        if admitted:
+            (self.collection.upsert if upsert else self.collection.add)(admitted)
+        if held:
+            self.quarantine.hold([d for d, _ in held], [s for _, s in held])
+        return {"added": len(admitted),
+                "quarantined": [{"id": s.id, "suspicion": round(s.suspicion, 3), "reasons": s.reasons} for _, s in held]}
+
+    def release(self, ids: Sequence[str]) -> int:
+        """Add quarantined documents to the collection (an explicit decision) and forget them here; call commit."""
+        docs = self.quarantine.documents(ids)
+        self.collection.upsert(docs)
+        self.quarantine.remove([d.id for d in docs])
+        return len(docs)
+
+    def close(self) -> None:
+        self.quarantine.close()

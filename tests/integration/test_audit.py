@@ -1,0 +1,88 @@
+"""The audit (signs of planted passages, calibrated on trusted documents) and the admission gate (suspects
+quarantined, never searchable, released by an explicit call) on a small real collection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from retrievo import Collection, CollectionConfig, DenseConfig
+from retrievo.errors import InvalidInputError, NotFoundError
+from retrievo.eval.audit import Gate, Quarantine, audit
+
+STUFFED = {"id": "stuffed", "text": " ".join(["microglia brain immune"] * 12) + " Buy our supplement today."}
+CLEAN_NEW = {"id": "clean-new", "text": "Microglia are the resident immune cells of the central nervous system. "
+             "They survey the brain parenchyma and respond to injury by changing shape and releasing cytokines."}
+
+
+@pytest.fixture()
+def coll(tmp_path, scifact_small, onnx_encoder):
+    c = Collection.create(tmp_path / "c", CollectionConfig(dense=DenseConfig(backend="onnx")), encoder=onnx_encoder)
+    c.add(scifact_small[:150])
+    c.commit()
+    yield c
+    c.close()
+
+
+def test_audit_flags_a_stuffed_passage_and_changes_nothing(coll, scifact_small, scifact_queries):
+    clean_ids = [d["_id"] for d in scifact_small[:150]]
+    coll.add([STUFFED, CLEAN_NEW])
+    coll.commit()
+    gen, n = coll.generation, len(coll)
+    rep = audit(coll, scifact_queries[:40], max_fpr=0.02, reference=clean_ids)
+    flagged = {s.id: s for s in rep.suspects}
+    assert "stuffed" in flagged and "stuffing" in flagged["stuffed"].reasons
+    assert "clean-new" not in flagged
+    assert rep.reference_flagged <= 0.02 * len(clean_ids)  # the bound holds on the documents it was set on
+    assert rep.summary()["reference_fpr"] <= 0.02
+    assert coll.generation == gen and len(coll) == n  # nothing changed
+    with pytest.raises(InvalidInputError, match="max_fpr"):
+        audit(coll, max_fpr=0)
+
+
+def test_gate_quarantines_and_releases(coll, scifact_queries, tmp_path):
+    gate = Gate(coll, scifact_queries[:40], max_fpr=0.02)
+    out = gate.add([STUFFED, CLEAN_NEW])
+    coll.commit()
+    assert out["added"] == 1 and [q["id"] for q in out["quarantined"]] == ["stuffed"]
+    assert "stuffing" in out["quarantined"][0]["reasons"]
+    assert "clean-new" in coll and "stuffed" not in coll
+    for method in ("bm25", "dense", "hybrid"):
+        res = coll.search("microglia brain immune", k=200, method=method)
+        assert "stuffed" not in set(res.ids[0])  # quarantined: never in results
+    gate.close()
+    q = Quarantine(coll.path)  # durable: another handle sees it, with its reasons
+    assert [h["id"] for h in q.list()] == ["stuffed"] and q.list()[0]["reasons"]
+    q.close()
+    gate = Gate(coll)
+    with pytest.raises(NotFoundError):
+        gate.release(["nope"])
+    assert gate.release(["stuffed"]) == 1
+    coll.commit()
+    assert "stuffed" in coll and len(gate.quarantine) == 0
+    assert "stuffed" in set(coll.search("microglia brain immune", k=5).ids[0])
+    gate.close()
+
+
+def test_cli_audit_and_screen(coll, tmp_path):
+    coll.close()
+    out = subprocess.run([sys.executable, "-m", "retrievo", "audit", str(coll.path), "--n-probes", "200", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    assert rep["documents"] == 150 and rep["reference_fpr"] <= 0.01
+    src = tmp_path / "new.jsonl"
+    src.write_text(json.dumps(STUFFED) + "\n" + json.dumps(CLEAN_NEW) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "retrievo", "index", str(src), "--collection", str(coll.path),
+                           "--screen", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "quarantined 1 suspects" in proc.stdout and "stuffed" in proc.stdout
+    listed = subprocess.run([sys.executable, "-m", "retrievo", "quarantine", str(coll.path), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert [h["id"] for h in json.loads(listed.stdout)] == ["stuffed"]
+    bad = subprocess.run([sys.executable, "-m", "retrievo", "index", str(src), "--collection", str(tmp_path / "none"),
+                          "--screen"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "index a trusted set first" in bad.stderr and not (tmp_path / "none").exists()
