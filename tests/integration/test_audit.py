@@ -86,3 +86,18 @@ def test_cli_audit_and_screen(coll, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "retrievo", "index", str(src), "--collection", str(tmp_path / "none"),
                           "--screen"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "index a trusted set first" in bad.stderr and not (tmp_path / "none").exists()
+
+
+def test_add_with_screen(coll, scifact_queries):
+    n = coll.add([STUFFED, CLEAN_NEW], screen=True)
+    coll.commit()
+    assert n == 1 and "clean-new" in coll and "stuffed" not in coll
+    held = coll.quarantined()
+    assert [h["id"] for h in held] == ["stuffed"] and "stuffing" in held[0]["reasons"]
+    assert "stuffed" not in set(coll.search("microglia brain immune", k=200).ids[0])
+    with pytest.raises(Exception, match="already exist"):
+        coll.add([CLEAN_NEW], screen=True)  # as without the gate: nothing buffered, nothing held
+    assert [h["id"] for h in coll.quarantined()] == ["stuffed"]
+    assert coll.release(["stuffed"]) == 1
+    coll.commit()
+    assert "stuffed" in coll and coll.quarantined() == []

@@ -396,6 +396,7 @@ class Gate:
         self.quarantine = Quarantine(collection.path)
         self._probes, self.max_fpr, self.n_probes, self.seed = probes, max_fpr, n_probes, seed
         self.report: AuditReport | None = None
+        self.generation: int | None = None  # the generation it was calibrated on (set by the caller)
         self.probe_texts: dict[str, str] = {}
         self.probe_vectors = np.zeros((0, 0), np.float32)
 

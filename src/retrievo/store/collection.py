@@ -111,6 +111,7 @@ class Collection:
         self._lock_fh: Any = None
         self._pending: dict[str, Document] = {}
         self._pending_deletes: set[str] = set()
+        self._gate: Any = None  # the admission gate of add(screen=True), calibrated per generation
         self._pending_vectors: dict[str, np.ndarray] = {}  # caller-supplied dense vectors of buffered documents
         self._searcher: Any = None
         self._state: Snapshot = self._load_snapshot()
@@ -195,6 +196,9 @@ class Collection:
         return cls.create(path, config, encoder=encoder)
 
     def close(self) -> None:
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
         self.store.close()
         for sig in self._signals.values():
             sig.close()
@@ -361,13 +365,17 @@ class Collection:
 
     _validate = validate_documents
 
-    def add(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None) -> int:
+    def add(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None, screen: bool = False) -> int:
         """Buffer new documents; an id that already exists is an error (use :meth:`upsert` to replace).
 
         ``vectors``: optional dense vectors computed elsewhere, one row per document (``(n, dim)``); those
-        documents are not encoded. Nothing changes if any document or vector is invalid. Returns the number
-        buffered. Call :meth:`commit`.
+        documents are not encoded. Nothing changes if any document or vector is invalid. ``screen``: pass them
+        through the admission gate first (:class:`~retrievo.eval.audit.Gate`, calibrated on this generation):
+        suspects are quarantined with their reasons (:meth:`quarantined`, :meth:`release`) instead of buffered.
+        Returns the number buffered. Call :meth:`commit`.
         """
+        if screen:
+            return self._screened(docs, vectors, "add")
         batch = self.validate_documents(docs, "add")
         vecs = None if vectors is None else self.check_vectors(vectors, batch, "add")
         self.lock_for_writing()
@@ -382,11 +390,13 @@ class Collection:
         self._buffer(batch, vecs)
         return len(batch)
 
-    def upsert(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None) -> int:
-        """Buffer documents that add new ids or replace existing ones (``vectors`` as in :meth:`add`).
+    def upsert(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None, screen: bool = False) -> int:
+        """Buffer documents that add new ids or replace existing ones (``vectors`` and ``screen`` as in :meth:`add`).
 
         Returns the number buffered.
         """
+        if screen:
+            return self._screened(docs, vectors, "upsert")
         batch = self.validate_documents(docs, "upsert")
         vecs = None if vectors is None else self.check_vectors(vectors, batch, "upsert")
         self.lock_for_writing()
@@ -394,6 +404,52 @@ class Collection:
         for d in batch:
             self._pending_deletes.discard(d.id)
         return len(batch)
+
+    def _screened(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any, where: str) -> int:
+        """add/upsert through the admission gate: the admitted are buffered (all or nothing, as without the gate),
+        then the suspects quarantined."""
+        from retrievo.eval.audit import Gate
+
+        batch = self.validate_documents(docs, where)
+        vecs = None if vectors is None else self.check_vectors(vectors, batch, where)
+        if self._gate is None or self._gate.generation != self.generation:
+            if self._gate is not None:
+                self._gate.close()
+            self._gate = Gate(self)
+            self._gate.calibrate()
+            self._gate.generation = self.generation
+        admitted, held = self._gate.screen(batch)
+        keep = {d.id for d in admitted}
+        idx = [i for i, d in enumerate(batch) if d.id in keep]
+        chosen = [batch[i] for i in idx]
+        n = (self.upsert if where == "upsert" else self.add)(chosen, None if vecs is None else vecs[idx])
+        if held:
+            self._gate.quarantine.hold([d for d, _ in held], [s for _, s in held])
+        return n
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Documents the admission gate held back: ``{id, suspicion, reasons, signs, held_at}``, most suspicious
+        first. They are stored beside the collection and never searchable until :meth:`release`."""
+        from retrievo.eval.audit import Quarantine
+
+        q = Quarantine(self.path)
+        try:
+            return q.list()
+        finally:
+            q.close()
+
+    def release(self, ids: Sequence[str]) -> int:
+        """Buffer quarantined documents (an explicit decision) and forget them in the quarantine; call :meth:`commit`."""
+        from retrievo.eval.audit import Quarantine
+
+        q = Quarantine(self.path)
+        try:
+            docs = q.documents(list(ids))
+            self.upsert(docs)
+            q.remove([d.id for d in docs])
+        finally:
+            q.close()
+        return len(docs)
 
     def _buffer(self, batch: list[Document], vecs: np.ndarray | None) -> None:
         for i, d in enumerate(batch):
