@@ -345,6 +345,26 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch_search(args: argparse.Namespace) -> int:
+    from retrievo.eval.retrievability import load_queries
+    from retrievo.eval.runs import write_run
+    from retrievo.store.collection import Collection
+
+    req = request_from_args(args)
+    topics = load_queries(args.topics, args.split)  # checked before the collection is opened
+    if not topics:
+        raise InvalidInputError(f"{args.topics}: no queries")
+    coll = Collection.open(args.collection, readonly=True)
+    try:
+        qids = list(topics)
+        res = coll.searcher.search([topics[q] for q in qids], req, query_ids=qids)
+    finally:
+        coll.close()
+    write_run(args.run_file, res.to_run(), tag=args.tag or res.method)
+    print(f"searched {len(qids)} queries ({res.method}, k {req.k}) in {args.collection}; wrote {args.run_file}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from retrievo.store.collection import Collection
 
@@ -818,6 +838,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     add_search_args(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("batch-search", help="search every query of a topics file and write a TREC run file "
+                       "(as Pyserini's SimpleSearcher batch runs)", parents=[common])
+    p.add_argument("collection")
+    p.add_argument("topics", help="a BEIR folder (its --split queries), .jsonl of {_id, text}, .tsv of id<TAB>text, "
+                   "or a text file of one query a line")
+    p.add_argument("--run-file", required=True, help="the TREC run file to write")
+    p.add_argument("--split", default="test")
+    p.add_argument("--tag", default=None, help="the run's tag (default: the method)")
+    add_search_args(p)
+    p.set_defaults(func=cmd_batch_search)
 
     p = sub.add_parser("calibrate", help="fit a search setting's probability of relevance on judged queries "
                        "(BEIR qrels); searches with the same settings can then cut by --min-probability",

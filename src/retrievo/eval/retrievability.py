@@ -68,8 +68,8 @@ def generate_queries(collection: Any, n: int = 2000, seed: int = 0, min_words: i
 
 
 def load_queries(source: str | Path, split: str = "test") -> dict[str, str]:
-    """Queries from a BEIR folder (``split``'s queries, or all of them), a ``.jsonl`` of ``{"_id", "text"}`` or
-    a text file with one query a line."""
+    """Queries from a BEIR folder (``split``'s queries, or all of them), a ``.jsonl`` of ``{"_id", "text"}``, a
+    ``.tsv`` of ``id<TAB>text`` (Pyserini's topics) or a text file with one query a line (ids 1, 2, …)."""
     path = Path(source)
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or folder")
@@ -98,6 +98,16 @@ def load_queries(source: str | Path, split: str = "test") -> dict[str, str]:
                 out[str(rec.get("_id", rec.get("id", lineno)))] = rec["text"]
         return out
     lines = [x.strip() for x in path.read_text(encoding="utf-8").splitlines()]
+    if path.suffix.lower() == ".tsv":  # Pyserini's topics: "qid<TAB>text"
+        out = {}
+        for lineno, line in enumerate(lines, start=1):
+            if not line:
+                continue
+            qid, sep, text = line.partition("\t")
+            if not sep or not text.strip():
+                raise SourceFormatError(f"{path}:{lineno}: expected 'query id<TAB>query text'")
+            out[qid.strip()] = text.strip()
+        return out
     return {str(i): q for i, q in enumerate(lines, start=1) if q}
 
 

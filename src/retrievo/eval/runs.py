@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retrievo.errors import SourceFormatError
+from retrievo.errors import NotFoundError, SourceFormatError
 
 __all__ = ["read_run", "write_run"]
 
@@ -21,7 +21,16 @@ def write_run(path: str | Path, run: dict[str, dict[str, float]], tag: str = "re
 
 
 def read_run(path: str | Path) -> dict[str, dict[str, float]]:
+    """A TREC run file as ``{qid: {doc_id: score}}``.
+
+    Raises:
+        NotFoundError: no such file (the message says how to make one).
+        SourceFormatError: a malformed line, named by file and line.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"{path}: no such run file; write one with `retrievo eval DATASET --method METHOD "
+                            f"--run-file {path.name}` or `retrievo batch-search COLLECTION TOPICS --run-file {path.name}`")
     run: dict[str, dict[str, float]] = {}
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):

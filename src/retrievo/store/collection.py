@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -690,6 +690,28 @@ class Collection:
             Document(id=i, title=found[i][0], text=found[i][1], metadata=found[i][2]) if i in found else None
             for i in ids
         ]
+
+    def count(self, filter: dict[str, Any] | str | None = None) -> int:
+        """How many documents of the current generation match ``filter`` (all live ones without it)."""
+        mask = self.filter_mask(filter, self._state)
+        return int(self._state.n_live if mask is None else mask.sum())
+
+    def scroll(self, filter: dict[str, Any] | str | None = None, batch: int = 1000,
+               after: str | None = None) -> Iterator[list[Document]]:
+        """The documents of the current generation that match ``filter``, ``batch`` at a time, in id order; resume
+        after the id ``after`` (the last id of a page read before). One generation throughout, whatever commits
+        happen meanwhile."""
+        if batch < 1:
+            raise InvalidInputError(f"scroll: batch must be >= 1, got {batch}")
+        state = self._state
+        mask = self.filter_mask(filter, state)
+        rows = np.flatnonzero(state.live if mask is None else mask & state.live)
+        ids = state.ids[rows].astype(str)
+        order = np.argsort(ids, kind="stable")
+        rows, ids = rows[order], ids[order]
+        start = 0 if after is None else int(np.searchsorted(ids, after, side="right"))
+        for i in range(start, len(rows), batch):
+            yield [d for d in self.documents_at(rows[i:i + batch].tolist(), state) if d is not None]
 
     def iter_documents(self) -> Iterable[Document]:
         for doc_id, title, text, meta in self.store.iter_docs():
