@@ -43,7 +43,7 @@ _METAVARS = {"int": "N", "float": "X", "str": "NAME", "json": "JSON", "floats": 
 
 def add_search_args(parser: argparse.ArgumentParser, exclude: Iterable[str] = ()) -> None:
     """Add a flag for every search option (built-in and registered by plugins) but those in ``exclude``."""
-    from retrievo.signals.registry import methods
+    from retrievo.signals.registry import signal_names
 
     skip = set(exclude)
     builtin = {o.name for o in OPTIONS}
@@ -60,7 +60,8 @@ def add_search_args(parser: argparse.ArgumentParser, exclude: Iterable[str] = ()
         group = groups[title]
         kwargs: dict[str, Any] = {"dest": _dest(opt.name), "default": None, "help": opt.help}
         if opt.name == "method":
-            kwargs["help"] = f"{opt.help}; e.g. {', '.join(methods())}"
+            kwargs["help"] = (f"{opt.help}; the signals: {', '.join(signal_names())}; e.g. hybrid, bm25+splade, "
+                              "bm25f+dense, bm25+dense+multivector")
             kwargs["metavar"] = "METHOD"
         if opt.type == "bool":
             kwargs.update(action="store_const", const=True)

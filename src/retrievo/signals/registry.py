@@ -108,7 +108,7 @@ def parse_method(method: str) -> tuple[str, ...]:
     bad = [p for p in parts if p not in _registry]
     if bad or len(set(parts)) != len(parts):
         raise InvalidInputError(
-            f"search: unknown method {method!r}; use one of {methods()} or signals from {signal_names()} "
+            f"search: unknown method {method!r}; use a signal ({', '.join(signal_names())}), hybrid, or signals "
             "joined by '+'"
         )
     return parts
