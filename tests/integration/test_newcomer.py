@@ -52,3 +52,17 @@ def test_batch_search_and_compare(coll, tmp_path, scifact_queries):
     proc = subprocess.run([sys.executable, "-m", "retrievo", "compare", str(SCIFACT), "runA.trec", "runB.trec"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)  # as the README writes it
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "no such run file" in proc.stderr
+
+
+def test_search_says_when_the_default_method_was_used(tmp_path, scifact_small, onnx_encoder):
+    from retrievo import DenseConfig
+
+    c = Collection.create(tmp_path / "d", CollectionConfig(dense=DenseConfig(backend="onnx")), encoder=onnx_encoder)
+    c.add(scifact_small[:20])
+    c.commit()
+    c.close()
+    run = [sys.executable, "-m", "retrievo", "search", str(tmp_path / "d"), "microglia", "--k", "2"]
+    out = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "(method bm25, the default; this collection also has hybrid, dense" in out.stderr
+    out = subprocess.run(run + ["--method", "bm25"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "the default" not in out.stderr

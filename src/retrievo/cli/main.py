@@ -188,6 +188,11 @@ def cmd_search(args: argparse.Namespace) -> int:
                 print(f"{rank:>3}  {s:9.4f}{prob}  {d}  {title}")
             if not rows:
                 print("no results")
+            others = [m for m in ("hybrid", "dense", "splade") if m != req.method and (
+                (m in ("hybrid", "dense") and coll.has_dense) or (m == "splade" and "splade" in coll.signals))]
+            if getattr(args, "opt_method", None) is None and others:  # the default was used: say so, and the others
+                print(f"(method {req.method}, the default; this collection also has {', '.join(others)}: --method)",
+                      file=sys.stderr)
     finally:
         coll.close()
     return 0
@@ -448,7 +453,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_adapt(args: argparse.Namespace) -> int:
     _, ad = _learn_from_judgements(args, lambda c, q, r: c.fit_query_adapter(
-        q, r, negatives=args.negatives, epochs=args.epochs))
+        q, r, negatives=args.negatives, epochs=args.epochs, show_progress=not args.json))
     info = ad.info.__dict__
     print(json.dumps(info) if args.json else
           f"query adapter learnt on {info['n_train']} judged queries of {args.split}: validation top-1 "

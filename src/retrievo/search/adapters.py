@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,8 @@ class QueryAdapter:
 
 def fit_query_adapter(queries: np.ndarray, positives: list[np.ndarray], negatives: list[np.ndarray],
                       epochs: int = 30, lr: float = 1e-3, weight_decay: float = 1e-2, temperature: float = 0.05,
-                      val_fraction: float = 0.2, batch_size: int = 64, seed: int = 0) -> QueryAdapter:
+                      val_fraction: float = 0.2, batch_size: int = 64, seed: int = 0,
+                      show_progress: bool = False) -> QueryAdapter:
     """Learn ``A`` from query vectors and, per query, its relevant documents' vectors (``positives[i]``,
     ``(p_i, dim)``) and hard negatives' vectors (``negatives[i]``, ``(n_i, dim)``).
 
@@ -123,7 +125,12 @@ def fit_query_adapter(queries: np.ndarray, positives: list[np.ndarray], negative
     best = (val_hit(torch.zeros(dim, dim)), 0, torch.zeros(dim, dim))
     before = best[0]
     epochs_run = 0
-    for epoch in range(1, epochs + 1):
+    epoch_iter: Any = range(1, epochs + 1)
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        epoch_iter = tqdm(epoch_iter, desc="query adapter", unit="epoch")
+    for epoch in epoch_iter:
         epochs_run = epoch
         for s0 in range(0, len(train), batch_size):
             qb, cand, pos, valid = pack(train[s0:s0 + batch_size])

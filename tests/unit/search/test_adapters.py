@@ -72,3 +72,15 @@ def test_query_adapter_through_a_collection_of_supplied_vectors(tmp_path):
         coll.search("x", method="bm25", adapter=True)
     with pytest.raises(InvalidInputError, match="5 needed"):
         coll.fit_query_adapter({"q0": "x"}, qrels, query_vectors=q[:1])
+
+
+def test_fitting_shows_progress_when_asked(capsys):
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(12, 8)).astype(np.float32)
+    pos = [rng.normal(size=(1, 8)).astype(np.float32) for _ in range(12)]
+    neg = [rng.normal(size=(3, 8)).astype(np.float32) for _ in range(12)]
+    fit_query_adapter(q, pos, neg, epochs=3)
+    assert "query adapter" not in capsys.readouterr().err
+    fit_query_adapter(q, pos, neg, epochs=3, show_progress=True)
+    err = capsys.readouterr().err
+    assert "query adapter" in err and "3/3" in err
