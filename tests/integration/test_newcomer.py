@@ -66,3 +66,7 @@ def test_search_says_when_the_default_method_was_used(tmp_path, scifact_small, o
     assert out.returncode == 0 and "(method bm25, the default; this collection also has hybrid, dense" in out.stderr
     out = subprocess.run(run + ["--method", "bm25"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "the default" not in out.stderr
+    # planning a tiny collection: a table, not dozens of faiss k-means warnings
+    plan = subprocess.run([sys.executable, "-m", "retrievo", "plan", str(tmp_path / "d"), "--memory-budget", "1MB"],
+                          capture_output=True, text=True, timeout=300)
+    assert plan.returncode == 0 and "ivfpq" in plan.stdout and "WARNING clustering" not in plan.stderr

@@ -94,6 +94,11 @@ def build_segment_index(vectors: np.ndarray, cfg: DenseIndexConfig, path: Path |
         train = x if n <= 100_000 else x[rng.choice(n, 100_000, replace=False)]
         if cfg.kind == "ivfpq" and len(train) < 2**cfg.pq_bits:
             train = np.concatenate([train] * (-(-(2**cfg.pq_bits) // len(train))))
+        # faiss prints a warning per k-means run when a cell gets fewer than 39 training points (one per PQ
+        # sub-quantizer too: dozens of lines for a small segment); the recall a plan measures says what it costs
+        index.cp.min_points_per_centroid = 1
+        if cfg.kind == "ivfpq":
+            index.pq.cp.min_points_per_centroid = 1
         index.train(train)
     index.add(x)
     if path is not None:
