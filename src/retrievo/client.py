@@ -140,6 +140,10 @@ class RemoteCollection:
     def get(self, doc_id: str) -> Document:
         return Document.from_any(self.client.request("GET", f"{self._base}/documents/{doc_id}"))
 
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Documents the admission gate held back, with their reasons (as :meth:`retrievo.Collection.quarantined`)."""
+        return self.client.request("GET", self._base + "/quarantine")
+
     def browse_tree(self, node: int = 0, documents: int = 20) -> dict[str, Any]:
         """A node of the semantic tree, as :meth:`retrievo.Collection.browse_tree` gives it."""
         return self.client.request("GET", self._base + "/tree", params={"node": node, "documents": documents})

@@ -85,3 +85,14 @@ def test_tree_over_http(served, scifact_small):
         assert remote_leaf["id"] == leaf["id"] and len(remote_leaf.get("documents", [])) <= 5
         with pytest.raises(NotFoundError, match="nodes 0 to"):
             col.browse_tree(100_000)
+        # the quarantine of the admission gate, as the server reads it from the collection's folder
+        assert col.quarantined() == []
+        from retrievo.eval.audit import Quarantine, Suspect
+        from retrievo.types import Document
+
+        q = Quarantine(served.root / "treed")
+        q.hold([Document("bad", "buy buy buy")], [Suspect("bad", 2.5, ["stuffing"], {"stuffing": 0.9})])
+        q.close()
+        held = col.quarantined()
+        assert [h["id"] for h in held] == ["bad"] and held[0]["reasons"] == ["stuffing"]
+        assert "bad" not in set(col.search("buy", k=10).ids[0])
