@@ -45,7 +45,8 @@ import numpy as np
 
 from retrievo.errors import InvalidInputError
 
-__all__ = ["AuditReport", "DocumentSigns", "Suspect", "audit", "document_signs"]
+__all__ = ["AuditReport", "DocumentSigns", "Gate", "Quarantine", "Suspect", "audit", "document_signs",
+           "release_quarantined", "screen_into"]
 
 SIGNS = ("query_likeness", "hubness", "stuffing", "off_topic", "isolation", "incoherence")
 _BUCKETS = 1 << 22  # hashed word pairs: collisions only make a pair look attested
@@ -375,6 +376,19 @@ class Quarantine:
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM held").fetchone()[0])
 
+    @classmethod
+    def read(cls, collection_path: Any) -> list[dict[str, Any]]:
+        """The held documents of a collection folder (``[]`` when the gate never held any)."""
+        from pathlib import Path
+
+        if not (Path(collection_path) / "quarantine.sqlite").exists():
+            return []
+        q = cls(collection_path)
+        try:
+            return q.list()
+        finally:
+            q.close()
+
     def close(self) -> None:
         self._db.close()
 
@@ -443,10 +457,41 @@ class Gate:
 
     def release(self, ids: Sequence[str]) -> int:
         """Add quarantined documents to the collection (an explicit decision) and forget them here; call commit."""
-        docs = self.quarantine.documents(ids)
-        self.collection.upsert(docs)
-        self.quarantine.remove([d.id for d in docs])
-        return len(docs)
+        return release_quarantined(self.collection, ids)
 
     def close(self) -> None:
         self.quarantine.close()
+
+
+def screen_into(collection: Any, docs: Any, vectors: Any, where: str) -> int:
+    """``collection.add/upsert(docs, screen=True)``: the admitted are buffered (all or nothing, as without the gate),
+    then the suspects quarantined; the collection keeps one gate, calibrated on its current generation."""
+    batch = collection.validate_documents(docs, where)
+    vecs = None if vectors is None else collection.check_vectors(vectors, batch, where)
+    gate = collection._gate
+    if gate is None or gate.generation != collection.generation:
+        if gate is not None:
+            gate.close()
+        gate = collection._gate = Gate(collection)
+        gate.calibrate()
+        gate.generation = collection.generation
+    admitted, held = gate.screen(batch)
+    keep = {d.id for d in admitted}
+    idx = [i for i, d in enumerate(batch) if d.id in keep]
+    n = (collection.upsert if where == "upsert" else collection.add)([batch[i] for i in idx],
+                                                                     None if vecs is None else vecs[idx])
+    if held:
+        gate.quarantine.hold([d for d, _ in held], [s for _, s in held])
+    return n
+
+
+def release_quarantined(collection: Any, ids: Sequence[str]) -> int:
+    """Buffer quarantined documents into ``collection`` and remove them from its quarantine."""
+    q = Quarantine(collection.path)
+    try:
+        docs = q.documents(list(ids))
+        collection.upsert(docs)
+        q.remove([d.id for d in docs])
+    finally:
+        q.close()
+    return len(docs)

@@ -385,16 +385,9 @@ def create_app(root: str | Path, settings: ServerSettings | None = None) -> Fast
     @app.get("/v1/collections/{name}/quarantine", tags=["collections"], dependencies=reads)
     def quarantine(name: str) -> list[dict[str, Any]]:
         """Documents the admission gate held back (never searchable): id, suspicion, reasons, signs."""
-        svc = registry.get(name)
-        if not (svc.path / "quarantine.sqlite").exists():
-            return []
         from retrievo.eval.audit import Quarantine
 
-        q = Quarantine(svc.path)
-        try:
-            return q.list()
-        finally:
-            q.close()
+        return Quarantine.read(registry.get(name).path)
 
     # -- search ----------------------------------------------------------------------------------------
     search_body = search_body_model()  # from the request's option table, with the plugins loaded by now

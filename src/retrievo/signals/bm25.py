@@ -79,19 +79,20 @@ class BM25Signal(Signal):
         return tc
 
     # -- search --------------------------------------------------------------------------------------
-    def query_terms(self, ctx: SearchContext) -> list[np.ndarray]:
-        """Each query's term ids (analysed; with typo correction when the request asks for it)."""
-        def make() -> list[np.ndarray]:
-            analyzer = self.host.analyzer
-            if ctx.request.correct_typos:
-                fix = self.typo_corrector(ctx.snapshot).correct
-                return [np.array([i for i in map(fix, analyzer.tokenize(q)) if i is not None], dtype=np.int64)
-                        for q in ctx.queries]
-            vocab = ctx.snapshot.vocab
-            return [np.array([vocab[t] for t in analyzer.tokenize(q) if t in vocab], dtype=np.int64)
+    @classmethod
+    def analyse_queries(cls, ctx: SearchContext, analyzer: Any) -> list[np.ndarray]:
+        """Each query's term ids in the generation's vocabulary (analysed; with typo correction when the request
+        asks for it) — what every signal over the collection's vocabulary (BM25, BM25F) looks up."""
+        if ctx.request.correct_typos:
+            fix = cls.typo_corrector(ctx.snapshot).correct
+            return [np.array([i for i in map(fix, analyzer.tokenize(q)) if i is not None], dtype=np.int64)
                     for q in ctx.queries]
+        vocab = ctx.snapshot.vocab
+        return [np.array([vocab[t] for t in analyzer.tokenize(q) if t in vocab], dtype=np.int64) for q in ctx.queries]
 
-        return prepared(ctx, self, make)
+    def query_terms(self, ctx: SearchContext) -> list[np.ndarray]:
+        """Each query's term ids (:meth:`analyse_queries`), once per search."""
+        return prepared(ctx, self, lambda: self.analyse_queries(ctx, self.host.analyzer))
 
     def search(self, ctx: SearchContext, depth: int) -> Candidates:
         return Candidates.of(ctx.snapshot.signals["bm25"].search(self.query_terms(ctx), depth, ctx.allowed))

@@ -106,20 +106,10 @@ class BM25FSignal(Signal):
             raise InvalidInputError(f"{self.host.path}: some segments hold no field frequencies; re-index")
 
     def query_terms(self, ctx: SearchContext) -> list[np.ndarray]:
-        """Each query's term ids (analysed as the fields are; typo correction as for BM25)."""
-        def make() -> list[np.ndarray]:
-            analyzer = self.host.analyzer
-            if ctx.request.correct_typos:
-                from retrievo.signals.bm25 import BM25Signal
+        """Each query's term ids, analysed as BM25's are (typo correction included), once per search."""
+        from retrievo.signals.bm25 import BM25Signal
 
-                fix = BM25Signal.typo_corrector(ctx.snapshot).correct
-                return [np.array([i for i in map(fix, analyzer.tokenize(q)) if i is not None], dtype=np.int64)
-                        for q in ctx.queries]
-            vocab = ctx.snapshot.vocab
-            return [np.array([vocab[t] for t in analyzer.tokenize(q) if t in vocab], dtype=np.int64)
-                    for q in ctx.queries]
-
-        return prepared(ctx, self, make)
+        return prepared(ctx, self, lambda: BM25Signal.analyse_queries(ctx, self.host.analyzer))
 
     def search(self, ctx: SearchContext, depth: int) -> Candidates:
         fielded = ctx.snapshot.signals.get(self.name)

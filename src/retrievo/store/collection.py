@@ -406,50 +406,22 @@ class Collection:
         return len(batch)
 
     def _screened(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any, where: str) -> int:
-        """add/upsert through the admission gate: the admitted are buffered (all or nothing, as without the gate),
-        then the suspects quarantined."""
-        from retrievo.eval.audit import Gate
+        from retrievo.eval.audit import screen_into
 
-        batch = self.validate_documents(docs, where)
-        vecs = None if vectors is None else self.check_vectors(vectors, batch, where)
-        if self._gate is None or self._gate.generation != self.generation:
-            if self._gate is not None:
-                self._gate.close()
-            self._gate = Gate(self)
-            self._gate.calibrate()
-            self._gate.generation = self.generation
-        admitted, held = self._gate.screen(batch)
-        keep = {d.id for d in admitted}
-        idx = [i for i, d in enumerate(batch) if d.id in keep]
-        chosen = [batch[i] for i in idx]
-        n = (self.upsert if where == "upsert" else self.add)(chosen, None if vecs is None else vecs[idx])
-        if held:
-            self._gate.quarantine.hold([d for d, _ in held], [s for _, s in held])
-        return n
+        return screen_into(self, docs, vectors, where)
 
     def quarantined(self) -> list[dict[str, Any]]:
-        """Documents the admission gate held back: ``{id, suspicion, reasons, signs, held_at}``, most suspicious
-        first. They are stored beside the collection and never searchable until :meth:`release`."""
+        """Documents the admission gate held back (``{id, suspicion, reasons, signs, held_at}``, most suspicious
+        first); never searchable until :meth:`release`. See :mod:`retrievo.eval.audit`."""
         from retrievo.eval.audit import Quarantine
 
-        q = Quarantine(self.path)
-        try:
-            return q.list()
-        finally:
-            q.close()
+        return Quarantine.read(self.path)
 
     def release(self, ids: Sequence[str]) -> int:
-        """Buffer quarantined documents (an explicit decision) and forget them in the quarantine; call :meth:`commit`."""
-        from retrievo.eval.audit import Quarantine
+        """Buffer quarantined documents (an explicit decision) and forget them there; call :meth:`commit`."""
+        from retrievo.eval.audit import release_quarantined
 
-        q = Quarantine(self.path)
-        try:
-            docs = q.documents(list(ids))
-            self.upsert(docs)
-            q.remove([d.id for d in docs])
-        finally:
-            q.close()
-        return len(docs)
+        return release_quarantined(self, ids)
 
     def _buffer(self, batch: list[Document], vecs: np.ndarray | None) -> None:
         for i, d in enumerate(batch):
