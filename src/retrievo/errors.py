@@ -19,6 +19,7 @@ __all__ = [
     "FormatVersionError",
     "ConfigError",
     "MissingDependencyError",
+    "ShardUnavailableError",
 ]
 
 
@@ -67,3 +68,7 @@ class FormatVersionError(RetrievoError):
 
 class MissingDependencyError(RetrievoError, ImportError):
     """An optional dependency is not installed; the message gives the pip command that fixes it."""
+
+
+class ShardUnavailableError(RetrievoError, RuntimeError):
+    """A shard of a sharded collection did not answer (its actor died or timed out); the message names it."""

@@ -172,6 +172,8 @@ class SearchResults:
         generation: the collection generation the results were read from (``None`` when not from one).
         rows: ``(n_queries, k)`` row numbers of the results in that generation (``-1`` padding), with which
             ``Collection.documents_at`` returns the documents as that generation stored them.
+        missing_shards: on a sharded collection searched with ``allow_partial=True``, the shards that did not
+            answer (their documents are absent from these results); empty when every shard answered.
     """
 
     ids: np.ndarray
@@ -182,6 +184,7 @@ class SearchResults:
     probabilities: np.ndarray | None = None
     generation: int | None = None
     rows: np.ndarray | None = None
+    missing_shards: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.query_ids)

@@ -1,7 +1,10 @@
 """Rank fusion of several result lists.
 
 - Reciprocal rank fusion (Cormack, Clarke and Büttcher, "Reciprocal Rank Fusion outperforms Condorcet and
-  individual Rank Learning Methods", SIGIR 2009): ``score(d) = Σ_i w_i / (k + rank_i(d))``, ranks from 1.
+  individual Rank Learning Methods", SIGIR 2009): ``score(d) = Σ_i w_i / (k + rank_i(d))``, ranks from 1;
+  documents with equal scores in a list share the best of their ranks (competition ranking, "1224"), so the
+  fused scores do not depend on how an index orders ties — one collection and its shards order them
+  differently.
 - Convex combination of min-max normalised scores (Bruch, Gai and Ingber, "An Analysis of Fusion
   Functions for Hybrid Retrieval", TOIS 2023): ``score(d) = Σ_i w_i · (s_i(d) - min_i) / (max_i - min_i)``,
   where min/max are taken over each list's candidates and a document missing from a list gets 0 there.
@@ -20,20 +23,31 @@ if TYPE_CHECKING:  # pragma: no cover
     from retrievo.request import SearchRequest
     from retrievo.signals.base import Candidates, SearchContext
 
-__all__ = ["FusionStage", "convex", "fuse", "rrf"]
+__all__ = ["FusionStage", "competition_ranks", "convex", "fuse", "rrf"]
 
 Ranked = tuple[np.ndarray, np.ndarray, int]  # (keys, scores, count) of one query, best first
+
+
+def competition_ranks(scores: np.ndarray) -> np.ndarray:
+    """Ranks from 1 of a list sorted best first, equal scores sharing the best rank of their group."""
+    s = np.asarray(scores)
+    n = len(s)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    first = np.r_[True, s[1:] != s[:-1]]
+    return np.maximum.accumulate(np.where(first, np.arange(n), 0)) + 1
 
 
 def rrf(lists: Sequence[Ranked], weights: Sequence[float], k: float = 60.0) -> dict[int, float]:
     """Reciprocal rank fusion of one query's ranked lists; returns ``{key: fused score}``."""
     fused: dict[int, float] = {}
-    for (keys, _scores, n), w in zip(lists, weights, strict=True):
+    for (keys, scores, n), w in zip(lists, weights, strict=True):
         if w == 0:
             continue
-        for rank in range(n):
-            key = int(keys[rank])
-            fused[key] = fused.get(key, 0.0) + w / (k + rank + 1)
+        ranks = competition_ranks(scores[:n])
+        for i in range(n):
+            key = int(keys[i])
+            fused[key] = fused.get(key, 0.0) + w / (k + int(ranks[i]))
     return fused
 
 
@@ -66,7 +80,7 @@ def fuse(
         if n == 0 or (method == "rrf" and w == 0):
             continue
         if method == "rrf":
-            contrib = w / (rrf_k + np.arange(1, n + 1, dtype=np.float64))
+            contrib = w / (rrf_k + competition_ranks(scores[:n]).astype(np.float64))
         else:
             s = np.asarray(scores[:n], dtype=np.float64)
             lo, hi = float(s.min()), float(s.max())

@@ -45,6 +45,7 @@ def rm3_query(
     fb_terms: int = 10,
     original_weight: float = 0.5,
     max_df: float = 0.1,
+    order: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The RM3 expansion of one query.
 
@@ -58,6 +59,9 @@ def rm3_query(
         fb_terms: expansion terms kept.
         original_weight: weight of the original query in the interpolation, in ``[0, 1]``.
         max_df: terms in more than this fraction of the documents are not expansion terms.
+        order: where each term id comes when two candidate terms weigh the same (default: the id itself); the
+            collections pass each term's alphabetical rank, so that one collection and its shards, whose
+            vocabularies number the terms differently, expand a query with the same terms.
 
     Returns:
         ``(term ids, weights)`` of the expanded query, weights summing to 1 (the original query alone when
@@ -81,7 +85,8 @@ def rm3_query(
         return q_ids, q_w.astype(np.float32)
     ids = np.fromiter(acc.keys(), dtype=np.int64, count=len(acc))
     w = np.fromiter(acc.values(), dtype=np.float64, count=len(acc))
-    top = np.lexsort((ids, -w))[:fb_terms]  # heaviest first, ties to the lower term id
+    tie = ids if order is None else np.asarray(order)[ids]
+    top = np.lexsort((tie, -w))[:fb_terms]  # heaviest first, ties to the term that comes first
     ids, w = ids[top], w[top] / w[top].sum()
     all_ids = np.union1d(q_ids, ids)
     out = np.zeros(len(all_ids), dtype=np.float64)

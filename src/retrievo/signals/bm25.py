@@ -78,6 +78,19 @@ class BM25Signal(Signal):
             tc = snapshot.derived[("bm25", "typos")] = TypoCorrector(terms, np.diff(snapshot.signals["bm25"].p_indptr))
         return tc
 
+    @staticmethod
+    def term_order(snapshot: Snapshot) -> np.ndarray:
+        """Each term id's alphabetical rank in the generation's vocabulary (RM3's tie order; built once)."""
+        order = snapshot.derived.get(("bm25", "term_order"))
+        if order is None:
+            terms = np.empty(len(snapshot.vocab), dtype=object)
+            for t, i in snapshot.vocab.items():
+                terms[i] = t
+            order = np.empty(len(terms), dtype=np.int64)
+            order[np.argsort(terms.astype(str), kind="stable")] = np.arange(len(terms))
+            snapshot.derived[("bm25", "term_order")] = order
+        return order
+
     # -- search --------------------------------------------------------------------------------------
     @classmethod
     def analyse_queries(cls, ctx: SearchContext, analyzer: Any) -> list[np.ndarray]:
@@ -110,7 +123,7 @@ class BM25Signal(Signal):
         doc_freq = np.diff(inv.p_indptr)
         expanded = [rm3_query(q_terms[i], first.rows[i, :first.counts[i]], first.scores[i, :first.counts[i]],
                               lambda r: self.doc_terms(snap, r), doc_freq, snap.n_live, prf.fb_terms,
-                              prf.original_weight) for i in range(len(q_terms))]
+                              prf.original_weight, order=self.term_order(snap)) for i in range(len(q_terms))]
         return Candidates.of(inv.search([t for t, _ in expanded], depth, ctx.allowed,
                                         weights=[w for _, w in expanded]))
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from retrievo.config import CollectionConfig, SparseConfig
 from retrievo.errors import InvalidInputError
-from retrievo.signals.base import Candidates, EncodeBatch, SearchContext, Signal
+from retrievo.signals.base import Candidates, EncodeBatch, SearchContext, Signal, prepared
 from retrievo.store.segments import Layout, SegmentData
 from retrievo.store.snapshot import Snapshot
 
@@ -163,7 +163,7 @@ class SpladeSignal(Signal):
             raise InvalidInputError(f"{self.host.path}: no sparse vectors are stored; create the collection with a "
                                     "SPLADE model")
         cfg = ctx.request.sparse
-        qv = self.encoder.encode_queries(ctx.queries)
+        qv = prepared(ctx, self, lambda: self.encoder.encode_queries(ctx.queries))
         if qv.shape[1] != exact.vocab_size:
             raise InvalidInputError(
                 f"the query encoder's vocabulary has {qv.shape[1]} terms but the collection's sparse vectors "

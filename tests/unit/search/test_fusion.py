@@ -37,3 +37,17 @@ def test_fuse_orders_and_truncates():
 def test_fuse_weight_count_checked():
     with pytest.raises(ValueError):
         fuse([lst([1], [1.0])], [0.5, 0.5], k=1)
+
+
+def test_rrf_gives_tied_scores_one_rank_whatever_their_order():
+    from retrievo.search.fusion import competition_ranks
+
+    assert competition_ranks(np.array([5.0, 3.0, 3.0, 1.0, 1.0, 1.0, 0.5])).tolist() == [1, 2, 2, 4, 4, 4, 7]
+    a = (np.array([10, 11, 12]), np.array([2.0, 1.0, 1.0]), 3)
+    swapped = (np.array([10, 12, 11]), np.array([2.0, 1.0, 1.0]), 3)
+    other = (np.array([12, 13]), np.array([0.9, 0.8]), 2)
+    for lists in ([a, other], [swapped, other]):
+        keys, scores, n = fuse(lists, [1.0, 1.0], 4, method="rrf")
+        assert dict(zip(keys.tolist(), scores.tolist(), strict=True)) == pytest.approx(
+            {12: 1 / 62 + 1 / 61, 10: 1 / 61, 11: 1 / 62, 13: 1 / 62})
+        assert rrf(lists, [1.0, 1.0]) == pytest.approx({12: 1 / 62 + 1 / 61, 10: 1 / 61, 11: 1 / 62, 13: 1 / 62})

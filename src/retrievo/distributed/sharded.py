@@ -1,0 +1,627 @@
+"""A collection split into shards served by Ray actors, searched with the same :class:`SearchRequest`.
+
+Layout: a root folder with ``sharded.json`` (the shard folders, in hash order) and one ordinary collection
+per shard; a document lives in shard ``blake2b_64(id) mod n`` (:func:`shard_of`), so adds, upserts and deletes
+are routed by id and a re-run never duplicates a document.
+
+A search runs the ordinary :class:`~retrievo.search.searcher.Searcher` on the driver over a
+:class:`ShardedSnapshot`, with driver-side signals whose ``search`` fans out to the shards:
+
+- **global statistics** (DFS-style, as Elasticsearch's ``dfs_query_then_fetch``): the driver sums every
+  shard's live documents, total length and document frequency per *term string* once per set of shard
+  generations, installs the sums on each shard (aligned to its vocabulary), and the shards score BM25 with
+  them, so scores equal those of one collection holding every document; typo correction and RM3 use the
+  same sums;
+- each query is analysed or encoded once, on the driver (dense and SPLADE query vectors are sent to the
+  shards, which never load a model to search);
+- each shard returns its own top ``depth`` per signal; the driver merges them per signal (ties: score, then
+  document id), then runs the stages once, centrally: feedback (RM3 with the feedback documents' terms and
+  Rocchio with their vectors fetched from their shards), fusion, a cross-encoder rerank (documents fetched
+  from their shards) and the calibrated cut-off (calibrators kept in the root folder);
+- every call of one search reads the generation each shard pinned when the statistics were gathered, so an
+  answer never mixes generations; a shard that restarted (or moved on) answers *stale*, and the driver
+  gathers the statistics again and repeats the search.
+
+A shard actor that dies is restarted by Ray from its folder (``max_restarts=-1``); a search meanwhile
+raises :class:`~retrievo.errors.ShardUnavailableError` naming the shard, or, with ``allow_partial=True``,
+returns the other shards' results with ``SearchResults.missing_shards`` set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrievo.analysis.analyzer import Analyzer
+from retrievo.config import CollectionConfig
+from retrievo.distributed.shard import Stale
+from retrievo.errors import (
+    ConfigError,
+    InvalidInputError,
+    MissingDependencyError,
+    NotFoundError,
+    ShardUnavailableError,
+)
+from retrievo.request import SearchRequest
+from retrievo.signals.base import Candidates, SearchContext, prepared
+from retrievo.signals.bm25 import BM25Signal
+from retrievo.signals.dense import DenseSignal
+from retrievo.signals.splade import SpladeSignal
+from retrievo.types import Document, SearchResults
+
+__all__ = ["MANIFEST", "ShardedCollection", "ShardedSnapshot", "shard_of", "write_manifest"]
+
+MANIFEST = "sharded.json"
+#: the stages a sharded search runs on the driver (the others read per-row data the driver does not hold)
+CENTRAL_STAGES = ("feedback", "fusion", "rerank", "cutoff")
+_RETRIES = 3
+
+
+def shard_of(doc_id: str, n_shards: int) -> int:
+    """The shard of a document id: a stable 64-bit BLAKE2b hash of its UTF-8 bytes, modulo ``n_shards``."""
+    digest = hashlib.blake2b(doc_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % n_shards
+
+
+def write_manifest(root: str | Path, n_shards: int) -> list[Path]:
+    """Start a sharded collection in ``root``: its ``sharded.json`` naming ``n_shards`` shard folders (not yet
+    created); returns their paths, in hash order."""
+    from retrievo.errors import CollectionExistsError
+
+    root = Path(root)
+    if n_shards < 1:
+        raise InvalidInputError(f"n_shards must be at least 1, got {n_shards}")
+    if (root / MANIFEST).exists():
+        raise CollectionExistsError(f"{root}: a sharded collection exists here already")
+    root.mkdir(parents=True, exist_ok=True)
+    names = [f"shard-{i:04d}" for i in range(n_shards)]
+    (root / MANIFEST).write_text(json.dumps({"format": 1, "hash": "blake2b-64 mod n", "shards": names}, indent=2))
+    return [root / n for n in names]
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise MissingDependencyError("sharded collections run on Ray: pip install 'retrievo[ray]'") from exc
+    return ray
+
+
+class _Stale(Exception):
+    """A shard no longer holds the generation or statistics a search was planned on."""
+
+
+@dataclass
+class GlobalStats:
+    """BM25 statistics summed over the shards at their pinned generations, terms in alphabetical order."""
+
+    token: str
+    generations: tuple[int, ...]
+    terms: np.ndarray
+    df: np.ndarray
+    n_docs: int
+    total_len: int
+    n_rows: tuple[int, ...]
+    dense_dim: int | None
+    missing: tuple[int, ...] = ()
+    _vocab: dict[str, int] | None = field(default=None, repr=False)
+    _typos: Any = field(default=None, repr=False)
+
+    def vocab(self) -> dict[str, int]:
+        if self._vocab is None:
+            self._vocab = {t: i for i, t in enumerate(self.terms.tolist())}
+        return self._vocab
+
+    def typo_corrector(self) -> Any:
+        from retrievo.analysis.typos import TypoCorrector
+
+        if self._typos is None:
+            self._typos = TypoCorrector(self.terms.tolist(), self.df)
+        return self._typos
+
+
+@dataclass
+class _Dim:
+    dim: int
+
+
+class ShardedSnapshot:
+    """What one search over the shards reads: the shards' pinned generations, the global statistics, and the
+    candidates met so far, each under a key (the "row" the driver's stages see) naming its shard, row and id."""
+
+    def __init__(self, stats: GlobalStats) -> None:
+        self.stats = stats
+        self.generation = None
+        self.generations = stats.generations
+        self.segments = [i for i, n in enumerate(stats.n_rows) if n]
+        self.signals: dict[str, Any] = {} if stats.dense_dim is None else {"dense": _Dim(stats.dense_dim)}
+        self.derived: dict[Any, Any] = {}
+        self.missing: set[int] = set(stats.missing)
+        self._key: dict[tuple[int, int], int] = {}
+        self.shard: list[int] = []
+        self.row: list[int] = []
+        self._ids: list[str] = []
+
+    @property
+    def n_live(self) -> int:
+        return self.stats.n_docs
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.asarray(self._ids, dtype=object)
+
+    def keys(self, shards: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The keys of ``(shard, row)`` candidates (new ones are numbered as they come)."""
+        out = np.empty(len(rows), dtype=np.int64)
+        for j, (s, r, d) in enumerate(zip(shards.tolist(), rows.tolist(), ids.tolist(), strict=True)):
+            key = self._key.get((s, r))
+            if key is None:
+                key = self._key[(s, r)] = len(self._ids)
+                self.shard.append(s)
+                self.row.append(r)
+                self._ids.append(d)
+            out[j] = key
+        return out
+
+    def by_shard(self, keys: Iterable[int]) -> dict[int, list[int]]:
+        """``{shard: [key, …]}`` of keys (padding ``-1`` left out), in the keys' order."""
+        out: dict[int, list[int]] = {}
+        for k in keys:
+            if k >= 0:
+                out.setdefault(self.shard[k], []).append(int(k))
+        return out
+
+
+# -- the driver's signals: the ordinary ones, whose search fans out ----------------------------------------
+class ShardedBM25(BM25Signal):
+    """BM25 over the shards: queries analysed (and typo-corrected against the global vocabulary) once, scored by
+    each shard under the global statistics; RM3 from the feedback documents' terms and the global frequencies."""
+
+    def terms(self, ctx: SearchContext) -> list[list[str]]:
+        def make() -> list[list[str]]:
+            tokens = [self.host.analyzer.tokenize(q) for q in ctx.queries]
+            if not ctx.request.correct_typos:
+                return tokens
+            tc, terms = ctx.snapshot.stats.typo_corrector(), ctx.snapshot.stats.terms
+            return [[terms[i] for i in map(tc.correct, q) if i is not None] for q in tokens]
+
+        return prepared(ctx, self, make)
+
+    def search(self, ctx: SearchContext, depth: int) -> Candidates:
+        return self.host.fan_out(ctx, "bm25", self.terms(ctx), depth)
+
+    def feedback(self, ctx: SearchContext, first: Candidates, depth: int, prf: Any) -> Candidates:
+        from retrievo.search.prf import rm3_query
+
+        snap: ShardedSnapshot = ctx.snapshot  # type: ignore[assignment]
+        stats, vocab = snap.stats, snap.stats.vocab()
+        keys = sorted({int(k) for i in range(len(first)) for k in first.rows[i, :first.counts[i]]})
+        docs = {}
+        for key, (terms, counts) in zip(keys, self.host.fetch(snap, "doc_terms", keys), strict=True):
+            docs[key] = (np.array([vocab[t] for t in terms.tolist()], dtype=np.int64), counts)
+        queries, weights = [], []
+        for i, q in enumerate(self.terms(ctx)):
+            q_ids = np.array([vocab[t] for t in q if t in vocab], dtype=np.int64)
+            n = int(first.counts[i])
+            ids, w = rm3_query(q_ids, first.rows[i, :n], first.scores[i, :n], docs.__getitem__, stats.df,
+                               stats.n_docs, prf.fb_terms, prf.original_weight)
+            queries.append(stats.terms[ids].tolist())
+            weights.append(w)
+        return self.host.fan_out(ctx, "bm25", queries, depth, weights=weights)
+
+
+class ShardedDense(DenseSignal):
+    """Dense retrieval over the shards: query vectors encoded once on the driver; Rocchio from the feedback
+    documents' stored vectors, fetched from their shards."""
+
+    def search(self, ctx: SearchContext, depth: int) -> Candidates:
+        return self.host.fan_out(ctx, "dense", self.query_vectors(ctx), depth)
+
+    def feedback(self, ctx: SearchContext, first: Candidates, depth: int, prf: Any) -> Candidates:
+        from retrievo.search.prf import rocchio
+
+        snap: ShardedSnapshot = ctx.snapshot  # type: ignore[assignment]
+        keys = sorted({int(k) for i in range(len(first)) for k in first.rows[i, :first.counts[i]]})
+        vec = dict(zip(keys, self.host.fetch(snap, "vectors", keys), strict=True))
+        fb = [np.array([vec[int(k)] for k in first.rows[i, :first.counts[i]]], dtype=np.float32).reshape(
+            -1, snap.stats.dense_dim or 1) for i in range(len(first))]
+        return self.host.fan_out(ctx, "dense", rocchio(self.query_vectors(ctx), fb, prf.alpha, prf.beta), depth)
+
+
+class ShardedSplade(SpladeSignal):
+    """SPLADE over the shards: each query encoded once on the driver, scored by every shard."""
+
+    def search(self, ctx: SearchContext, depth: int) -> Candidates:
+        qv = prepared(ctx, self, lambda: self.encoder.encode_queries(ctx.queries))
+        return self.host.fan_out(ctx, "splade", qv, depth)
+
+
+_SIGNALS = {"bm25": ShardedBM25, "dense": ShardedDense, "splade": ShardedSplade}
+
+
+class ShardedCollection:
+    """A collection split into shards, each held by a Ray actor (see the module docstring).
+
+    Open one with :meth:`open` (or make one with :meth:`create`); it searches like a
+    :class:`~retrievo.store.collection.Collection` (``search``, ``count``, ``get``, and, when opened writable,
+    ``add``/``upsert``/``delete``/``commit`` routed by id).
+    """
+
+    def __init__(self, root: Path, paths: list[str], config: CollectionConfig, handles: list[Any], writable: bool,
+                 timeout: float) -> None:
+        self.path = root
+        self.paths = paths
+        self.config = config
+        self.readonly = not writable
+        self.timeout = timeout
+        self.handles = handles
+        self.analyzer = Analyzer(config.analyzer)
+        self._signals = {name: cls(self) for name, cls in _SIGNALS.items() if cls.enabled(config)}
+        self._stats: GlobalStats | None = None
+        self._searcher: Any = None
+        self._partial = False
+        self._missing: set[int] = set()
+
+    # -- opening ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _read_manifest(root: Path) -> list[str]:
+        try:
+            data = json.loads((root / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise NotFoundError(f"{root}: no {MANIFEST}; not a sharded collection (retrievo.distributed.ingest "
+                                "or ShardedCollection.create make one)") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{root / MANIFEST}: not valid JSON: {exc}") from None
+        shards = data.get("shards") if isinstance(data, dict) else None
+        if not isinstance(shards, list) or not shards or not all(isinstance(s, str) for s in shards):
+            raise ConfigError(f"{root / MANIFEST}: 'shards' must be a non-empty list of folder names")
+        return [str(root / s) for s in shards]
+
+    @classmethod
+    def create(cls, root: str | Path, n_shards: int, config: CollectionConfig | None = None,
+               ray_address: str | None = None, timeout: float = 120.0,
+               actor_options: Mapping[str, Any] | None = None) -> ShardedCollection:
+        """A new sharded collection of ``n_shards`` empty shards in ``root``, opened for writing (each shard
+        folder is created by its actor, on the node it runs on)."""
+        write_manifest(root, n_shards)
+        return cls.open(root, ray_address=ray_address, writable=True, timeout=timeout,
+                        actor_options=actor_options, config=config or CollectionConfig())
+
+    @classmethod
+    def open(cls, paths_or_root: str | Path | Sequence[str | Path], ray_address: str | None = None,
+             writable: bool = False, timeout: float = 120.0, actor_options: Mapping[str, Any] | None = None,
+             config: CollectionConfig | None = None) -> ShardedCollection:
+        """Open a sharded collection: a root folder with ``sharded.json``, or the shard folders in hash order.
+
+        Args:
+            paths_or_root: the root folder, or a list of shard folders (as the nodes that serve them see them).
+            ray_address: the Ray cluster to join (``None``: the one already initialised, else a local one).
+            writable: open every shard for writing (one writer per shard at a time).
+            timeout: seconds a shard may take to answer before it is reported unavailable.
+            actor_options: Ray options of the shard actors (``num_cpus``, ``resources``, a scheduling strategy).
+            config: create missing shard folders with this config (:meth:`create` uses it).
+        """
+        ray = _ray()
+        if isinstance(paths_or_root, (str, Path)):
+            root = Path(paths_or_root)
+            paths = cls._read_manifest(root)
+        else:
+            paths = [str(p) for p in paths_or_root]
+            if not paths:
+                raise InvalidInputError("open: no shard folders given")
+            root = Path(paths[0]).parent
+        if not ray.is_initialized():
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+        from retrievo.distributed.shard import ShardServer
+
+        opts = {"max_restarts": -1, "max_task_retries": 0, **dict(actor_options or {})}
+        actor = ray.remote(ShardServer).options(**opts)
+        handles = [actor.remote(p, i, writable, config) for i, p in enumerate(paths)]
+        described = []
+        for i, ref in enumerate([h.describe.remote() for h in handles]):
+            try:
+                described.append(ray.get(ref, timeout=timeout))
+            except Exception as exc:
+                for h in handles:
+                    ray.kill(h)
+                raise ShardUnavailableError(f"shard {i} ({paths[i]}) could not be opened: {_cause(exc)}") from None
+        configs = [CollectionConfig.from_dict(d["config"]) for d in described]
+        for i, c in enumerate(configs[1:], 1):
+            if c.to_dict() != configs[0].to_dict():
+                for h in handles:
+                    ray.kill(h)
+                raise ConfigError(f"shard {i} ({paths[i]}) has a different config from shard 0 ({paths[0]}); "
+                                  "every shard of a collection must be built alike")
+        return cls(root, paths, configs[0], handles, writable, timeout)
+
+    def close(self) -> None:
+        """Stop the shard actors (their folders stay)."""
+        ray = _ray()
+        for h in self.handles:
+            try:
+                ray.kill(h, no_restart=True)
+            except Exception:  # pragma: no cover - already gone
+                pass
+        self.handles = []
+
+    def __enter__(self) -> ShardedCollection:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.paths)
+
+    @property
+    def signals(self) -> dict[str, Any]:
+        return self._signals
+
+    # -- talking to the shards --------------------------------------------------------------------------
+    def _gather(self, refs: Sequence[Any], what: str, shards: Sequence[int] | None = None) -> list[Any]:
+        """The shards' answers in order; a shard that does not answer raises :class:`ShardUnavailableError`
+        naming it (or, in a search that allows partial results, answers ``None`` and is recorded missing)."""
+        ray = _ray()
+        shards = list(range(len(refs))) if shards is None else list(shards)
+        out: list[Any] = []
+        for s, ref in zip(shards, refs, strict=True):
+            try:
+                ans = ray.get(ref, timeout=self.timeout)
+            except Exception as exc:
+                cause = _cause(exc)
+                if isinstance(cause, InvalidInputError):
+                    raise cause from None
+                if self._partial:
+                    self._missing.add(s)
+                    out.append(None)
+                    continue
+                raise ShardUnavailableError(
+                    f"shard {s} ({self.paths[s]}) did not answer {what}: {cause}; Ray restarts a shard that died from "
+                    "its folder, so a later search reaches it again") from None
+            if isinstance(ans, Stale):
+                raise _Stale(f"shard {s} moved to generation {ans.get('generation')}")
+            out.append(ans)
+        return out
+
+    def _global_stats(self) -> GlobalStats:
+        """The global BM25 statistics of the shards' current generations (gathered and installed once per
+        set of generations)."""
+        if self._stats is not None and not self._stats.missing:
+            return self._stats
+        answers = self._gather([h.local_stats.remote() for h in self.handles], "the statistics request")
+        live = [(s, a) for s, a in enumerate(answers) if a is not None]
+        if not live:
+            raise ShardUnavailableError(f"no shard of {self.path} answered")
+        all_terms = np.concatenate([a["terms"] for _, a in live]).astype(str)
+        all_df = np.concatenate([np.asarray(a["df"], dtype=np.int64) for _, a in live])
+        terms, inverse = np.unique(all_terms, return_inverse=True)
+        df = np.bincount(inverse, weights=all_df, minlength=len(terms)).astype(np.int64)
+        n_docs = sum(a["n_docs"] for _, a in live)
+        total = sum(a["total_len"] for _, a in live)
+        token = uuid.uuid4().hex
+        refs, at = [], 0
+        for s, a in live:
+            n = len(a["terms"])
+            refs.append(self.handles[s].install_stats.remote(token, a["generation"], n_docs, total, df[inverse[at:at + n]]))
+            at += n
+        if not all(self._gather(refs, "the statistics", [s for s, _ in live])):
+            raise _Stale("a shard moved on while the statistics were installed")
+        dims = {a["dense_dim"] for _, a in live if a["dense_dim"] is not None}
+        gens = tuple(a["generation"] if a is not None else -1 for a in answers)
+        rows = tuple(a["n_rows"] if a is not None else 0 for a in answers)
+        self._stats = GlobalStats(token, gens, terms, df, n_docs, total, rows, min(dims) if dims else None,
+                                  missing=tuple(s for s, a in enumerate(answers) if a is None))
+        return self._stats
+
+    def snapshot(self) -> ShardedSnapshot:
+        """A view of the shards' current generations for one search."""
+        return ShardedSnapshot(self._global_stats())
+
+    def refresh(self) -> None:
+        """See the shards' last commits (from writers elsewhere) at the next search."""
+        self._stats = None
+
+    def filter_mask(self, flt: Any, snapshot: Any = None) -> None:
+        """Checks the filter's syntax; each shard evaluates it on its own rows."""
+        from retrievo.indexes.filters import parse_filter
+
+        parse_filter(flt)
+        return None
+
+    def fan_out(self, ctx: SearchContext, signal: str, payload: Any, depth: int,
+                weights: Sequence[np.ndarray] | None = None) -> Candidates:
+        """One signal's top ``depth`` per query over every shard, merged (ties: score, then document id)."""
+        snap: ShardedSnapshot = ctx.snapshot  # type: ignore[assignment]
+        st = snap.stats
+        shards = [s for s in range(self.n_shards) if s not in snap.missing]
+        refs = [self.handles[s].search.remote(st.token, st.generations[s], ctx.request, signal, payload, depth,
+                                              weights) for s in shards]
+        answers = [(s, a) for s, a in zip(shards, self._gather(refs, f"the {signal} search", shards), strict=True)
+                   if a is not None]
+        snap.missing.update(set(shards) - {s for s, _ in answers})
+        nq = ctx.n_queries
+        out = Candidates.empty(nq, max(int(depth), 1))
+        for i in range(nq):
+            parts = [(s, a["rows"][i, :a["counts"][i]], a["scores"][i, :a["counts"][i]], a["ids"][i, :a["counts"][i]])
+                     for s, a in answers]
+            if not parts:
+                continue
+            scores = np.concatenate([p[2] for p in parts])
+            ids = np.concatenate([p[3] for p in parts]).astype(str)
+            rows = np.concatenate([p[1] for p in parts])
+            shard = np.concatenate([np.full(len(p[1]), p[0], dtype=np.int64) for p in parts])
+            order = np.lexsort((ids, -scores))[:depth]
+            n = len(order)
+            out.rows[i, :n] = snap.keys(shard[order], rows[order], ids[order])
+            out.scores[i, :n] = scores[order]
+            out.counts[i] = n
+        return out
+
+    def fetch(self, snap: ShardedSnapshot, what: str, keys: Sequence[int]) -> list[Any]:
+        """Per key, what its shard answers to ``what`` (``doc_terms``, ``vectors`` or ``documents``) for its row."""
+        groups = snap.by_shard(keys)
+        order = list(groups)
+        refs = [getattr(self.handles[s], what).remote(snap.generations[s], [snap.row[k] for k in groups[s]])
+                for s in order]
+        found: dict[int, Any] = {}
+        for s, ans in zip(order, self._gather(refs, f"the {what} request", order), strict=True):
+            for k, v in zip(groups[s], ans if ans is not None else [None] * len(groups[s]), strict=True):
+                found[k] = v
+        return [found.get(int(k)) for k in keys]
+
+    def documents_at(self, keys: Sequence[int], snapshot: ShardedSnapshot) -> list[Document | None]:
+        """The stored documents of the candidates ``keys`` of a search (``None`` for padding)."""
+        return self.fetch(snapshot, "documents", list(keys))
+
+    # -- search -----------------------------------------------------------------------------------------
+    @property
+    def searcher(self) -> Any:
+        if self._searcher is None:
+            from retrievo.search.searcher import Searcher
+
+            self._searcher = Searcher(self)
+        return self._searcher
+
+    def check(self, request: SearchRequest) -> SearchRequest:
+        """``request`` resolved, refused with a clear message when it needs what a sharded search lacks."""
+        from retrievo.search.stages import stages
+
+        req = request.resolve(self.config)
+        for name in req.signals:
+            if name not in _SIGNALS:
+                raise InvalidInputError(f"search: the {name!r} signal is not searched across shards yet; a sharded "
+                                        f"collection searches {', '.join(_SIGNALS)}")
+        for st in stages():
+            if st.active(req) and st.name not in CENTRAL_STAGES:
+                raise InvalidInputError(f"search: the {st.name!r} stage does not run on a sharded collection yet")
+        if req.rerank in ("e2rank", "maxsim"):
+            raise InvalidInputError(f"search: rerank={req.rerank!r} reads stored vectors per row, which a sharded "
+                                    "search does not fetch yet; rerank with a cross-encoder instead")
+        if req.adapter or req.query_map:
+            raise InvalidInputError("search: the query adapter and query maps are not fitted on sharded collections yet")
+        return req
+
+    def search(self, queries: str | Sequence[str] | None, k: int = 10, method: str = "bm25",
+               filter: Mapping[str, Any] | str | None = None, query_ids: Sequence[str] | None = None,
+               query_vectors: Any = None, allow_partial: bool = False, request: SearchRequest | None = None,
+               **settings: Any) -> SearchResults:
+        """Search every shard as one collection (the keywords of ``Collection.search``), results identical to
+        those of one collection holding every document for exact indexes.
+
+        Args:
+            allow_partial: when a shard does not answer, return the others' results with
+                ``missing_shards`` naming it instead of raising :class:`ShardUnavailableError`.
+        """
+        if request is None:
+            request = SearchRequest(method=method, k=k, filter=filter, **settings)
+        self.check(request)
+        self._partial = allow_partial
+        try:
+            for attempt in range(_RETRIES):
+                self._missing = set()
+                try:
+                    snap = self.snapshot()
+                    res = self.searcher.search(queries, request, query_ids=query_ids, query_vectors=query_vectors,
+                                               snapshot=snap)  # type: ignore[arg-type]
+                except _Stale:
+                    self._stats = None
+                    if attempt == _RETRIES - 1:
+                        raise ShardUnavailableError(f"{self.path}: the shards kept moving to new generations during "
+                                                    f"{_RETRIES} attempts of one search") from None
+                    continue
+                missing = tuple(sorted(snap.missing | self._missing))
+                if missing:
+                    self._stats = None  # gather again next time: the shard may be back
+                return dataclasses.replace(res, missing_shards=missing)
+        finally:
+            self._partial = False
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- writes and reads by id -------------------------------------------------------------------------
+    def _check_writable(self, what: str) -> None:
+        if self.readonly:
+            raise InvalidInputError(f"{what}: {self.path} was opened read-only; open it with writable=True")
+
+    def _route(self, what: str, docs: Iterable[Document | Mapping[str, Any]], vectors: Any) -> int:
+        from retrievo.store.collection import Collection
+
+        self._check_writable(what)
+        batch = Collection.validate_documents(docs, what)
+        vecs = None if vectors is None else np.asarray(vectors, dtype=np.float32)
+        if vecs is not None and (vecs.ndim != 2 or len(vecs) != len(batch)):
+            raise InvalidInputError(f"{what}: vectors must have shape ({len(batch)}, dim); got {vecs.shape}")
+        groups: dict[int, list[int]] = {}
+        for i, d in enumerate(batch):
+            groups.setdefault(shard_of(d.id, self.n_shards), []).append(i)
+        order = sorted(groups)
+        refs = [getattr(self.handles[s], what).remote([batch[i] for i in groups[s]],
+                                                      None if vecs is None else vecs[groups[s]]) for s in order]
+        return sum(self._gather(refs, what, order))
+
+    def add(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None) -> int:
+        """Add new documents, each to its shard (uncommitted until :meth:`commit`)."""
+        return self._route("add", docs, vectors)
+
+    def upsert(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None) -> int:
+        """Add or replace documents, each in its shard (uncommitted until :meth:`commit`)."""
+        return self._route("upsert", docs, vectors)
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete documents by id from their shards (uncommitted until :meth:`commit`)."""
+        self._check_writable("delete")
+        groups: dict[int, list[str]] = {}
+        for d in ids:
+            groups.setdefault(shard_of(str(d), self.n_shards), []).append(str(d))
+        order = sorted(groups)
+        return sum(self._gather([self.handles[s].delete.remote(groups[s]) for s in order], "delete", order))
+
+    def commit(self) -> tuple[int, ...]:
+        """Commit every shard (in parallel); returns their generations. The next search sees the commits."""
+        self._check_writable("commit")
+        gens = tuple(self._gather([h.commit.remote() for h in self.handles], "commit"))
+        self._stats = None
+        return gens
+
+    def get(self, doc_id: str) -> Document:
+        (doc,) = self.get_many([doc_id])
+        if doc is None:
+            raise NotFoundError(f"{self.path}: no document with id {doc_id!r}")
+        return doc
+
+    def get_many(self, ids: Sequence[str]) -> list[Document | None]:
+        groups: dict[int, list[int]] = {}
+        for i, d in enumerate(ids):
+            groups.setdefault(shard_of(str(d), self.n_shards), []).append(i)
+        order = sorted(groups)
+        answers = self._gather([self.handles[s].get_many.remote([str(ids[i]) for i in groups[s]]) for s in order],
+                               "get", order)
+        out: list[Document | None] = [None] * len(ids)
+        for s, ans in zip(order, answers, strict=True):
+            for i, doc in zip(groups[s], ans, strict=True):
+                out[i] = doc
+        return out
+
+    def count(self, filter: Mapping[str, Any] | str | None = None) -> int:
+        """Documents over all shards (matching ``filter``)."""
+        return sum(self._gather([h.count.remote(filter) for h in self.handles], "count"))
+
+    def info(self) -> dict[str, Any]:
+        """Each shard's ``info()`` and the totals."""
+        shards = self._gather([h.info.remote() for h in self.handles], "info")
+        return {"path": str(self.path), "shards": len(shards), "documents": sum(s.get("documents", 0) for s in shards),
+                "per_shard": shards}
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The exception a Ray task raised inside the actor (Ray wraps it), else ``exc``."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
