@@ -204,3 +204,45 @@ def test_a_killed_shard_is_named_then_restarted(corpora, tmp_path):
     finally:
         one.close()
         sc.close()
+
+
+def test_ingest_through_ray_data_matches_a_single_node_index(cluster, onnx_encoder, tmp_path):
+    from retrievo.distributed import ingest
+    from retrievo.errors import SourceFormatError
+    from retrievo.store.loaders import iter_source
+
+    docs = scifact_docs(300)
+    src = tmp_path / "corpus.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    cfg = CollectionConfig(dense=DenseConfig(backend="onnx"))
+    single = Collection.create(tmp_path / "single", cfg, encoder=onnx_encoder)  # what `retrievo index` does
+    single.add(iter_source(src))
+    single.commit()
+    report = ingest(src, tmp_path / "sharded", 4, cfg, encoders=1, batch_size=64, show_progress=False)
+    assert report.documents == 300 and sum(report.per_shard) == 300 and report.generations == (1, 1, 1, 1)
+    assert report.encoded == 0 and report.cached == 300  # every vector came from the cache the single index filled
+    snap = single.snapshot()
+    for s in range(4):
+        shard = Collection.open(tmp_path / "sharded" / f"shard-{s:04d}", readonly=True)
+        sn = shard.snapshot()
+        ids = [str(i) for i in sn.ids[sn.live]]
+        assert ids and all(shard_of(i, 4) == s for i in ids)
+        assert [d.to_dict() for d in shard.get_many(ids)] == [d.to_dict() for d in single.get_many(ids)]
+        mine = sn.signals["dense"].gather(np.flatnonzero(sn.live))
+        theirs = snap.signals["dense"].gather(np.array([snap.row_of(i) for i in ids]))
+        assert np.array_equal(mine, theirs)
+        shard.close()
+    again = ingest(src, tmp_path / "sharded", encoders=1, show_progress=False)  # a re-run updates, never duplicates
+    assert again.documents == 300 and sum(again.per_shard) == 300 and again.encoded == 0
+    with ShardedCollection.open(tmp_path / "sharded") as sc:
+        assert not same_top(single.search(["cancer cells", "protein folding"], k=10, method="hybrid"),
+                            sc.search(["cancer cells", "protein folding"], k=10, method="hybrid"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(docs[0]) + "\n{not json\n")
+    with pytest.raises(SourceFormatError, match="bad.jsonl"):
+        ingest(bad, tmp_path / "bad", 2, cfg, show_progress=False)
+    with ShardedCollection.open(tmp_path / "bad") as sc:
+        assert sc.count() == 0  # the good record before the bad one was not committed either
+    with pytest.raises(SourceFormatError, match="4 shards"):
+        ingest(src, tmp_path / "sharded", 3, show_progress=False)
+    single.close()

@@ -8,14 +8,7 @@
 Ray is imported only when a sharded collection is opened, so the rest of retrievo never needs it.
 """
 
+from retrievo.distributed.ingest import IngestReport, ingest
 from retrievo.distributed.sharded import MANIFEST, ShardedCollection, shard_of
 
-__all__ = ["MANIFEST", "ShardedCollection", "ingest", "shard_of"]
-
-
-def __getattr__(name: str):
-    if name == "ingest":
-        from retrievo.distributed.ingest import ingest
-
-        return ingest
-    raise AttributeError(name)
+__all__ = ["MANIFEST", "IngestReport", "ShardedCollection", "ingest", "shard_of"]

@@ -200,6 +200,9 @@ class ShardServer:
         self.coll.commit()
         return self.coll.generation
 
+    def rollback(self) -> None:
+        self.coll.rollback()
+
     def pending(self) -> int:
         return self.coll.pending()
 

@@ -591,6 +591,11 @@ class ShardedCollection:
         self._stats = None
         return gens
 
+    def rollback(self) -> None:
+        """Drop every shard's uncommitted writes."""
+        self._check_writable("rollback")
+        self._gather([h.rollback.remote() for h in self.handles], "rollback")
+
     def get(self, doc_id: str) -> Document:
         (doc,) = self.get_many([doc_id])
         if doc is None:
