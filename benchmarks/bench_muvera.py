@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from _common import dataset_dir, eval_collection, header, write_section
+from _common import cpu_flags, dataset_dir, eval_collection, header, write_section
 from retrievo import SearchRequest
 from retrievo.config import CollectionConfig, FDEConfig
 from retrievo.eval.datasets import BeirDataset
@@ -34,12 +34,6 @@ from retrievo.indexes.muvera import FixedDimensionalEncoder
 SETTINGS = [(20, 3, 8), (20, 4, 8), (20, 5, 8), (20, 5, 16), (20, 6, 16), (40, 5, 16)]
 NS = (10, 50, 100, 200, 500, 1000)
 SEEDS = (42, 1042, 2042)  # SciFact: recall averaged over three draws (repetition r uses seed + r: seeds far apart)
-
-
-def cpu_flags() -> str:
-    flags = open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0]
-    keep = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-    return ", ".join(keep)
 
 
 def topn(doc_fde: np.ndarray, q_fde: np.ndarray, n: int, block: int = 200_000) -> np.ndarray:

@@ -21,6 +21,7 @@ from retrievo.config import DenseConfig, SparseConfig  # noqa: E402
 from retrievo.distributed import ShardedCollection, shard_of  # noqa: E402
 from retrievo.distributed.sharded import write_manifest  # noqa: E402
 from retrievo.errors import InvalidInputError, ShardUnavailableError  # noqa: E402
+from retrievo.eval.compare import result_differences as same_top  # noqa: E402
 from retrievo.eval.datasets import bundled_dataset_path  # noqa: E402
 from tests.conftest import scifact_docs  # noqa: E402
 
@@ -40,31 +41,6 @@ def _toollens():
     with gzip.open(TOOLLENS / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
         docs = [json.loads(line) for line in fh]
     return docs, _queries(TOOLLENS, 40)
-
-
-def same_top(a, b, atol=1e-5) -> list[str]:
-    """Where two results differ beyond ties: positions must hold the same scores (to ``atol``) and the same ids,
-    except among documents whose scores tie (within ``atol``) — their order, and which of those tied at the
-    k-th place made the list, is the tie-break's choice."""
-    problems = []
-    for i in range(len(a.query_ids)):
-        na, nb = int(a.counts[i]), int(b.counts[i])
-        if na != nb:
-            problems.append(f"query {i}: {na} vs {nb} results")
-            continue
-        sa, sb = a.scores[i, :na].astype(np.float64), b.scores[i, :nb].astype(np.float64)
-        if not np.allclose(sa, sb, atol=atol, rtol=0):
-            problems.append(f"query {i}: scores {sa[:5]} vs {sb[:5]}")
-            continue
-        last = sa[-1] if na else 0.0
-        for j in range(na):
-            tied = np.abs(sa - sa[j]) <= atol
-            if tied.sum() == 1 and abs(sa[j] - last) > atol and a.ids[i, j] != b.ids[i, j]:
-                problems.append(f"query {i} rank {j}: {a.ids[i, j]} vs {b.ids[i, j]}")
-        keep = np.abs(sa - last) > atol  # the group tied with the last place may hold different members
-        if set(a.ids[i, :na][keep]) != set(b.ids[i, :nb][keep]):
-            problems.append(f"query {i}: different documents above the last tie group")
-    return problems
 
 
 @pytest.fixture(scope="module")

@@ -84,8 +84,10 @@ class _Encoder:
     """A Ray Data actor: records → validated documents, their dense vectors (from the cache where it has them)
     and their shard."""
 
-    def __init__(self, config: dict[str, Any], fields: dict[str, Any], n_shards: int, kind: str, where: str) -> None:
+    def __init__(self, config: dict[str, Any], fields: dict[str, Any], n_shards: int, kind: str, where: str,
+                 cache_dir: str | None = None) -> None:
         self.config = CollectionConfig.from_dict(config)
+        self.cache_dir = cache_dir
         self.fields = FieldMap(**fields)
         self.n_shards, self.kind, self.where = n_shards, kind, where
         self._dense: Any = None  # loaded on first use
@@ -134,7 +136,7 @@ class _Encoder:
 
         if self._dense is None:
             self._dense = DenseEncoder(self.config.dense)
-            self._cache = EmbeddingCache(cache_root() / "embeddings.sqlite")
+            self._cache = EmbeddingCache(Path(self.cache_dir or cache_root()) / "embeddings.sqlite")
         return self._dense, self._cache
 
     def _encode(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -190,7 +192,7 @@ def _plain(value: Any) -> Any:
 
 def ingest(source: str | Path, root: str | Path, n_shards: int | None = None, config: CollectionConfig | None = None,
            encoders: int = 1, batch_size: int = 256, fields: FieldMap | None = None, ray_address: str | None = None,
-           encoder_cpus: float = 1.0, show_progress: bool = True) -> IngestReport:
+           encoder_cpus: float = 1.0, cache_dir: str | Path | None = None, show_progress: bool = True) -> IngestReport:
     """Read ``source`` with Ray Data, encode it with ``encoders`` actors, and upsert it into the sharded
     collection at ``root`` (created with ``n_shards`` shards and ``config`` when it does not exist).
 
@@ -204,6 +206,7 @@ def ingest(source: str | Path, root: str | Path, n_shards: int | None = None, co
         fields: which source fields hold id, title and text.
         ray_address: the cluster to join (default: the initialised one, else a local one).
         encoder_cpus: CPUs each encoder actor reserves.
+        cache_dir: the folder of the dense content cache on each node (default: retrievo's cache folder).
         show_progress: a progress bar of documents written.
     """
     import ray
@@ -225,7 +228,8 @@ def ingest(source: str | Path, root: str | Path, n_shards: int | None = None, co
     else:
         sc = ShardedCollection.create(root, n_shards or 4, config or CollectionConfig())
     try:
-        return _run(sc, kind, path, encoders, batch_size, fields or FieldMap(), encoder_cpus, show_progress)
+        return _run(sc, kind, path, encoders, batch_size, fields or FieldMap(), encoder_cpus,
+                    None if cache_dir is None else str(cache_dir), show_progress)
     except Exception as exc:
         sc.rollback()  # nothing of a failed ingest is committed
         raise _retrievo_cause(exc) from None
@@ -250,14 +254,14 @@ def _retrievo_cause(exc: BaseException) -> BaseException:
 
 
 def _run(sc: Any, kind: str, path: str, encoders: int, batch_size: int, fields: FieldMap, encoder_cpus: float,
-         show_progress: bool) -> IngestReport:
+         cache_dir: str | None, show_progress: bool) -> IngestReport:
     import ray.data
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     ds = ray.data.read_text(path) if kind == "jsonl" else ray.data.read_parquet(path)
     args = (sc.config.to_dict(), {"id": fields.id, "title": fields.title, "text": fields.text,
-                                  "metadata": fields.metadata}, sc.n_shards, kind, path)
+                                  "metadata": fields.metadata}, sc.n_shards, kind, path, cache_dir)
     ds = ds.map_batches(_Encoder, fn_constructor_args=args, batch_size=batch_size, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=encoders), num_cpus=encoder_cpus)
     total = None

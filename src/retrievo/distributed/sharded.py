@@ -51,6 +51,7 @@ from retrievo.errors import (
     ShardUnavailableError,
 )
 from retrievo.request import SearchRequest
+from retrievo.search.searcher import Searcher
 from retrievo.signals.base import Candidates, SearchContext, prepared
 from retrievo.signals.bm25 import BM25Signal
 from retrievo.signals.dense import DenseSignal
@@ -135,20 +136,32 @@ class _Dim:
 
 class ShardedSnapshot:
     """What one search over the shards reads: the shards' pinned generations, the global statistics, and the
-    candidates met so far, each under a key (the "row" the driver's stages see) naming its shard, row and id."""
+    candidates met so far, each under a key (the "row" the driver's stages see) naming its shard, the shard's
+    generation and row, and the document id.
 
-    def __init__(self, stats: GlobalStats) -> None:
+    Attributes:
+        partial: a shard that does not answer is left out (and named in :attr:`missing`) instead of failing.
+        missing: the shards left out so far.
+    """
+
+    def __init__(self, stats: GlobalStats, partial: bool = False) -> None:
+        self.partial = partial
+        self.derived: dict[Any, Any] = {}
+        self._key: dict[tuple[int, int, int], int] = {}
+        self.shard: list[int] = []
+        self.gen: list[int] = []
+        self.row: list[int] = []
+        self._ids: list[str] = []
+        self.renew(stats)
+
+    def renew(self, stats: GlobalStats) -> None:
+        """Read the shards' generations of ``stats`` from now on (keys given so far keep their generation)."""
         self.stats = stats
-        self.generation = None
+        self.generation = sum(stats.generations)
         self.generations = stats.generations
         self.segments = [i for i, n in enumerate(stats.n_rows) if n]
         self.signals: dict[str, Any] = {} if stats.dense_dim is None else {"dense": _Dim(stats.dense_dim)}
-        self.derived: dict[Any, Any] = {}
         self.missing: set[int] = set(stats.missing)
-        self._key: dict[tuple[int, int], int] = {}
-        self.shard: list[int] = []
-        self.row: list[int] = []
-        self._ids: list[str] = []
 
     @property
     def n_live(self) -> int:
@@ -159,24 +172,26 @@ class ShardedSnapshot:
         return np.asarray(self._ids, dtype=object)
 
     def keys(self, shards: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """The keys of ``(shard, row)`` candidates (new ones are numbered as they come)."""
+        """The keys of ``(shard, row)`` candidates of the current generations (new ones numbered as they come)."""
         out = np.empty(len(rows), dtype=np.int64)
         for j, (s, r, d) in enumerate(zip(shards.tolist(), rows.tolist(), ids.tolist(), strict=True)):
-            key = self._key.get((s, r))
+            g = self.generations[s]
+            key = self._key.get((s, g, r))
             if key is None:
-                key = self._key[(s, r)] = len(self._ids)
+                key = self._key[(s, g, r)] = len(self._ids)
                 self.shard.append(s)
+                self.gen.append(g)
                 self.row.append(r)
                 self._ids.append(d)
             out[j] = key
         return out
 
-    def by_shard(self, keys: Iterable[int]) -> dict[int, list[int]]:
-        """``{shard: [key, …]}`` of keys (padding ``-1`` left out), in the keys' order."""
-        out: dict[int, list[int]] = {}
+    def by_shard(self, keys: Iterable[int]) -> dict[tuple[int, int], list[int]]:
+        """``{(shard, generation): [key, …]}`` of keys (padding ``-1`` left out), in the keys' order."""
+        out: dict[tuple[int, int], list[int]] = {}
         for k in keys:
             if k >= 0:
-                out.setdefault(self.shard[k], []).append(int(k))
+                out.setdefault((self.shard[k], self.gen[k]), []).append(int(k))
         return out
 
 
@@ -195,8 +210,11 @@ class ShardedBM25(BM25Signal):
 
         return prepared(ctx, self, make)
 
+    def begin(self, ctx: SearchContext, depth: int) -> None:
+        self.host.submit(ctx, "bm25", self.terms(ctx), depth)
+
     def search(self, ctx: SearchContext, depth: int) -> Candidates:
-        return self.host.fan_out(ctx, "bm25", self.terms(ctx), depth)
+        return self.host.collect(ctx, "bm25", lambda: self.terms(ctx), depth)
 
     def feedback(self, ctx: SearchContext, first: Candidates, depth: int, prf: Any) -> Candidates:
         from retrievo.search.prf import rm3_query
@@ -205,7 +223,9 @@ class ShardedBM25(BM25Signal):
         stats, vocab = snap.stats, snap.stats.vocab()
         keys = sorted({int(k) for i in range(len(first)) for k in first.rows[i, :first.counts[i]]})
         docs = {}
-        for key, (terms, counts) in zip(keys, self.host.fetch(snap, "doc_terms", keys), strict=True):
+        none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        for key, found in zip(keys, self.host.fetch(snap, "doc_terms", keys), strict=True):
+            terms, counts = found if found is not None else none  # None: its shard is missing (a partial search)
             docs[key] = (np.array([vocab[t] for t in terms.tolist()], dtype=np.int64), counts)
         queries, weights = [], []
         for i, q in enumerate(self.terms(ctx)):
@@ -222,8 +242,11 @@ class ShardedDense(DenseSignal):
     """Dense retrieval over the shards: query vectors encoded once on the driver; Rocchio from the feedback
     documents' stored vectors, fetched from their shards."""
 
+    def begin(self, ctx: SearchContext, depth: int) -> None:
+        self.host.submit(ctx, "dense", self.query_vectors(ctx), depth)
+
     def search(self, ctx: SearchContext, depth: int) -> Candidates:
-        return self.host.fan_out(ctx, "dense", self.query_vectors(ctx), depth)
+        return self.host.collect(ctx, "dense", lambda: self.query_vectors(ctx), depth)
 
     def feedback(self, ctx: SearchContext, first: Candidates, depth: int, prf: Any) -> Candidates:
         from retrievo.search.prf import rocchio
@@ -231,7 +254,8 @@ class ShardedDense(DenseSignal):
         snap: ShardedSnapshot = ctx.snapshot  # type: ignore[assignment]
         keys = sorted({int(k) for i in range(len(first)) for k in first.rows[i, :first.counts[i]]})
         vec = dict(zip(keys, self.host.fetch(snap, "vectors", keys), strict=True))
-        fb = [np.array([vec[int(k)] for k in first.rows[i, :first.counts[i]]], dtype=np.float32).reshape(
+        fb = [np.array([vec[int(k)] for k in first.rows[i, :first.counts[i]] if vec[int(k)] is not None],
+                       dtype=np.float32).reshape(
             -1, snap.stats.dense_dim or 1) for i in range(len(first))]
         return self.host.fan_out(ctx, "dense", rocchio(self.query_vectors(ctx), fb, prf.alpha, prf.beta), depth)
 
@@ -239,12 +263,43 @@ class ShardedDense(DenseSignal):
 class ShardedSplade(SpladeSignal):
     """SPLADE over the shards: each query encoded once on the driver, scored by every shard."""
 
+    def queries(self, ctx: SearchContext) -> Any:
+        return prepared(ctx, self, lambda: self.encoder.encode_queries(ctx.queries))
+
+    def begin(self, ctx: SearchContext, depth: int) -> None:
+        self.host.submit(ctx, "splade", self.queries(ctx), depth)
+
     def search(self, ctx: SearchContext, depth: int) -> Candidates:
-        qv = prepared(ctx, self, lambda: self.encoder.encode_queries(ctx.queries))
-        return self.host.fan_out(ctx, "splade", qv, depth)
+        return self.host.collect(ctx, "splade", lambda: self.queries(ctx), depth)
 
 
 _SIGNALS = {"bm25": ShardedBM25, "dense": ShardedDense, "splade": ShardedSplade}
+
+
+class ShardedSearcher(Searcher):
+    """The ordinary searcher over a :class:`ShardedSnapshot`, repeating a search whose shards moved on (or
+    restarted) under it with their new generations, and naming the shards a partial search left out."""
+
+    def search(self, queries: Any, request: SearchRequest | None = None, *, snapshot: Any = None,
+               partial: bool = False, **kwargs: Any) -> SearchResults:
+        coll: ShardedCollection = self.collection
+        coll.check(request or SearchRequest())
+        snap = snapshot if snapshot is not None else coll.snapshot(partial)
+        snap.partial = partial or snap.partial
+        for attempt in range(_RETRIES):
+            try:
+                res = super().search(queries, request, snapshot=snap, **kwargs)
+            except _Stale:
+                if attempt == _RETRIES - 1:
+                    raise ShardUnavailableError(f"{coll.path}: the shards kept moving to new generations during "
+                                                f"{_RETRIES} attempts of one search") from None
+                coll.refresh()
+                snap.renew(coll.global_stats(snap.partial))
+                continue
+            if snap.missing:
+                coll.refresh()  # gather again next time: the shard may be back
+            return dataclasses.replace(res, missing_shards=tuple(sorted(snap.missing)))
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class ShardedCollection:
@@ -267,8 +322,6 @@ class ShardedCollection:
         self._signals = {name: cls(self) for name, cls in _SIGNALS.items() if cls.enabled(config)}
         self._stats: GlobalStats | None = None
         self._searcher: Any = None
-        self._partial = False
-        self._missing: set[int] = set()
 
     # -- opening ----------------------------------------------------------------------------------------
     @staticmethod
@@ -367,9 +420,11 @@ class ShardedCollection:
         return self._signals
 
     # -- talking to the shards --------------------------------------------------------------------------
-    def _gather(self, refs: Sequence[Any], what: str, shards: Sequence[int] | None = None) -> list[Any]:
+    def _gather(self, refs: Sequence[Any], what: str, shards: Sequence[int] | None = None,
+                missing: set[int] | None = None) -> list[Any]:
         """The shards' answers in order; a shard that does not answer raises :class:`ShardUnavailableError`
-        naming it (or, in a search that allows partial results, answers ``None`` and is recorded missing)."""
+        naming it (or, when ``missing`` is given — a search that allows partial results — answers ``None`` and
+        is added to ``missing``)."""
         ray = _ray()
         shards = list(range(len(refs))) if shards is None else list(shards)
         out: list[Any] = []
@@ -380,8 +435,8 @@ class ShardedCollection:
                 cause = _cause(exc)
                 if isinstance(cause, InvalidInputError):
                     raise cause from None
-                if self._partial:
-                    self._missing.add(s)
+                if missing is not None:
+                    missing.add(s)
                     out.append(None)
                     continue
                 raise ShardUnavailableError(
@@ -392,12 +447,15 @@ class ShardedCollection:
             out.append(ans)
         return out
 
-    def _global_stats(self) -> GlobalStats:
+    def global_stats(self, partial: bool = False) -> GlobalStats:
         """The global BM25 statistics of the shards' current generations (gathered and installed once per
-        set of generations)."""
-        if self._stats is not None and not self._stats.missing:
-            return self._stats
-        answers = self._gather([h.local_stats.remote() for h in self.handles], "the statistics request")
+        set of generations; with ``partial``, of the shards that answer)."""
+        stats = self._stats
+        if stats is not None:
+            return stats
+        down: set[int] | None = set() if partial else None
+        answers = self._gather([h.local_stats.remote() for h in self.handles], "the statistics request",
+                               missing=down)
         live = [(s, a) for s, a in enumerate(answers) if a is not None]
         if not live:
             raise ShardUnavailableError(f"no shard of {self.path} answered")
@@ -414,17 +472,27 @@ class ShardedCollection:
             refs.append(self.handles[s].install_stats.remote(token, a["generation"], n_docs, total, df[inverse[at:at + n]]))
             at += n
         if not all(self._gather(refs, "the statistics", [s for s, _ in live])):
-            raise _Stale("a shard moved on while the statistics were installed")
+            raise ShardUnavailableError(f"{self.path}: a shard restarted while the statistics were installed; retry")
         dims = {a["dense_dim"] for _, a in live if a["dense_dim"] is not None}
         gens = tuple(a["generation"] if a is not None else -1 for a in answers)
         rows = tuple(a["n_rows"] if a is not None else 0 for a in answers)
-        self._stats = GlobalStats(token, gens, terms, df, n_docs, total, rows, min(dims) if dims else None,
-                                  missing=tuple(s for s, a in enumerate(answers) if a is None))
-        return self._stats
+        stats = GlobalStats(token, gens, terms, df, n_docs, total, rows, min(dims) if dims else None,
+                            missing=tuple(s for s, a in enumerate(answers) if a is None))
+        if not stats.missing:
+            self._stats = stats
+        return stats
 
-    def snapshot(self) -> ShardedSnapshot:
+    def snapshot(self, partial: bool = False) -> ShardedSnapshot:
         """A view of the shards' current generations for one search."""
-        return ShardedSnapshot(self._global_stats())
+        return ShardedSnapshot(self.global_stats(partial), partial)
+
+    @property
+    def generation(self) -> int:
+        """The sum of the shards' generations (grows with every commit of any shard)."""
+        return sum(self.global_stats().generations)
+
+    def __len__(self) -> int:
+        return self.global_stats().n_docs
 
     def refresh(self) -> None:
         """See the shards' last commits (from writers elsewhere) at the next search."""
@@ -437,17 +505,34 @@ class ShardedCollection:
         parse_filter(flt)
         return None
 
-    def fan_out(self, ctx: SearchContext, signal: str, payload: Any, depth: int,
-                weights: Sequence[np.ndarray] | None = None) -> Candidates:
-        """One signal's top ``depth`` per query over every shard, merged (ties: score, then document id)."""
+    def submit(self, ctx: SearchContext, signal: str, payload: Any, depth: int,
+               weights: Sequence[np.ndarray] | None = None) -> None:
+        """Send one signal's search to every shard without waiting (:meth:`collect` gathers it)."""
         snap: ShardedSnapshot = ctx.snapshot  # type: ignore[assignment]
         st = snap.stats
         shards = [s for s in range(self.n_shards) if s not in snap.missing]
         refs = [self.handles[s].search.remote(st.token, st.generations[s], ctx.request, signal, payload, depth,
                                               weights) for s in shards]
-        answers = [(s, a) for s, a in zip(shards, self._gather(refs, f"the {signal} search", shards), strict=True)
-                   if a is not None]
-        snap.missing.update(set(shards) - {s for s, _ in answers})
+        ctx.scratch[("sharded", signal)] = (depth, shards, refs)
+
+    def collect(self, ctx: SearchContext, signal: str, payload: Any, depth: int) -> Candidates:
+        """The search :meth:`submit` sent for ``signal`` (sent now, with ``payload()``, if it was not)."""
+        sent = ctx.scratch.pop(("sharded", signal), None)
+        if sent is None or sent[0] != depth:
+            return self.fan_out(ctx, signal, payload(), depth)
+        return self._merge(ctx, signal, depth, sent[1], sent[2])
+
+    def fan_out(self, ctx: SearchContext, signal: str, payload: Any, depth: int,
+                weights: Sequence[np.ndarray] | None = None) -> Candidates:
+        """One signal's top ``depth`` per query over every shard, merged (ties: score, then document id)."""
+        self.submit(ctx, signal, payload, depth, weights)
+        _, shards, refs = ctx.scratch.pop(("sharded", signal))
+        return self._merge(ctx, signal, depth, shards, refs)
+
+    def _merge(self, ctx: SearchContext, signal: str, depth: int, shards: list[int], refs: list[Any]) -> Candidates:
+        snap: ShardedSnapshot = ctx.snapshot  # type: ignore[assignment]
+        got = self._gather(refs, f"the {signal} search", shards, missing=snap.missing if snap.partial else None)
+        answers = [(s, a) for s, a in zip(shards, got, strict=True) if a is not None]
         nq = ctx.n_queries
         out = Candidates.empty(nq, max(int(depth), 1))
         for i in range(nq):
@@ -470,11 +555,12 @@ class ShardedCollection:
         """Per key, what its shard answers to ``what`` (``doc_terms``, ``vectors`` or ``documents``) for its row."""
         groups = snap.by_shard(keys)
         order = list(groups)
-        refs = [getattr(self.handles[s], what).remote(snap.generations[s], [snap.row[k] for k in groups[s]])
-                for s in order]
+        refs = [getattr(self.handles[s], what).remote(g, [snap.row[k] for k in groups[(s, g)]]) for s, g in order]
+        got = self._gather(refs, f"the {what} request", [s for s, _ in order],
+                           missing=snap.missing if snap.partial else None)
         found: dict[int, Any] = {}
-        for s, ans in zip(order, self._gather(refs, f"the {what} request", order), strict=True):
-            for k, v in zip(groups[s], ans if ans is not None else [None] * len(groups[s]), strict=True):
+        for sg, ans in zip(order, got, strict=True):
+            for k, v in zip(groups[sg], ans if ans is not None else [None] * len(groups[sg]), strict=True):
                 found[k] = v
         return [found.get(int(k)) for k in keys]
 
@@ -484,11 +570,9 @@ class ShardedCollection:
 
     # -- search -----------------------------------------------------------------------------------------
     @property
-    def searcher(self) -> Any:
+    def searcher(self) -> ShardedSearcher:
         if self._searcher is None:
-            from retrievo.search.searcher import Searcher
-
-            self._searcher = Searcher(self)
+            self._searcher = ShardedSearcher(self)
         return self._searcher
 
     def check(self, request: SearchRequest) -> SearchRequest:
@@ -523,28 +607,8 @@ class ShardedCollection:
         """
         if request is None:
             request = SearchRequest(method=method, k=k, filter=filter, **settings)
-        self.check(request)
-        self._partial = allow_partial
-        try:
-            for attempt in range(_RETRIES):
-                self._missing = set()
-                try:
-                    snap = self.snapshot()
-                    res = self.searcher.search(queries, request, query_ids=query_ids, query_vectors=query_vectors,
-                                               snapshot=snap)  # type: ignore[arg-type]
-                except _Stale:
-                    self._stats = None
-                    if attempt == _RETRIES - 1:
-                        raise ShardUnavailableError(f"{self.path}: the shards kept moving to new generations during "
-                                                    f"{_RETRIES} attempts of one search") from None
-                    continue
-                missing = tuple(sorted(snap.missing | self._missing))
-                if missing:
-                    self._stats = None  # gather again next time: the shard may be back
-                return dataclasses.replace(res, missing_shards=missing)
-        finally:
-            self._partial = False
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self.searcher.search(queries, request, query_ids=query_ids, query_vectors=query_vectors,
+                                    partial=allow_partial)
 
     # -- writes and reads by id -------------------------------------------------------------------------
     def _check_writable(self, what: str) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from retrievo.eval.measures import DEFAULT_MEASURES, per_query
 
-__all__ = ["MeasureComparison", "compare_runs", "randomization_test"]
+__all__ = ["MeasureComparison", "compare_runs", "randomization_test", "result_differences"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,30 @@ def compare_runs(
             )
         )
     return out
+
+
+def result_differences(a: Any, b: Any, atol: float = 1e-5) -> list[str]:
+    """Where two :class:`~retrievo.types.SearchResults` of the same queries differ beyond ties (empty: they agree).
+
+    Each position must hold the same score (to ``atol``) and the same id, except among documents whose scores tie
+    (within ``atol``): their order, and which of those tied at the last place made the list, is a tie-break's
+    choice (one collection and its shards, or two index builds, may choose differently)."""
+    problems = []
+    for i in range(len(a.query_ids)):
+        na, nb = int(a.counts[i]), int(b.counts[i])
+        if na != nb:
+            problems.append(f"query {i}: {na} vs {nb} results")
+            continue
+        sa, sb = a.scores[i, :na].astype(np.float64), b.scores[i, :nb].astype(np.float64)
+        if not np.allclose(sa, sb, atol=atol, rtol=0):
+            problems.append(f"query {i}: scores {sa[:5]} vs {sb[:5]}")
+            continue
+        last = sa[-1] if na else 0.0
+        for j in range(na):
+            tied = np.abs(sa - sa[j]) <= atol
+            if tied.sum() == 1 and abs(sa[j] - last) > atol and a.ids[i, j] != b.ids[i, j]:
+                problems.append(f"query {i} rank {j}: {a.ids[i, j]} vs {b.ids[i, j]}")
+        keep = np.abs(sa - last) > atol  # the group tied with the last place may hold different members
+        if set(a.ids[i, :na][keep]) != set(b.ids[i, :nb][keep]):
+            problems.append(f"query {i}: different documents above the last tie group")
+    return problems

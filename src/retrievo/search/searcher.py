@@ -94,12 +94,15 @@ class Searcher:
             empty = SearchResults.from_lists([[] for _ in range(nq)], req.k, tuple(query_ids), req.method)
             return dataclasses.replace(empty, generation=snapshot.generation)
         depth = req.depth()
-        lists: dict[str, Candidates] = {}
+        firsts: dict[str, int] = {}
         for name, sig in signals.items():
             first = depth
             for st in active:
                 first = st.first_depth(req, sig, first)
-            lists[name] = sig.search(ctx, first)
+            firsts[name] = first
+        for name, sig in signals.items():  # signals that answer asynchronously (shards) all start first
+            sig.begin(ctx, firsts[name])
+        lists = {name: sig.search(ctx, firsts[name]) for name, sig in signals.items()}
         for st in active:
             lists = st.apply(ctx, lists)
         if len(lists) != 1:

@@ -203,6 +203,11 @@ class Signal(ABC):
         """Check and load what a search needs before any retrieval runs (so bad input fails fast)."""
         return None
 
+    def begin(self, ctx: SearchContext, depth: int) -> None:
+        """Start :meth:`search` without waiting for it, when its work runs elsewhere (a sharded collection's
+        signals send their requests here, so that every signal's shards work at once). Default: nothing."""
+        return None
+
     @abstractmethod
     def search(self, ctx: SearchContext, depth: int) -> Candidates:
         """The top ``depth`` rows of each query among ``ctx.allowed`` and the live rows."""
