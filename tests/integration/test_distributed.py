@@ -222,3 +222,33 @@ def test_ingest_through_ray_data_matches_a_single_node_index(cluster, onnx_encod
     with pytest.raises(SourceFormatError, match="4 shards"):
         ingest(src, tmp_path / "sharded", 3, show_progress=False)
     single.close()
+
+
+def test_serve_ray_answers_the_http_api_over_shards(cluster, tmp_path):
+    from retrievo import Client
+    from retrievo.server.process import ServerProcess
+
+    docs = scifact_docs(300)
+    queries = [d["title"] for d in docs[:20]]
+    single = Collection.create(tmp_path / "single", CollectionConfig(dense=None))
+    single.add(docs)
+    single.commit()
+    sc = ShardedCollection.create(tmp_path / "sci", 3, CollectionConfig(dense=None))
+    sc.add(docs)
+    sc.commit()
+    sc.close()
+    with ServerProcess(tmp_path / "sci", api_key="k", args=["--ray", ""]).start(timeout=180) as srv, \
+            Client(srv.url, api_key="k") as client:
+        (summary,) = client.collections()
+        assert summary["name"] == "sci" and summary["documents"] == 300
+        remote = client.collection("sci")
+        for kw in (dict(), dict(prf=True)):
+            got = remote.search(queries, k=10, **kw)
+            assert not same_top(single.search(queries, k=10, **kw), got), kw
+        assert remote.get(docs[5]["_id"]).text == docs[5]["text"]
+        assert remote.upsert([{"id": "new-doc", "text": "zebrafish regeneration of the heart muscle"}]) == 1
+        hit = remote.search("zebrafish heart regeneration", k=3)  # acknowledged = committed on its shard
+        assert "new-doc" in list(hit.ids[0])
+        with pytest.raises(Exception, match="no collection named"):
+            client.collection("other").search("x")
+    single.close()

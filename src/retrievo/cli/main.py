@@ -544,7 +544,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from retrievo.server import ServerSettings, create_app
 
     root = Path(args.path)
-    if (root / "manifest.json").exists():
+    if args.ray is not None and args.workers != 1:
+        raise RetrievoError("--ray serves from one process (the shards are Ray actors); leave out --workers")
+    if args.ray is None and (root / "manifest.json").exists():
         raise RetrievoError(f"{root} is a collection; serve the folder that holds collections (here {root.parent})")
     fields: dict[str, Any] = {}
     if args.config:
@@ -590,7 +592,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"retrievo {__version__} serving {root.resolve()} on http://{args.host}:{args.port}/ "
           f"(API at /v1, spec at /openapi.json; {args.workers} worker process{'es' if args.workers > 1 else ''})",
           file=sys.stderr, flush=True)
-    if args.workers == 1:
+    if args.ray is not None:
+        from retrievo.server.sharded import ShardedRegistry
+
+        registry = ShardedRegistry(root, ray_address=args.ray or None)
+        uvicorn.run(create_app(root, settings, registry=registry), host=args.host, port=args.port,
+                    log_level=args.log_level, access_log=False)
+    elif args.workers == 1:
         uvicorn.run(create_app(root, settings), host=args.host, port=args.port, log_level=args.log_level,
                     access_log=False)
     else:  # one writer per collection among them; the others log writes for it and serve reads
@@ -751,7 +759,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("serve", help="serve the collections in a folder over HTTP (API, OpenAPI spec, search page)", parents=[common])
-    p.add_argument("path", help="folder holding the collections (created if missing)")
+    p.add_argument("path", help="folder holding the collections (created if missing); with --ray, the folder of a "
+                   "sharded collection")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="serve the sharded collection in PATH from the Ray cluster at ADDRESS ('auto': the running "
+                   "one; '': start a local one)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--config", default=None, help="JSON file of server settings (api_key, limits, ...)")

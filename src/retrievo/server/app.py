@@ -49,6 +49,7 @@ from retrievo.errors import (
     MissingDependencyError,
     NotFoundError,
     RetrievoError,
+    ShardUnavailableError,
 )
 from retrievo.server.schemas import (
     CollectionSummary,
@@ -82,6 +83,7 @@ STATUS: dict[type[BaseException], int] = {
     CollectionExistsError: 409,
     CollectionLockedError: 409,
     UnavailableError: 503,
+    ShardUnavailableError: 503,
     MissingDependencyError: 503,
     FormatVersionError: 503,
     ConfigError: 400,
@@ -234,10 +236,12 @@ def app_from_env() -> FastAPI:
     return create_app(os.environ[ROOT_ENV], ServerSettings.model_validate_json(os.environ[SETTINGS_ENV]))
 
 
-def create_app(root: str | Path, settings: ServerSettings | None = None) -> FastAPI:
-    """The server app over the collections in folder ``root`` (each sub-folder is one collection)."""
+def create_app(root: str | Path, settings: ServerSettings | None = None, registry: Any = None) -> FastAPI:
+    """The server app over the collections in folder ``root`` (each sub-folder is one collection), or over
+    ``registry`` when given (a :class:`~retrievo.server.sharded.ShardedRegistry`: one sharded collection)."""
     settings = settings or ServerSettings()
-    registry = Registry(Path(root), settings.commit_interval, max_pending=settings.max_pending)
+    if registry is None:
+        registry = Registry(Path(root), settings.commit_interval, max_pending=settings.max_pending)
     started = time.time()
     counters = {"requests": 0, "searches": 0, "queries": 0, "writes": 0}
 
