@@ -1,5 +1,8 @@
 """Sharded collections on a real local Ray cluster: 1–4 shards give one collection's results.
 
+The default suite runs 1 and 3 shards; 2 and 4 are marked ``distributed`` (CI runs them as a step of their own:
+``python -m pytest -q -m distributed``).
+
 Every check runs the real engine in real Ray actors (``ray.init(num_cpus=2)``): BM25 under global statistics,
 dense (flat) and SPLADE (exact) with driver-encoded queries, hybrid fusion, RM3 and Rocchio feedback, typo
 correction, filters, routed writes, and a shard actor killed mid-stream.
@@ -72,7 +75,8 @@ def corpora(tmp_path_factory, onnx_encoder, cluster):
         single.close()
 
 
-@pytest.mark.parametrize("n_shards", [1, 2, 3, 4])
+@pytest.mark.parametrize("n_shards", [1, pytest.param(2, marks=pytest.mark.distributed), 3,
+                                      pytest.param(4, marks=pytest.mark.distributed)])
 def test_shards_give_one_collections_results(corpora, tmp_path, n_shards):
     for name, (cfg, docs, vectors, queries, single) in corpora.items():
         # the shards are written here (sharing the loaded models); test_writes_are_routed writes through actors
@@ -252,3 +256,28 @@ def test_serve_ray_answers_the_http_api_over_shards(cluster, tmp_path):
         with pytest.raises(Exception, match="no collection named"):
             client.collection("other").search("x")
     single.close()
+
+
+def test_ingest_reads_parquet_and_uris(cluster, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retrievo.distributed import ingest
+
+    docs = [{"id": f"p{i}", "title": f"title {i}", "text": f"text about topic{i % 9} and more words",
+             "year": 2000 + i % 7} for i in range(120)]
+    pq.write_table(pa.Table.from_pylist(docs), tmp_path / "docs.parquet")
+    lexical = CollectionConfig(dense=None)
+    rep = ingest(tmp_path / "docs.parquet", tmp_path / "from-parquet", 2, lexical, show_progress=False)
+    assert rep.documents == 120
+    with ShardedCollection.open(tmp_path / "from-parquet") as sc:
+        got = sc.get("p7")
+        assert (got.title, got.text, got.metadata) == ("title 7", docs[7]["text"], {"year": docs[7]["year"]})
+        assert sc.count({"year": 2003}) == sum(1 for d in docs if d["year"] == 2003)
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("".join(json.dumps({"id": d["id"], "title": d["title"], "text": d["text"],
+                                         "metadata": {"year": d["year"]}}) + "\n" for d in docs))
+    rep = ingest(jsonl.as_uri(), tmp_path / "from-uri", 3, lexical, show_progress=False)  # file:// through pyarrow
+    assert rep.documents == 120
+    with ShardedCollection.open(tmp_path / "from-uri") as sc:
+        assert sc.get("p7").metadata == {"year": docs[7]["year"]} and sc.count() == 120

@@ -35,6 +35,8 @@ from retrievo.types import Document
 
 __all__ = ["IngestReport", "ingest"]
 
+_READ_CPUS = 0.25  # reading and splitting lines is light; the encoders get the rest
+
 
 @dataclass
 class IngestReport:
@@ -205,7 +207,8 @@ def ingest(source: str | Path, root: str | Path, n_shards: int | None = None, co
         batch_size: records per encoded batch.
         fields: which source fields hold id, title and text.
         ray_address: the cluster to join (default: the initialised one, else a local one).
-        encoder_cpus: CPUs each encoder actor reserves.
+        encoder_cpus: CPUs each encoder actor reserves (lowered to fit the cluster, with a quarter CPU left for
+            the readers, which would otherwise wait for the encoders' CPUs forever).
         cache_dir: the folder of the dense content cache on each node (default: retrievo's cache folder).
         show_progress: a progress bar of documents written.
     """
@@ -259,7 +262,13 @@ def _run(sc: Any, kind: str, path: str, encoders: int, batch_size: int, fields: 
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    ds = ray.data.read_text(path) if kind == "jsonl" else ray.data.read_parquet(path)
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    if encoders * encoder_cpus + _READ_CPUS > cpus:  # the readers would wait for CPUs the encoders hold, forever
+        encoder_cpus = max(0.05, (cpus - _READ_CPUS) / encoders)
+    if kind == "jsonl":
+        ds = ray.data.read_text(path, num_cpus=_READ_CPUS)
+    else:
+        ds = ray.data.read_parquet(path, num_cpus=_READ_CPUS)
     args = (sc.config.to_dict(), {"id": fields.id, "title": fields.title, "text": fields.text,
                                   "metadata": fields.metadata}, sc.n_shards, kind, path, cache_dir)
     ds = ds.map_batches(_Encoder, fn_constructor_args=args, batch_size=batch_size, batch_format="numpy",

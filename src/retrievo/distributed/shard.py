@@ -74,15 +74,13 @@ class ShardServer:
             self.coll.refresh()
         snap = self._pin(self.coll.snapshot())
         inv = snap.signals.get("bm25")
-        terms = np.empty(len(snap.vocab), dtype=object)
-        for t, i in snap.vocab.items():
-            terms[i] = t
+        terms = snap.terms()
         flat = snap.signals.get("dense")
         if inv is None:
             df, n_docs, total = np.zeros(len(terms), np.int64), 0, 0
         else:
             df, n_docs, total = inv.stats.df[: len(terms)], inv.stats.n_docs, inv.stats.total_len
-        return {"number": self.number, "generation": snap.generation, "terms": terms.astype(str), "df": df,
+        return {"number": self.number, "generation": snap.generation, "terms": terms, "df": df,
                 "n_docs": int(n_docs), "total_len": int(total), "n_rows": int(snap.n_rows),
                 "dense_dim": None if flat is None else int(flat.dim)}
 
@@ -163,13 +161,11 @@ class ShardServer:
         snap = self._pinned.get(generation)
         if snap is None:
             return Stale(number=self.number, generation=self.coll.generation)
-        terms = np.empty(len(snap.vocab), dtype=object)
-        for t, i in snap.vocab.items():
-            terms[i] = t
+        terms = snap.terms()
         out = []
         for r in rows:
             ids, counts = BM25Signal.doc_terms(snap, int(r))
-            out.append((terms[ids].astype(str), np.asarray(counts, dtype=np.int64)))
+            out.append((terms[ids], np.asarray(counts, dtype=np.int64)))
         return out
 
     def vectors(self, generation: int, rows: Sequence[int]) -> np.ndarray | Stale:

@@ -72,10 +72,8 @@ class BM25Signal(Signal):
 
         tc = snapshot.derived.get(("bm25", "typos"))
         if tc is None:
-            terms = [""] * len(snapshot.vocab)
-            for t, i in snapshot.vocab.items():
-                terms[i] = t
-            tc = snapshot.derived[("bm25", "typos")] = TypoCorrector(terms, np.diff(snapshot.signals["bm25"].p_indptr))
+            tc = snapshot.derived[("bm25", "typos")] = TypoCorrector(snapshot.terms().tolist(),
+                                                                     np.diff(snapshot.signals["bm25"].p_indptr))
         return tc
 
     @staticmethod
@@ -83,11 +81,9 @@ class BM25Signal(Signal):
         """Each term id's alphabetical rank in the generation's vocabulary (RM3's tie order; built once)."""
         order = snapshot.derived.get(("bm25", "term_order"))
         if order is None:
-            terms = np.empty(len(snapshot.vocab), dtype=object)
-            for t, i in snapshot.vocab.items():
-                terms[i] = t
+            terms = snapshot.terms()
             order = np.empty(len(terms), dtype=np.int64)
-            order[np.argsort(terms.astype(str), kind="stable")] = np.arange(len(terms))
+            order[np.argsort(terms, kind="stable")] = np.arange(len(terms))
             snapshot.derived[("bm25", "term_order")] = order
         return order
 

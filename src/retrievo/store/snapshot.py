@@ -57,6 +57,16 @@ class Snapshot:
             raise IndexError(f"row {row} is in no segment")
         return self.segments[i], int(row - starts[i])
 
+    def terms(self) -> np.ndarray:
+        """The vocabulary as an array of term strings by term id (built once per generation)."""
+        terms = self.derived.get("terms")
+        if terms is None:
+            terms = np.empty(len(self.vocab), dtype=object)
+            for t, i in self.vocab.items():
+                terms[i] = t
+            terms = self.derived["terms"] = terms.astype(str) if len(terms) else np.zeros(0, dtype=str)
+        return terms
+
     def row_of(self, doc_id: str) -> int | None:
         """The live row of a document id in this generation (``None`` when it has none)."""
         rows = self.derived.get("row_of")
