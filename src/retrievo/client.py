@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -129,6 +130,12 @@ class RemoteCollection:
         return int(self.client.request("POST", self._base + "/documents", params={"if_absent": "true"},
                                        json=self._docs(docs, vectors))["acknowledged"])
 
+    def update_metadata(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
+        """Merge ``{id: {key: value}}`` into documents' metadata on the server (``None`` removes a key), without
+        resending their text (as :meth:`retrievo.Collection.update_metadata`); returns how many were acknowledged."""
+        return sum(int(self.client.request("PATCH", f"{self._base}/documents/{quote(str(i), safe='')}",
+                                           json={"metadata": dict(m)})["acknowledged"]) for i, m in updates.items())
+
     def delete(self, ids: Sequence[str]) -> int:
         return int(self.client.request("POST", self._base + "/delete", json={"ids": list(ids)})["acknowledged"])
 
@@ -139,6 +146,14 @@ class RemoteCollection:
     # -- reads -------------------------------------------------------------------------------------
     def get(self, doc_id: str) -> Document:
         return Document.from_any(self.client.request("GET", f"{self._base}/documents/{doc_id}"))
+
+    def snapshot(self) -> dict[str, Any]:
+        """A backup of the collection's last commit on the server (``{"snapshot", "generation", "documents",
+        "bytes"}``; kept in the server's data folder under ``.snapshots/``)."""
+        return self.client.request("POST", self._base + "/snapshots")
+
+    def snapshots(self) -> list[str]:
+        return self.client.request("GET", self._base + "/snapshots")
 
     def quarantined(self) -> list[dict[str, Any]]:
         """Documents the admission gate held back, with their reasons (as :meth:`retrievo.Collection.quarantined`)."""

@@ -92,19 +92,32 @@ class AnalyzerConfig(_Config):
             raise ConfigError(f"AnalyzerConfig.stopwords: expected 'english' or None, got {self.stopwords!r}")
 
 
+BM25_VARIANTS = ("lucene", "bm25l", "bm25+")
+
+
 @dataclass(frozen=True, kw_only=True)
 class BM25Config(_Config):
-    """BM25 with Lucene's formula (Kamphuis et al., ECIR 2020).
+    """BM25, by default with Lucene's formula; the variants as Kamphuis et al. (ECIR 2020) and bm25s define them.
+
+    - ``lucene``: ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, ``tf' = tf / (tf + k1 (1 - b + b |d| / avgdl))``;
+    - ``bm25l`` (Lv and Zhai, CIKM 2011: long documents are not over-penalised): ``idf = ln((N + 1) / (df + 0.5))``,
+      ``c = tf / (1 - b + b |d| / avgdl)``, ``tf' = (k1 + 1)(c + delta) / (k1 + c + delta)``, delta 0.5 by default;
+    - ``bm25+`` (Lv and Zhai, CIKM 2011: a matched term always adds at least ``delta``): ``idf = ln((N + 1) / df)``,
+      ``tf' = (k1 + 1) tf / (k1 (1 - b + b |d| / avgdl) + tf) + delta``, delta 1.0 by default.
 
     Args:
         k1: term-frequency saturation (Pyserini's BEIR baselines use 0.9).
         b: length normalisation (Pyserini's BEIR baselines use 0.4).
         fields: document fields concatenated into the indexed text.
+        variant: ``"lucene"``, ``"bm25l"`` or ``"bm25+"``.
+        delta: the variant's lower bound (``None``: its default; ``lucene`` has none).
     """
 
     k1: float = 0.9
     b: float = 0.4
     fields: tuple[str, ...] = ("title", "text")
+    variant: str = "lucene"
+    delta: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.k1 >= 0):
@@ -114,6 +127,26 @@ class BM25Config(_Config):
         bad = [f for f in self.fields if f not in ("title", "text")]
         if bad or not self.fields:
             raise ConfigError(f"BM25Config.fields must be a non-empty subset of ('title', 'text'), got {self.fields}")
+        if self.variant not in BM25_VARIANTS:
+            raise ConfigError(f"BM25Config.variant must be one of {BM25_VARIANTS}, got {self.variant!r}")
+        if self.delta is not None and (self.variant == "lucene" or not self.delta >= 0):
+            raise ConfigError(f"BM25Config.delta must be >= 0 and is for bm25l / bm25+, got {self.delta!r} "
+                              f"with variant {self.variant!r}")
+
+    @property
+    def lower_bound(self) -> float:
+        """The variant's delta (0 for Lucene's)."""
+        if self.delta is not None:
+            return float(self.delta)
+        return {"lucene": 0.0, "bm25l": 0.5, "bm25+": 1.0}[self.variant]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if out["variant"] == "lucene":  # collections of the default keep the manifest older versions read
+            del out["variant"]
+        if out["delta"] is None:
+            del out["delta"]
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -222,6 +222,33 @@ class SearchResults:
             out.append({"query_id": qid, "results": hits})
         return out
 
+    def to_arrow(self) -> Any:
+        """The results as a ``pyarrow.Table`` in long form, one row per hit: ``query_id``, ``rank`` (from 1),
+        ``id``, ``score`` (and ``probability`` after a calibrated cut-off) — for LanceDB / Polars / DuckDB users."""
+        import pyarrow as pa
+
+        n = [int(c) for c in self.counts]
+        mask = np.arange(self.ids.shape[1] if self.ids.ndim == 2 else 0)[None, :] < np.asarray(n)[:, None]
+        cols: dict[str, Any] = {
+            "query_id": pa.array(np.repeat(np.asarray(self.query_ids, dtype=object), n).tolist(), pa.string()),
+            "rank": pa.array(np.concatenate([np.arange(1, c + 1) for c in n]) if n else [], pa.int32()),
+            "id": pa.array(self.ids[mask].tolist() if len(n) else [], pa.string()),
+            "score": pa.array(self.scores[mask] if len(n) else [], pa.float32()),
+        }
+        if self.probabilities is not None:
+            cols["probability"] = pa.array(np.asarray(self.probabilities)[mask], pa.float32())
+        return pa.table(cols)
+
+    def to_pandas(self) -> Any:
+        """The results as a ``pandas.DataFrame`` (the columns of :meth:`to_arrow`)."""
+        try:
+            import pandas  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            from retrievo.errors import MissingDependencyError
+
+            raise MissingDependencyError("SearchResults.to_pandas needs pandas: pip install pandas") from exc
+        return self.to_arrow().to_pandas()
+
     @classmethod
     def from_lists(
         cls,

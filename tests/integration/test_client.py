@@ -96,3 +96,39 @@ def test_tree_over_http(served, scifact_small):
         held = col.quarantined()
         assert [h["id"] for h in held] == ["bad"] and held[0]["reasons"] == ["stuffing"]
         assert "bad" not in set(col.search("buy", k=10).ids[0])
+
+
+def test_snapshots_over_http(served, scifact_small):
+    with Client(served.url, api_key=KEY) as client:
+        snap = client.create("snap", CollectionConfig(dense=None))
+        snap.upsert(scifact_small[:12])
+        snap.commit()
+        snap.upsert(scifact_small[12:15])  # acknowledged, not committed: not in the snapshot
+        made = snap.snapshot()
+        assert made["documents"] == 12 and made["generation"] == 1
+        assert snap.snapshots() == [made["snapshot"]]
+        copy = Collection.open(served.root / ".snapshots" / "snap" / made["snapshot"], readonly=True)
+        assert len(copy) == 12 and copy.get(scifact_small[3]["_id"]).text == scifact_small[3]["text"]
+        copy.close()
+        assert "snap" in [c["name"] for c in client.collections()] and len(client.collections()) >= 1
+        with pytest.raises(NotFoundError):
+            client.collection("nope").snapshot()
+
+
+def test_metadata_patch_over_http(served, scifact_small):
+    with Client(served.url, api_key=KEY) as client:
+        pat = client.create("pat", CollectionConfig(dense=None))
+        pat.upsert([{**d, "metadata": {"year": 2000 + i}} for i, d in enumerate(scifact_small[:5])])
+        pat.commit()
+        first = scifact_small[0]["_id"]
+        assert pat.update_metadata({first: {"year": 2030, "tag": "x"}}) == 1
+        pat.commit()
+        got = pat.get(first)
+        assert got.metadata == {"year": 2030, "tag": "x"} and got.text == scifact_small[0]["text"]
+        assert pat.update_metadata({first: {"tag": None}}) == 1
+        pat.upsert([{"id": "late", "text": "pending before the patch", "metadata": {"a": 1}}])
+        assert pat.update_metadata({"late": {"b": 2}}) == 1  # pending writes are committed first
+        pat.commit()
+        assert pat.get(first).metadata == {"year": 2030} and pat.get("late").metadata == {"a": 1, "b": 2}
+        with pytest.raises(NotFoundError):
+            pat.update_metadata({"nope": {"a": 1}})

@@ -112,6 +112,8 @@ WRITES = [
     ("DELETE", "/v1/collections/sci/documents/w1", None),
     ("POST", "/v1/collections/sci/delete", {"ids": ["w1"]}),
     ("POST", "/v1/collections/sci/commit", None),
+    ("PATCH", "/v1/collections/sci/documents/w1", {"metadata": {"a": 1}}),
+    ("POST", "/v1/collections/sci/snapshots", None),
 ]
 
 

@@ -1,5 +1,5 @@
 """The ``retrievo`` command line: index, search, info, eval, compare, calibrate, adapt, train, train-reranker,
-reindex, map-queries, distill-queries, serve, quickstart.
+reindex, map-queries, distill-queries, backup, serve, quickstart (and the commands of cli/structure.py).
 
 Errors raised on purpose (:class:`~retrievo.errors.RetrievoError`) are printed as one line on stderr with
 exit status 2; nothing is changed by a command that fails that way.
@@ -39,6 +39,9 @@ def _add_collection_config_args(p: argparse.ArgumentParser) -> None:
                    "or a ColBERT/PyLate checkpoint, name or folder (implies --multivector)")
     g.add_argument("--k1", type=float, default=None, help="BM25 k1 (default 0.9)")
     g.add_argument("--b", type=float, default=None, help="BM25 b (default 0.4)")
+    g.add_argument("--bm25-variant", choices=["lucene", "bm25l", "bm25+"], default=None,
+                   help="BM25 formula: Lucene's (default), BM25L or BM25+ (Lv and Zhai 2011)")
+    g.add_argument("--bm25-delta", type=float, default=None, help="BM25L / BM25+ lower bound (default 0.5 / 1.0)")
     g.add_argument("--signal", action="append", default=[], metavar="NAME[=JSON]",
                    help="also compute a plugin signal (with its settings as a JSON object); repeatable")
 
@@ -46,7 +49,8 @@ def _add_collection_config_args(p: argparse.ArgumentParser) -> None:
 def _config_from_args(args: argparse.Namespace):
     from retrievo.config import BM25Config, CollectionConfig, DenseConfig
 
-    bm25 = BM25Config(**{k: v for k, v in (("k1", args.k1), ("b", args.b)) if v is not None})
+    bm25 = BM25Config(**{k: v for k, v in (("k1", args.k1), ("b", args.b), ("variant", args.bm25_variant),
+                                           ("delta", args.bm25_delta)) if v is not None})
     dense = None
     if not getattr(args, "no_dense", False):
         kw = {}
@@ -237,6 +241,18 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{'dense_index':28s} " + ", ".join(f"{k}={v}" for k, v in info["dense_index"].items()))
         print(f"{'segments':28s} " + ", ".join(f"#{s['segment']}: {s['live']}/{s['rows']} live" for s in info["segments"]))
         print(f"{'metadata fields':28s} " + (", ".join(f"{k} ({'/'.join(v)})" for k, v in info["fields"].items()) or "none"))
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from retrievo.store.backup import backup
+
+    out = backup(args.collection, args.dest)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"backed up generation {out['generation']} of {args.collection} ({out['documents']} documents, "
+              f"{out['segments']} segments, {out['bytes'] / 1e6:.1f} MB) to {out['path']}; it opens as a collection")
     return 0
 
 
@@ -725,6 +741,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("collection")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("backup", help="copy a collection's last commit to a new folder (safe while it is written)",
+                       parents=[common])
+    p.add_argument("collection")
+    p.add_argument("dest", help="a new folder; it opens as a collection (restore = use or move it)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("plan", help="choose the dense index that fits a memory budget, with its expected recall", parents=[common])
     p.add_argument("collection")

@@ -189,6 +189,9 @@ class ShardServer:
     def upsert(self, docs: list[Any], vectors: Any = None) -> int:
         return self.coll.upsert(docs, vectors=vectors)
 
+    def update_metadata(self, updates: dict[str, dict[str, Any]]) -> int:
+        return self.coll.update_metadata(updates)
+
     def delete(self, ids: list[str]) -> int:
         return self.coll.delete(ids)
 

@@ -639,6 +639,17 @@ class ShardedCollection:
         """Add or replace documents, each in its shard (uncommitted until :meth:`commit`)."""
         return self._route("upsert", docs, vectors)
 
+    def update_metadata(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
+        """Merge ``{id: {key: value}}`` into documents' metadata on their shards, text and vectors kept (see
+        :meth:`retrievo.Collection.update_metadata`; uncommitted until :meth:`commit`)."""
+        self._check_writable("update_metadata")
+        groups: dict[int, dict[str, Any]] = {}
+        for d, m in updates.items():
+            groups.setdefault(shard_of(str(d), self.n_shards), {})[str(d)] = dict(m)
+        order = sorted(groups)
+        return sum(self._gather([self.handles[s].update_metadata.remote(groups[s]) for s in order],
+                                "update_metadata", order))
+
     def delete(self, ids: Iterable[str]) -> int:
         """Delete documents by id from their shards (uncommitted until :meth:`commit`)."""
         self._check_writable("delete")

@@ -6,6 +6,8 @@ BM25 Do You Mean? A Large-Scale Reproducibility Study of Scoring Variants", ECIR
     idf(t)     = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
     score(t,d) = idf(t) * tf / (tf + k1 * (1 - b + b * |d| / avgdl))
 
+or, by ``BM25Config.variant``, BM25L or BM25+ as the same study (and bm25s) define them.
+
 As in bm25s (Lù, 2024) every (term, document) impact is precomputed once per commit, so a query is a
 sum of posting-list slices. The collection statistics (N, avgdl, df) are computed from the *live*
 documents only, which makes scores after any sequence of updates equal to those of a fresh build, and
@@ -55,8 +57,15 @@ class BM25Stats:
         df[: len(other.df)] += other.df
         return BM25Stats(self.n_docs + other.n_docs, self.total_len + other.total_len, df)
 
-    def idf(self) -> np.ndarray:
+    def idf(self, variant: str = "lucene") -> np.ndarray:
+        """Each term's idf under a BM25 variant (see :class:`~retrievo.config.BM25Config`); terms in no live
+        document get 0 under ``bm25+``, whose formula divides by the document frequency."""
         df = self.df.astype(np.float64)
+        if variant == "bm25l":
+            return np.log((self.n_docs + 1.0) / (df + 0.5))
+        if variant == "bm25+":
+            with np.errstate(divide="ignore"):
+                return np.where(df > 0, np.log((self.n_docs + 1.0) / np.maximum(df, 1.0)), 0.0)
         return np.log1p((self.n_docs - df + 0.5) / (df + 0.5))
 
 
@@ -166,17 +175,24 @@ class InvertedIndex:
         self.vocab_size = vocab_size
         live = np.asarray(live, dtype=bool)
         self.stats = stats if stats is not None else compute_stats(indptr, terms, doclen, live, vocab_size)
-        idf = self.stats.idf()
+        idf = self.stats.idf(config.variant)
         lengths = np.diff(indptr)
         rows = np.repeat(np.arange(self.n_rows, dtype=np.int64), lengths)
         keep = live[rows]
         rows = rows[keep]
         t = np.asarray(terms)[keep].astype(np.int64)
         tf = np.asarray(counts)[keep].astype(np.float64)
-        k1, b = config.k1, config.b
+        k1, b, delta = config.k1, config.b, config.lower_bound
         avgdl = self.stats.avgdl or 1.0
-        norm = k1 * (1.0 - b + b * np.asarray(doclen, dtype=np.float64)[rows] / avgdl)
-        impacts = (idf[t] * tf / (tf + norm)).astype(np.float32)
+        length = 1.0 - b + b * np.asarray(doclen, dtype=np.float64)[rows] / avgdl
+        if config.variant == "bm25l":
+            c = tf / length
+            weight = (k1 + 1.0) * (c + delta) / (k1 + c + delta)
+        elif config.variant == "bm25+":
+            weight = (k1 + 1.0) * tf / (k1 * length + tf) + delta
+        else:
+            weight = tf / (tf + k1 * length)
+        impacts = (idf[t] * weight).astype(np.float32)
         csc = sp.csc_matrix((impacts, (rows, t)), shape=(self.n_rows, vocab_size))
         csc.sort_indices()
         self.p_indptr = csc.indptr.astype(np.int64)

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import re
+import secrets
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -58,6 +59,7 @@ from retrievo.server.schemas import (
     DocumentBody,
     ErrorBody,
     IdsRequest,
+    MetadataPatch,
     SearchResponse,
     ServerSettings,
     WriteAck,
@@ -551,6 +553,16 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         counters["writes"] += 1
         return WriteAck(acknowledged=n, seq=seq)
 
+    @app.patch("/v1/collections/{name}/documents/{doc_id:path}", status_code=202, tags=["documents"],
+               dependencies=[Depends(write_auth)])
+    def patch_document(name: str, doc_id: str, body: MetadataPatch) -> WriteAck:
+        """Merge ``metadata`` into the document's (a null value removes a key) without resending its text or
+        re-encoding it; the collection's pending writes are committed first, so the patch applies to the latest
+        version of the document."""
+        n, seq = registry.get(name).patch(doc_id, body.metadata)
+        counters["writes"] += 1
+        return WriteAck(acknowledged=n, seq=seq)
+
     @app.delete("/v1/collections/{name}/documents/{doc_id:path}", status_code=202, tags=["documents"],
                 dependencies=[Depends(write_auth)])
     def delete_document(name: str, doc_id: str) -> WriteAck:
@@ -566,6 +578,29 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         n, seq = registry.get(name).delete(body.ids)
         counters["writes"] += 1
         return WriteAck(acknowledged=n, seq=seq)
+
+    @app.post("/v1/collections/{name}/snapshots", status_code=201, tags=["collections"],
+              dependencies=[Depends(write_auth)])
+    def create_snapshot(name: str) -> dict[str, Any]:
+        """A backup of the collection's last commit, kept under the data folder's ``.snapshots/<name>/`` (a
+        collection folder: restore by stopping the server and moving it into place)."""
+        from retrievo.store.backup import backup
+
+        svc = registry.get(name)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        folder = Path(registry.root) / ".snapshots" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        snap = f"{name}-g{svc.reader.generation}-{stamp}-{secrets.token_hex(3)}"
+        out = backup(svc.path, folder / snap)
+        return {"snapshot": snap, "generation": out["generation"], "documents": out["documents"],
+                "bytes": out["bytes"]}
+
+    @app.get("/v1/collections/{name}/snapshots", tags=["collections"], dependencies=[Depends(write_auth)])
+    def list_snapshots(name: str) -> list[str]:
+        registry.get(name)
+        folder = Path(registry.root) / ".snapshots" / name
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if folder.is_dir() else []
 
     @app.post("/v1/collections/{name}/commit", tags=["documents"], dependencies=[Depends(write_auth)])
     def commit(name: str) -> CommitResponse:

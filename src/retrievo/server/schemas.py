@@ -219,6 +219,10 @@ class WriteAck(_Strict):
     seq: int = Field(description="write-ahead log sequence number of this request")
 
 
+class MetadataPatch(_Strict):
+    metadata: dict[str, Any] = Field(description="keys to set in the document's metadata; a null value removes the key")
+
+
 class IdsRequest(_Strict):
     ids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=1000)
 

@@ -45,6 +45,7 @@ from retrievo.errors import (
     RetrievoError,
 )
 from retrievo.store.collection import SERVER_ID_ENV, Collection, CollectionLockedError
+from retrievo.store.patch import merge_metadata
 from retrievo.store.wal import WAL_FILENAME, WriteAheadLog
 from retrievo.types import Document
 
@@ -284,6 +285,24 @@ class CollectionService:
             except ConfigError:  # a model that cannot load here: only supplied vectors are possible
                 self._model_dim = 0
         return self._model_dim or self._vec_dim
+
+    def patch(self, doc_id: str, metadata: dict[str, Any]) -> tuple[int, int]:
+        """Merge ``metadata`` into a document's (``None`` removes a key) and log it as an upsert of the document
+        with its stored text and dense vector (nothing is re-encoded). Pending writes are committed first, so
+        the patch applies to the latest version of the document."""
+        if self.pending:
+            self.commit()
+        coll = self.view()
+        snap = coll.snapshot()
+        row = snap.row_of(doc_id)
+        if row is None:
+            raise NotFoundError(f"no document with id {doc_id!r}")
+        (old,) = coll.documents_at([row], snap)
+        doc: dict[str, Any] = {**old.to_dict(), "metadata": merge_metadata(old.metadata, metadata)}
+        flat = snap.signals.get("dense")
+        if flat is not None:
+            doc["vector"] = flat.gather([row])[0].tolist()
+        return self.upsert([doc])
 
     def delete(self, ids: list[str]) -> tuple[int, int]:
         _, wal = self._check_available(len(ids))

@@ -58,6 +58,11 @@ class ShardedService:
             n = self.collection.upsert(batch)
             return n, self.collection_commit()
 
+    def patch(self, doc_id: str, metadata: dict[str, Any]) -> tuple[int, int]:
+        with self._write:
+            n = self.collection.update_metadata({doc_id: metadata})
+            return n, self.collection_commit()
+
     def delete(self, ids: list[str]) -> tuple[int, int]:
         with self._write:
             n = self.collection.delete(ids)

@@ -410,6 +410,13 @@ class Collection:
 
         return screen_into(self, docs, vectors, where)
 
+    def update_metadata(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
+        """Change documents' metadata without resending their text: ``{id: {key: value}}`` merged in (``None``
+        removes a key); nothing is re-encoded (see :mod:`retrievo.store.patch`). Buffered; call :meth:`commit`."""
+        from retrievo.store.patch import update_metadata
+
+        return update_metadata(self, updates)
+
     def quarantined(self) -> list[dict[str, Any]]:
         """Documents the admission gate held back (``{id, suspicion, reasons, signs, held_at}``, most suspicious
         first); never searchable until :meth:`release`. See :mod:`retrievo.eval.audit`."""
@@ -556,6 +563,13 @@ class Collection:
         pick = segments_to_merge(self.store, self.config)
         if pick:
             self._merge(pick)
+
+    def backup(self, dest: str | Path) -> dict[str, Any]:
+        """Copy the last commit into the new folder ``dest`` (a collection that opens anywhere; see
+        :mod:`retrievo.store.backup`); safe while this or another process writes."""
+        from retrievo.store.backup import backup
+
+        return backup(self.path, dest)
 
     def compact(self) -> int:
         """Merge every segment into one without tombstones; returns the new generation."""

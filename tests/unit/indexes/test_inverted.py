@@ -95,3 +95,47 @@ def test_scores_equal_bm25s_lucene(scifact_small, scifact_queries):
         np.testing.assert_allclose(sc[0, : cnt[0]], top_ref[: cnt[0]], atol=1e-5)
         checked += 1
     assert checked > 40
+
+
+@pytest.mark.parametrize("variant,delta", [("bm25l", None), ("bm25+", None), ("bm25l", 0.2), ("bm25+", 0.5)])
+def test_bm25_variants_equal_bm25s_on_matched_terms(scifact_small, scifact_queries, variant, delta):
+    """BM25L and BM25+ as Lv and Zhai define them: a query term adds to the documents that contain it. bm25s also
+    gives every document without the term its zero-frequency weight ``idf · tf'(0)``; take that out of its scores
+    and they must equal ours."""
+    bm25s = pytest.importorskip("bm25s")
+    an = Analyzer()
+    corpus_tokens = [an.tokenize(d["title"] + " " + d["text"]) for d in scifact_small]
+    cfg = BM25Config(variant=variant, delta=delta)
+    idx, vocab = build(corpus_tokens, config=cfg)
+    ref = bm25s.BM25(method=variant, k1=0.9, b=0.4, delta=cfg.lower_bound)
+    ref.index(bm25s.tokenization.Tokenized(ids=[[vocab[t] for t in toks] for toks in corpus_tokens],
+                                           vocab=dict(vocab)), show_progress=False)
+    k1, dl = 0.9, cfg.lower_bound
+    tf0 = (k1 + 1) * dl / (k1 + dl) if variant == "bm25l" else dl  # tf'(0)
+    n = len(corpus_tokens)
+    sets = [set(toks) for toks in corpus_tokens]
+    checked = 0
+    for q in scifact_queries:
+        qt = sorted({vocab[t] for t in an.tokenize(q) if t in vocab})
+        if not qt:
+            continue
+        terms = {i: t for t, i in vocab.items()}
+        df = {t: sum(terms[t] in s for s in sets) for t in qt}
+        idf = {t: math.log((n + 1) / (df[t] + 0.5)) if variant == "bm25l" else math.log((n + 1) / df[t]) for t in qt}
+        absent = np.array([sum(idf[t] * tf0 for t in qt if terms[t] not in s) for s in sets])
+        np.testing.assert_allclose(idx.get_scores(np.array(qt)), ref.get_scores(qt) - absent, atol=5e-5, rtol=1e-5)
+        checked += 1
+    assert checked > 40
+    lucene, _ = build(corpus_tokens)
+    assert not np.allclose(lucene.get_scores(np.array(qt)), idx.get_scores(np.array(qt)))
+
+
+def test_bm25_variant_config_checks_and_keeps_old_manifests():
+    from retrievo.errors import ConfigError
+
+    assert "variant" not in BM25Config().to_dict() and "delta" not in BM25Config().to_dict()
+    assert BM25Config.from_dict(BM25Config(variant="bm25+").to_dict()).variant == "bm25+"
+    with pytest.raises(ConfigError, match="variant"):
+        BM25Config(variant="okapi")
+    with pytest.raises(ConfigError, match="delta"):
+        BM25Config(delta=0.5)

@@ -146,6 +146,13 @@ def test_result_shape_is_stable(tmp_path, lexical_config):
     assert many.counts.tolist() == [2, 1, 0]
     assert many.to_run()["q3"] == {}
     assert many.to_trec().splitlines()[0].startswith("q1 Q0 b 1 ")
+    table = many.to_arrow()
+    assert table.column_names == ["query_id", "rank", "id", "score"] and table.num_rows == 3
+    assert table.to_pylist()[2] == {"query_id": "q2", "rank": 1, "id": "a",
+                                    "score": pytest.approx(float(many.scores[1, 0]))}
+    frame = many.to_pandas()
+    assert frame["id"].tolist() == ["b", "a", "a"] and frame["rank"].tolist() == [1, 2, 1]
+    assert c.search([], k=3).to_arrow().num_rows == 0
 
 
 def test_writer_lock_excludes_second_writer(tmp_path, lexical_config):
