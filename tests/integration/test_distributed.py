@@ -281,3 +281,29 @@ def test_ingest_reads_parquet_and_uris(cluster, tmp_path):
     assert rep.documents == 120
     with ShardedCollection.open(tmp_path / "from-uri") as sc:
         assert sc.get("p7").metadata == {"year": docs[7]["year"]} and sc.count() == 120
+
+
+def test_rerank_and_calibrated_cutoff_run_once_on_the_driver(cluster, tmp_path, tiny_cross_encoder):
+    docs = scifact_docs(300)
+    queries = {str(i): d["title"] for i, d in enumerate(docs[:30])}
+    qrels = {str(i): {str(d["_id"]): 1} for i, d in enumerate(docs[:30])}
+    single = Collection.create(tmp_path / "single", CollectionConfig(dense=None))
+    single.add(docs)
+    single.commit()
+    sc = ShardedCollection.create(tmp_path / "sharded", 3, CollectionConfig(dense=None))
+    try:
+        sc.add(docs)
+        sc.commit()
+        texts = list(queries.values())[:8]
+        kw = dict(rerank=str(tiny_cross_encoder), rerank_depth=20)
+        assert not same_top(single.search(texts, k=10, **kw), sc.search(texts, k=10, **kw))
+        cal_one = single.searcher.calibrate(queries, qrels, depth=10)
+        cal_sharded = sc.searcher.calibrate(queries, qrels, depth=10)  # kept in the sharded root's folder
+        assert cal_sharded.key == cal_one.key
+        want = single.search(texts, k=10, min_probability=0.5)
+        got = sc.search(texts, k=10, min_probability=0.5)
+        assert got.counts.tolist() == want.counts.tolist() and not same_top(want, got)
+        np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-6)
+    finally:
+        single.close()
+        sc.close()
