@@ -44,3 +44,31 @@ def test_a_failed_commit_is_retried_and_recovers_without_a_restart(tmp_path):
         assert hits.ids[0].tolist() == ["cat", "dog"]
     finally:
         svc.close()
+
+
+def test_commit_waits_as_long_as_the_committer_works_and_no_longer(tmp_path):
+    from retrievo.server.service import CollectionService, UnavailableError
+
+    Collection.create(tmp_path / "c", CollectionConfig(dense=None)).close()
+    svc = CollectionService("c", tmp_path / "c", commit_interval=3600)
+    try:
+        slow = svc.writer.commit
+
+        def commit_in_two_seconds(*a, **kw):  # a commit whose work outlasts the wait's timeout
+            time.sleep(2.0)
+            return slow(*a, **kw)
+
+        svc.writer.commit = commit_in_two_seconds
+        svc.upsert([{"_id": "a", "text": "alpha"}])
+        t0 = time.monotonic()
+        assert svc.commit(timeout=0.5) == 1  # bounded by the work, not by the 0.5 s
+        assert time.monotonic() - t0 >= 1.5 and len(svc.reader) == 1
+
+        svc._commit_pending = lambda: 0  # a committer that never gets to the writes
+        svc.upsert([{"_id": "b", "text": "beta"}])
+        t0 = time.monotonic()
+        with pytest.raises(UnavailableError, match="idle"):
+            svc.commit(timeout=0.5)
+        assert time.monotonic() - t0 < 5
+    finally:
+        svc.close()

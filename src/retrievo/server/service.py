@@ -53,6 +53,9 @@ __all__ = ["BusyError", "CollectionService", "Registry", "UnavailableError", "ch
 
 log = logging.getLogger("retrievo.server")
 
+#: the longest a ``commit`` request waits for a committer that keeps working (a huge batch, a first model load)
+COMMIT_WAIT_MAX = 30 * 60.0
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -117,6 +120,7 @@ class CollectionService:
         self._vec_dim: int | None = None  # dimension of supplied vectors acknowledged before any commit
         self._model_dim: int | None = None
         self._applied = 0  # highest WAL seq committed to the collection
+        self._working_since: float | None = None  # when the committer's current work (a commit, warm-up) began
         self._pending_items = 0  # documents and ids in the log, not committed yet
         self._cond = threading.Condition()
         self._stop = False
@@ -315,7 +319,11 @@ class CollectionService:
         return len(ids), seq
 
     def commit(self, timeout: float = 60.0) -> int:
-        """Wait until everything acknowledged so far is committed; returns the visible generation."""
+        """Wait until everything acknowledged so far is committed; returns the visible generation.
+
+        The wait is bounded by work, not by the clock: while the committer is working (a long commit, the
+        first model load and ONNX export of a fresh cache) it goes on, up to :data:`COMMIT_WAIT_MAX`; only a
+        committer that stays idle for ``timeout`` seconds without reaching the writes ends it with 503."""
         _, wal = self._check_available()
         target = wal.last_seq()
         if wal is not self.wal:  # a sibling worker commits: wait until its committer has removed our records
@@ -328,12 +336,17 @@ class CollectionService:
         with self._cond:
             self._kick = True
             self._cond.notify_all()
-            deadline = time.monotonic() + timeout
+            start = time.monotonic()
+            deadline = start + timeout
             while self._applied < target and self.error is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise UnavailableError(f"commit of {self.name!r} did not finish within {timeout:.0f} s")
-                self._cond.wait(left)
+                now = time.monotonic()
+                if self._working_since is not None:  # the committer is at it: its work sets the wait
+                    deadline = max(deadline, now + timeout)
+                if now >= deadline or now - start > COMMIT_WAIT_MAX:
+                    state = "still working" if self._working_since is not None else "idle"
+                    raise UnavailableError(f"commit of {self.name!r} did not finish within {now - start:.0f} s "
+                                           f"(the committer is {state}); the writes stay logged and will commit")
+                self._cond.wait(min(1.0, deadline - now))
         if self.error is not None:
             raise UnavailableError(f"collection {self.name!r}: commit failed: {self.error}")
         return self.reader.generation
@@ -350,6 +363,8 @@ class CollectionService:
                 self._cond.notify_all()
             return 0
         hi = ops[-1][0]
+        with self._cond:
+            self._working_since = time.monotonic()
         try:
             for _seq, op, payload in ops:
                 if op == "upsert":
@@ -362,6 +377,10 @@ class CollectionService:
         except Exception:
             self.writer.rollback()
             raise
+        finally:
+            with self._cond:
+                self._working_since = None
+                self._cond.notify_all()
         self.wal.truncate(hi)
         self.reader.refresh()
         left = self.wal.pending_items()
@@ -376,6 +395,7 @@ class CollectionService:
         acknowledged is dropped — sets :attr:`error` (writes are refused with 503 meanwhile) and is retried
         after ``commit_interval``, doubling up to ``retry_max`` seconds, so a cause that goes away (a model
         installed, disk space freed) needs no restart; the first commit that succeeds clears the error."""
+        self._warm_up()
         wait, fails = self.commit_interval, 0
         while True:
             with self._cond:
@@ -403,6 +423,25 @@ class CollectionService:
             wait, fails = self.commit_interval, 0
             if stop:
                 return
+
+    def _warm_up(self) -> None:
+        """Load the collection's encoders (the first load of a fresh cache exports ONNX graphs: tens of seconds)
+        in the committer's thread when it starts, so that the first write's commit does not pay for it; a
+        commit that waits meanwhile sees the committer working."""
+        with self._cond:
+            self._working_since = time.monotonic()
+        try:
+            for name in ("dense", "splade"):
+                sig = self.reader.signals.get(name)
+                if sig is not None and not self._stop:
+                    try:
+                        sig.encoder.encode_queries(["warm up"])  # type: ignore[attr-defined]
+                    except Exception:  # a model that cannot load here: the write that needs it gets the error
+                        log.debug("warm-up of the %s encoder of %s failed", name, self.name, exc_info=True)
+        finally:
+            with self._cond:
+                self._working_since = None
+                self._cond.notify_all()
 
     @property
     def pending(self) -> int:
