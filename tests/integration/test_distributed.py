@@ -241,8 +241,8 @@ def test_serve_ray_answers_the_http_api_over_shards(cluster, tmp_path):
     sc.add(docs)
     sc.commit()
     sc.close()
-    with ServerProcess(tmp_path / "sci", api_key="k", args=["--ray", ""]).start(timeout=180) as srv, \
-            Client(srv.url, api_key="k") as client:
+    srv = ServerProcess(tmp_path / "sci", api_key="k", args=["--ray", ""]).start(timeout=180)
+    with srv, Client(srv.url, api_key="k") as client:  # (entering srv does not start it again)
         (summary,) = client.collections()
         assert summary["name"] == "sci" and summary["documents"] == 300
         remote = client.collection("sci")

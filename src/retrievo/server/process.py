@@ -93,7 +93,7 @@ class ServerProcess:
                 self.kill()
 
     def __enter__(self) -> ServerProcess:
-        return self.start()
+        return self if self.proc is not None and self.proc.poll() is None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
