@@ -25,12 +25,12 @@ from retrievo.signals.base import Candidates, SearchContext
 from retrievo.store.collection import Collection
 from retrievo.store.snapshot import Snapshot
 
-__all__ = ["ShardServer", "Stale"]
+__all__ = ["ShardServer", "StaleAnswer"]
 
 _PINNED = 4  # generations kept for searches in flight
 
 
-class Stale(dict):
+class StaleAnswer(dict):
     """What a shard answers when it no longer holds the generation or statistics a search was planned on (the
     driver then gathers the statistics again and repeats the search)."""
 
@@ -94,12 +94,12 @@ class ShardServer:
             self._stats.popitem(last=False)
         return True
 
-    def _view(self, generation: int, token: str) -> Snapshot | Stale:
+    def _view(self, generation: int, token: str) -> Snapshot | StaleAnswer:
         """The pinned generation with its BM25 index scored under the global statistics (built once)."""
         snap = self._pinned.get(generation)
         stats = self._stats.get((generation, token))
         if snap is None or stats is None:
-            return Stale(number=self.number, generation=self.coll.generation)
+            return StaleAnswer(number=self.number, generation=self.coll.generation)
         key = ("distributed", "view", token)
         view = snap.derived.get(key)
         if view is None:
@@ -113,14 +113,14 @@ class ShardServer:
 
     # -- search -------------------------------------------------------------------------------------------
     def search(self, token: str, generation: int, request: Any, signal: str, payload: Any, depth: int,
-               weights: Sequence[np.ndarray] | None = None) -> dict[str, Any] | Stale:
+               weights: Sequence[np.ndarray] | None = None) -> dict[str, Any] | StaleAnswer:
         """One signal's top ``depth`` of every query on this shard, under the request's filter.
 
         ``payload`` is the queries as the driver prepared them: analysed terms (``bm25``; with ``weights`` after
         RM3), query vectors (``dense``) or sparse query vectors (``splade``). Returns the rows, their document
-        ids and scores, or :class:`Stale`."""
+        ids and scores, or :class:`StaleAnswer`."""
         view = self._view(generation, token)
-        if isinstance(view, Stale):
+        if isinstance(view, StaleAnswer):
             return view
         nq = len(payload) if signal == "bm25" else payload.shape[0]
         if not view.segments:
@@ -154,13 +154,13 @@ class ShardServer:
         return {"rows": cand.rows, "scores": cand.scores, "counts": cand.counts, "ids": ids.astype(str)}
 
     # -- what the driver's stages read ----------------------------------------------------------------
-    def doc_terms(self, generation: int, rows: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]] | Stale:
+    def doc_terms(self, generation: int, rows: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]] | StaleAnswer:
         """The analysed terms (as strings) and their counts of each row's document (for RM3)."""
         from retrievo.signals.bm25 import BM25Signal
 
         snap = self._pinned.get(generation)
         if snap is None:
-            return Stale(number=self.number, generation=self.coll.generation)
+            return StaleAnswer(number=self.number, generation=self.coll.generation)
         terms = snap.terms()
         out = []
         for r in rows:
@@ -168,18 +168,18 @@ class ShardServer:
             out.append((terms[ids], np.asarray(counts, dtype=np.int64)))
         return out
 
-    def vectors(self, generation: int, rows: Sequence[int]) -> np.ndarray | Stale:
+    def vectors(self, generation: int, rows: Sequence[int]) -> np.ndarray | StaleAnswer:
         """The stored dense vectors of ``rows`` (for Rocchio feedback)."""
         snap = self._pinned.get(generation)
         if snap is None:
-            return Stale(number=self.number, generation=self.coll.generation)
+            return StaleAnswer(number=self.number, generation=self.coll.generation)
         return np.asarray(snap.signals["dense"].gather(np.asarray(rows, dtype=np.int64)), dtype=np.float32)
 
-    def documents(self, generation: int, rows: Sequence[int]) -> list[Any] | Stale:
+    def documents(self, generation: int, rows: Sequence[int]) -> list[Any] | StaleAnswer:
         """The stored documents of ``rows`` as they were in ``generation`` (for rerankers and results)."""
         snap = self._pinned.get(generation)
         if snap is None:
-            return Stale(number=self.number, generation=self.coll.generation)
+            return StaleAnswer(number=self.number, generation=self.coll.generation)
         return self.coll.documents_at(list(rows), snap)
 
     # -- writes and reads by id -----------------------------------------------------------------------
