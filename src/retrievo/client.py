@@ -196,6 +196,8 @@ class RemoteCollection:
             for i, r in enumerate(data["results"]):
                 for j, h in enumerate(r["hits"]):
                     probabilities[i, j] = h.get("probability", 0.0)
+        fixes = [r.get("corrections") for r in data["results"]]
         return SearchResults(ids=res.ids, scores=res.scores, counts=res.counts, query_ids=qids, method=res.method,
-                             probabilities=probabilities, generation=data["generation"])
+                             probabilities=probabilities, generation=data["generation"],
+                             corrections=None if all(f is None for f in fixes) else tuple(f or {} for f in fixes))
 

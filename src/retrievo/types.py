@@ -174,6 +174,8 @@ class SearchResults:
             ``Collection.documents_at`` returns the documents as that generation stored them.
         missing_shards: on a sharded collection searched with ``allow_partial=True``, the shards that did not
             answer (their documents are absent from these results); empty when every shard answered.
+        corrections: with ``correct_typos``, per query what typo correction changed among its analysed terms,
+            ``{term: replacement}`` (``""``: no replacement found, the term was left out); else ``None``.
     """
 
     ids: np.ndarray
@@ -185,6 +187,7 @@ class SearchResults:
     generation: int | None = None
     rows: np.ndarray | None = None
     missing_shards: tuple[int, ...] = ()
+    corrections: tuple[dict[str, str], ...] | None = None
 
     def __len__(self) -> int:
         return len(self.query_ids)

@@ -60,6 +60,9 @@ def test_search_page_in_chromium(tmp_path, scifact_small):
             page.wait_for_function(
                 "ids => JSON.stringify([...document.querySelectorAll('#results .hit-meta')].map(e => e.innerText))"
                 " === JSON.stringify(ids)", arg=bm25_ids)
+            page.wait_for_function("document.getElementById('status').textContent.includes('typos fixed')")
+            status = page.inner_text("#status")  # what the correction changed is shown (analysed terms)
+            assert "brian → brain" in status and "micorglia" in status, status
             page.uncheck("#typos")
             page.fill("#query", "microglia in the brain")
             page.click("#go")

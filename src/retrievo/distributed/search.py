@@ -145,8 +145,12 @@ class ShardedBM25(BM25Signal):
             tokens = [self.host.analyzer.tokenize(q) for q in ctx.queries]
             if not ctx.request.correct_typos:
                 return tokens
+            from retrievo.signals.bm25 import typo_changes
+
             tc, terms = ctx.snapshot.stats.typo_corrector(), ctx.snapshot.stats.terms
-            return [[terms[i] for i in map(tc.correct, q) if i is not None] for q in tokens]
+            fixed = [[None if i is None else str(terms[i]) for i in map(tc.correct, q)] for q in tokens]
+            ctx.scratch["corrections"] = [typo_changes(t, f) for t, f in zip(tokens, fixed, strict=True)]
+            return [[t for t in f if t is not None] for f in fixed]
 
         return prepared(ctx, self, make)
 

@@ -109,7 +109,10 @@ class Searcher:
             raise InvalidInputError(f"search: {len(lists)} lists are left after the stages ({', '.join(lists)}); "
                                     "several signals need the fusion stage")
         (final,) = lists.values()
-        return self._results(final, snapshot, req, tuple(query_ids))
+        res = self._results(final, snapshot, req, tuple(query_ids))
+        if "corrections" in ctx.scratch:  # what typo correction changed in each query
+            res = dataclasses.replace(res, corrections=tuple(ctx.scratch["corrections"]))
+        return res
 
     @staticmethod
     def _results(final: Candidates, snapshot: Any, req: SearchRequest, query_ids: tuple[str, ...]) -> SearchResults:

@@ -451,12 +451,14 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         snapshot = coll.snapshot()  # one generation for every chunk of the batch
         rows: list[list[tuple[str, float]]] = []
         probs: list[Any] = []
+        fixes: list[dict[str, str] | None] = []  # what typo correction changed, per query
         at: list[Any] = []  # the hits' rows in the snapshot: their stored fields are read from that generation
         for c0 in range(0, len(queries), SEARCH_CHUNK):
             part = coll.searcher.search(queries[c0:c0 + SEARCH_CHUNK], request, snapshot=snapshot,
                                         query_vectors=None if qvecs is None else qvecs[c0:c0 + SEARCH_CHUNK])
             rows += [part.row(i) for i in range(len(part))]
             probs += [None if part.probabilities is None else part.probabilities[i] for i in range(len(part))]
+            fixes += list(part.corrections) if part.corrections is not None else [None] * len(part)
             at += [part.rows[i] for i in range(len(part))] if part.rows is not None else [None] * len(part)
             in_time(f"after {c0 + len(part)} of {len(queries)} queries")
         counters["searches"] += 1
@@ -470,7 +472,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         budget = settings.max_response_chars  # title + text characters over the whole answer
         results = []
         for qi, (q, hits) in enumerate(zip(queries, pages, strict=True)):
-            terms = set(coll.analyzer.tokenize(q)) if req.highlight else set()
+            terms = set(coll.analyzer.tokenize(q)) | {v for v in (fixes[qi] or {}).values() if v} \
+                if req.highlight else set()
             out = []
             for rank, (doc_id, score) in enumerate(hits, start=req.offset + 1):
                 hit: dict[str, Any] = {"id": doc_id, "score": float(score), "rank": rank}
@@ -490,7 +493,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
                         hit["highlights"] = {"title": coll.analyzer.term_spans(d.title[:lim], terms, settings.max_spans),
                                              "text": coll.analyzer.term_spans(text[:lim], terms, settings.max_spans)}
                 out.append(hit)
-            results.append({"query": q, "hits": out})
+            results.append({"query": q, "hits": out} if fixes[qi] is None else
+                           {"query": q, "hits": out, "corrections": fixes[qi]})
             in_time(f"while reading the hits of query {qi}")
         body = {"collection": name, "generation": snapshot.generation, "method": req.method, "results": results,
                 "took_ms": round((time.perf_counter() - t0) * 1000, 3)}

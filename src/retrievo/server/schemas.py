@@ -194,6 +194,8 @@ class Hit(_Strict):
 class QueryResult(_Strict):
     query: str
     hits: list[Hit]
+    corrections: dict[str, str] | None = Field(
+        None, description="with correct_typos: the query's analysed terms typo correction replaced ('' = dropped)")
 
 
 class SearchResponse(_Strict):

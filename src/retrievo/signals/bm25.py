@@ -19,7 +19,13 @@ from retrievo.signals.base import Candidates, EncodeBatch, SearchContext, Signal
 from retrievo.store.segments import Layout
 from retrievo.store.snapshot import Snapshot
 
-__all__ = ["BM25Signal"]
+__all__ = ["BM25Signal", "typo_changes"]
+
+
+def typo_changes(tokens: list[str], fixed: list[str | None]) -> dict[str, str]:
+    """What typo correction did to a query's analysed terms: ``{term: replacement}``, ``""`` for a term it found
+    no replacement for (left out of the search); terms kept as they are are not listed."""
+    return {t: (f or "") for t, f in zip(tokens, fixed, strict=True) if f != t}
 
 
 class BM25Signal(Signal):
@@ -93,9 +99,15 @@ class BM25Signal(Signal):
         """Each query's term ids in the generation's vocabulary (analysed; with typo correction when the request
         asks for it) — what every signal over the collection's vocabulary (BM25, BM25F) looks up."""
         if ctx.request.correct_typos:
-            fix = cls.typo_corrector(ctx.snapshot).correct
-            return [np.array([i for i in map(fix, analyzer.tokenize(q)) if i is not None], dtype=np.int64)
-                    for q in ctx.queries]
+            fix, terms = cls.typo_corrector(ctx.snapshot).correct, ctx.snapshot.terms()
+            out, changed = [], []
+            for q in ctx.queries:
+                tokens = analyzer.tokenize(q)
+                ids = [fix(t) for t in tokens]
+                out.append(np.array([i for i in ids if i is not None], dtype=np.int64))
+                changed.append(typo_changes(tokens, [None if i is None else str(terms[i]) for i in ids]))
+            ctx.scratch["corrections"] = changed
+            return out
         vocab = ctx.snapshot.vocab
         return [np.array([vocab[t] for t in analyzer.tokenize(q) if t in vocab], dtype=np.int64) for q in ctx.queries]
 

@@ -77,3 +77,8 @@ def test_correct_typos_through_a_collection(tmp_path, scifact_small, lexical_con
     assert fixed.ids.tolist() == clean.ids.tolist()
     np.testing.assert_allclose(fixed.scores, clean.scores, rtol=1e-6)
     assert coll.search("microglia immune cells", k=5, correct_typos=True).ids.tolist() == clean.ids.tolist()
+    # what the correction changed is reported per query (analysed terms; "" = no replacement, left out)
+    two = coll.search([typo, "microglia qqxqzv"], k=5, correct_typos=True)
+    assert "microglia" not in coll.snapshot().vocab  # not in these 200 documents: nothing to correct it to
+    assert two.corrections[0] == {"micorglia": "", "imun": "immun"}
+    assert two.corrections[1] == {"microglia": "", "qqxqzv": ""} and coll.search(typo).corrections is None

@@ -109,7 +109,10 @@ async function search() {
       li.append(title, text, meta);
       list.appendChild(li);
     }
-    setStatus(`${hits.length} results · ${data.method} · ${data.took_ms.toFixed(1)} ms · generation ${data.generation}`);
+    const fixes = Object.entries(data.results[0].corrections || {})
+      .map(([t, f]) => f ? `${t} → ${f}` : `${t} (no match, left out)`);
+    setStatus(`${hits.length} results · ${data.method} · ${data.took_ms.toFixed(1)} ms · generation ${data.generation}`
+      + (fixes.length ? ` · typos fixed: ${fixes.join(", ")}` : ""));
   } catch (e) {
     list.textContent = "";
     setStatus(e.message, true);
