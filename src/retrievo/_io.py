@@ -4,7 +4,8 @@ Every file a collection keeps outside SQLite (manifest, segment arrays, derived 
 adapters) is written through :func:`write_atomic`: to ``<name>.tmp`` beside the target, flushed and
 fsynced, renamed over the target, and the folder fsynced so the rename itself survives a power cut. A
 folder written as a whole (a trained model, a query encoder) is built beside its place and renamed into it
-(:func:`staged_folder`), so a failed or interrupted run leaves no half-written folder under the name.
+(:func:`staged_folder`), so a failed or interrupted run leaves no half-written folder under the name. Arrays
+are read back through :func:`load_npy`, one header parse at a time (a CPython 3.11 thread-safety bug).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,3 +93,15 @@ def staged_folder(path: str | Path) -> Iterator[Path]:
         fsync_dir(path.parent)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+_NPY_LOCK = threading.Lock()
+
+
+def load_npy(path: Any, mmap_mode: str | None = None, allow_pickle: bool = False) -> Any:
+    """``numpy.load`` of a ``.npy`` file, one at a time in the process: numpy parses an array's header with
+    ``ast.literal_eval``, and CPython 3.11's AST recursion counter is not thread-safe — two threads loading at
+    once (a writer's commit beside a reader's refresh or a backup) fail with "SystemError: AST constructor
+    recursion depth mismatch". Opening is cheap (a header and a memory map), so the lock costs nothing."""
+    with _NPY_LOCK:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=allow_pickle)

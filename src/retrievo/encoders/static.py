@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from retrievo._io import check_new_folder, save_npy, staged_folder, write_json
+from retrievo._io import check_new_folder, load_npy, save_npy, staged_folder, write_json
 from retrievo._optional import require
 from retrievo.errors import ConfigError, InvalidInputError
 
@@ -49,7 +49,7 @@ class StaticQueryEncoder:
         self.folder = Path(folder)
         try:
             self.meta = json.loads((self.folder / "static.json").read_text())
-            self.table = np.load(self.folder / "embeddings.npy").astype(np.float32)
+            self.table = load_npy(self.folder / "embeddings.npy").astype(np.float32)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{self.folder}: not a static query encoder ({exc}); make one with "
                               "`retrievo distill-queries`") from None

@@ -24,6 +24,8 @@ from functools import lru_cache
 import numba as nb
 import numpy as np
 
+from retrievo._io import load_npy
+
 __all__ = ["MaxSimIndex", "TokenCodes", "as_float32", "maxsim_scores", "query_batch"]
 
 _TOKEN_BLOCK = 1 << 16  # document tokens converted and multiplied at a time
@@ -148,8 +150,8 @@ class TokenCodes:
         names = cls.files(kind)
         if not all((folder / n).exists() for n in names):
             return None
-        codes = np.load(folder / names[0], mmap_mode="r")
-        scale = np.load(folder / names[1], mmap_mode="r") if kind == "int8" else None
+        codes = load_npy(folder / names[0], mmap_mode="r")
+        scale = load_npy(folder / names[1], mmap_mode="r") if kind == "int8" else None
         return cls(kind, codes, scale, dim)
 
     def tokens(self, lo: int, hi: int) -> np.ndarray:

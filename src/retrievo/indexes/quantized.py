@@ -27,7 +27,7 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from retrievo._io import save_npy
+from retrievo._io import load_npy, save_npy
 from retrievo.indexes._topk import select_topk
 from retrievo.indexes.flat import FlatIndex
 
@@ -106,8 +106,8 @@ class Int8Codes:
 
     @classmethod
     def load(cls, folder: Path) -> Int8Codes:
-        calib = np.load(folder / cls.FILES[1])
-        return cls(np.load(folder / cls.FILES[0], mmap_mode="r"), calib[0], calib[1])
+        calib = load_npy(folder / cls.FILES[1])
+        return cls(load_npy(folder / cls.FILES[0], mmap_mode="r"), calib[0], calib[1])
 
 
 class BinaryCodes:
@@ -135,7 +135,7 @@ class BinaryCodes:
 
     @classmethod
     def load(cls, folder: Path) -> BinaryCodes:
-        return cls(np.load(folder / cls.FILES[0], mmap_mode="r"))
+        return cls(load_npy(folder / cls.FILES[0], mmap_mode="r"))
 
 
 class _CodesIndex(FlatIndex):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from retrievo._io import save_npy, write_json
+from retrievo._io import load_npy, save_npy, write_json
 from retrievo.errors import InvalidInputError
 
 __all__ = ["QueryAdapter", "fit_query_adapter"]
@@ -65,7 +65,7 @@ class QueryAdapter:
     def load(cls, folder: str | Path) -> QueryAdapter:
         folder = Path(folder)
         try:
-            return cls(np.load(folder / "query_adapter.npy"),
+            return cls(load_npy(folder / "query_adapter.npy"),
                        AdapterInfo(**json.loads((folder / "query_adapter.json").read_text())))
         except (OSError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"{folder}: no readable query adapter ({exc})") from exc

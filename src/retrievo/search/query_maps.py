@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from retrievo._io import save_npy, write_json
+from retrievo._io import load_npy, save_npy, write_json
 from retrievo.errors import InvalidInputError
 
 __all__ = ["RIDGE_GRID", "QueryMap", "fit_linear_map", "fit_query_map"]
@@ -75,7 +75,7 @@ class QueryMap:
         folder = Path(folder)
         try:
             meta = json.loads((folder / "query_map.json").read_text())
-            return cls(meta.pop("model"), np.load(folder / "matrix.npy"), meta, meta.pop("backend", "auto"))
+            return cls(meta.pop("model"), load_npy(folder / "matrix.npy"), meta, meta.pop("backend", "auto"))
         except (OSError, ValueError, KeyError) as exc:
             raise InvalidInputError(f"{folder}: no readable query map ({exc})") from exc
 

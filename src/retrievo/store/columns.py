@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from retrievo._io import fsync_dir, write_synced
+from retrievo._io import fsync_dir, load_npy, write_synced
 from retrievo.store.sqlite import value_kind
 
 __all__ = ["FieldColumn", "SegmentColumns", "build_columns", "write_columns"]
@@ -98,7 +98,7 @@ class SegmentColumns:
             spec = json.loads((folder / "fields.json").read_text())["fields"]
         except FileNotFoundError:
             return None
-        arrays = {f"f{f['i']}_{a}": np.load(folder / f"f{f['i']}_{a}.npy", mmap_mode="r", allow_pickle=False)
+        arrays = {f"f{f['i']}_{a}": load_npy(folder / f"f{f['i']}_{a}.npy", mmap_mode="r", allow_pickle=False)
                   for f in spec.values() for a in f["arrays"]}
         return cls(n_rows, spec, arrays)
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from retrievo._io import fsync_dir, write_synced
+from retrievo._io import fsync_dir, load_npy, write_synced
 from retrievo.errors import InvalidInputError
 from retrievo.store.columns import SegmentColumns, write_columns
 
@@ -223,7 +223,7 @@ class Segment:
                 if written is None and not p.exists():
                     continue
                 # a file the segment has but that is gone: a merge removed the folder since it was listed
-                arrays[name] = np.load(p, mmap_mode=mode, allow_pickle=False)
+                arrays[name] = load_npy(p, mmap_mode=mode, allow_pickle=False)
         meta = {k: v for k, v in self.meta.items() if k not in ("format", "n_rows", "arrays", "columns")}
         self.data = SegmentData(self.n_rows, arrays, meta)
         self.columns = SegmentColumns.open(self.path, self.n_rows)  # None: written before metadata columns

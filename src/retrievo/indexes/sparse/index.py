@@ -67,7 +67,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from retrievo._io import save_npy, write_json
+from retrievo._io import load_npy, save_npy, write_json
 from retrievo.errors import InvalidInputError
 from retrievo.indexes.inverted import term_at_a_time
 from retrievo.indexes.sparse.build import (
@@ -370,7 +370,7 @@ class SparseIndex:
                 continue
             if name == "pr_pack" and not (path / "pr_pack.npy").exists():  # written before packed extents
                 continue
-            arr = np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            arr = load_npy(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
             setattr(self, name, np.asarray(arr))
         if self.params is not None and not hasattr(self, "pr_pack"):
             self.pr_pack = _pack_extents(self.pr_docs, self.f_indptr)
