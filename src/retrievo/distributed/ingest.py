@@ -30,7 +30,7 @@ import numpy as np
 
 from retrievo.config import CollectionConfig
 from retrievo.errors import DocumentError, NotFoundError, SourceFormatError
-from retrievo.store.loaders import FieldMap
+from retrievo.store.loaders import FieldMap, beir_corpus
 from retrievo.types import Document
 
 __all__ = ["IngestReport", "ingest"]
@@ -68,9 +68,9 @@ def _resolve(source: str | Path) -> tuple[str, str]:
         if not path.exists():
             raise NotFoundError(f"{path}: no such file or folder")
         if path.is_dir():
-            for name in ("corpus.jsonl", "corpus.jsonl.gz"):
-                if (path / name).exists():
-                    return "jsonl", str(path / name)
+            corpus = beir_corpus(path)
+            if corpus is not None:
+                return "jsonl", str(corpus)
             if any(path.glob("*.parquet")):
                 return "parquet", str(path)
             raise SourceFormatError(f"{path}: a BEIR folder needs corpus.jsonl or corpus.jsonl.gz (or *.parquet files)")

@@ -135,8 +135,25 @@ class ShardedSnapshot:
         return out
 
 
+class FansOut:
+    """What the driver's signals share: :meth:`payload` is a search's queries as the shards take them (analysed
+    terms, query vectors); ``begin`` sends it to every shard, ``search`` collects the answers."""
+
+    name: str
+    host: Any
+
+    def payload(self, ctx: SearchContext) -> Any:
+        raise NotImplementedError
+
+    def begin(self, ctx: SearchContext, depth: int) -> None:
+        self.host.submit(ctx, self.name, self.payload(ctx), depth)
+
+    def search(self, ctx: SearchContext, depth: int) -> Candidates:
+        return self.host.collect(ctx, self.name, lambda: self.payload(ctx), depth)
+
+
 # -- the driver's signals: the ordinary ones, whose search fans out ----------------------------------------
-class ShardedBM25(BM25Signal):
+class ShardedBM25(FansOut, BM25Signal):
     """BM25 over the shards: queries analysed (and typo-corrected against the global vocabulary) once, scored by
     each shard under the global statistics; RM3 from the feedback documents' terms and the global frequencies."""
 
@@ -154,11 +171,7 @@ class ShardedBM25(BM25Signal):
 
         return prepared(ctx, self, make)
 
-    def begin(self, ctx: SearchContext, depth: int) -> None:
-        self.host.submit(ctx, "bm25", self.terms(ctx), depth)
-
-    def search(self, ctx: SearchContext, depth: int) -> Candidates:
-        return self.host.collect(ctx, "bm25", lambda: self.terms(ctx), depth)
+    payload = terms
 
     def feedback(self, ctx: SearchContext, first: Candidates, depth: int, prf: Any) -> Candidates:
         from retrievo.search.prf import rm3_query
@@ -182,15 +195,12 @@ class ShardedBM25(BM25Signal):
         return self.host.fan_out(ctx, "bm25", queries, depth, weights=weights)
 
 
-class ShardedDense(DenseSignal):
+class ShardedDense(FansOut, DenseSignal):
     """Dense retrieval over the shards: query vectors encoded once on the driver; Rocchio from the feedback
     documents' stored vectors, fetched from their shards."""
 
-    def begin(self, ctx: SearchContext, depth: int) -> None:
-        self.host.submit(ctx, "dense", self.query_vectors(ctx), depth)
-
-    def search(self, ctx: SearchContext, depth: int) -> Candidates:
-        return self.host.collect(ctx, "dense", lambda: self.query_vectors(ctx), depth)
+    def payload(self, ctx: SearchContext) -> Any:
+        return self.query_vectors(ctx)
 
     def feedback(self, ctx: SearchContext, first: Candidates, depth: int, prf: Any) -> Candidates:
         from retrievo.search.prf import rocchio
@@ -204,17 +214,11 @@ class ShardedDense(DenseSignal):
         return self.host.fan_out(ctx, "dense", rocchio(self.query_vectors(ctx), fb, prf.alpha, prf.beta), depth)
 
 
-class ShardedSplade(SpladeSignal):
+class ShardedSplade(FansOut, SpladeSignal):
     """SPLADE over the shards: each query encoded once on the driver, scored by every shard."""
 
-    def queries(self, ctx: SearchContext) -> Any:
+    def payload(self, ctx: SearchContext) -> Any:
         return prepared(ctx, self, lambda: self.encoder.encode_queries(ctx.queries))
-
-    def begin(self, ctx: SearchContext, depth: int) -> None:
-        self.host.submit(ctx, "splade", self.queries(ctx), depth)
-
-    def search(self, ctx: SearchContext, depth: int) -> Candidates:
-        return self.host.collect(ctx, "splade", lambda: self.queries(ctx), depth)
 
 
 SIGNALS = {"bm25": ShardedBM25, "dense": ShardedDense, "splade": ShardedSplade}

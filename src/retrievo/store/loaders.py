@@ -23,7 +23,7 @@ from typing import Any
 from retrievo.errors import DocumentError, DuplicateIdError, NotFoundError, SourceFormatError
 from retrievo.types import Document
 
-__all__ = ["FieldMap", "iter_source", "load_documents", "iter_jsonl", "iter_csv", "iter_parquet", "open_text"]
+__all__ = ["FieldMap", "beir_corpus", "iter_source", "load_documents", "iter_jsonl", "iter_csv", "iter_parquet", "open_text"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,15 +182,23 @@ def iter_parquet(path: Path, fields: FieldMap | None = None) -> Iterator[Documen
             row += 1
 
 
+def beir_corpus(folder: Path) -> Path | None:
+    """A BEIR folder's ``corpus.jsonl`` or ``corpus.jsonl.gz`` (``None`` when it has neither)."""
+    for name in ("corpus.jsonl", "corpus.jsonl.gz"):
+        if (folder / name).exists():
+            return folder / name
+    return None
+
+
 def iter_source(source: str | Path, fields: FieldMap | None = None) -> Iterator[Document]:
     """Documents from a BEIR folder (its ``corpus.jsonl[.gz]``), a ``.jsonl[.gz]``, ``.csv``/``.tsv`` or ``.parquet``."""
     path = Path(source)
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or folder")
     if path.is_dir():
-        for name in ("corpus.jsonl", "corpus.jsonl.gz"):
-            if (path / name).exists():
-                return iter_jsonl(path / name, fields)
+        corpus = beir_corpus(path)
+        if corpus is not None:
+            return iter_jsonl(corpus, fields)
         raise SourceFormatError(f"{path}: a BEIR folder needs corpus.jsonl or corpus.jsonl.gz")
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json.gz")):
