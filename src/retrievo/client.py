@@ -159,6 +159,13 @@ class RemoteCollection:
         """Documents the admission gate held back, with their reasons (as :meth:`retrievo.Collection.quarantined`)."""
         return self.client.request("GET", self._base + "/quarantine")
 
+    def facets(self, fields: Sequence[str] | str | None = None, filter: Mapping[str, Any] | None = None,
+               limit: int = 10) -> dict[str, dict[str, Any]]:
+        """Metadata values and their document counts, as :meth:`retrievo.Collection.facets` gives them."""
+        body: dict[str, Any] = {"limit": limit, "filter": None if filter is None else dict(filter),
+                                "fields": None if fields is None else [fields] if isinstance(fields, str) else list(fields)}
+        return self.client.request("POST", self._base + "/facets", json=body)
+
     def browse_tree(self, node: int = 0, documents: int = 20) -> dict[str, Any]:
         """A node of the semantic tree, as :meth:`retrievo.Collection.browse_tree` gives it."""
         return self.client.request("GET", self._base + "/tree", params={"node": node, "documents": documents})
@@ -197,7 +204,9 @@ class RemoteCollection:
                 for j, h in enumerate(r["hits"]):
                     probabilities[i, j] = h.get("probability", 0.0)
         fixes = [r.get("corrections") for r in data["results"]]
+        explanations = tuple([h["explain"] for h in r["hits"]] for r in data["results"]) if req.explain else None
         return SearchResults(ids=res.ids, scores=res.scores, counts=res.counts, query_ids=qids, method=res.method,
                              probabilities=probabilities, generation=data["generation"],
-                             corrections=None if all(f is None for f in fixes) else tuple(f or {} for f in fixes))
+                             corrections=None if all(f is None for f in fixes) else tuple(f or {} for f in fixes),
+                             explanations=explanations)
 

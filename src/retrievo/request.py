@@ -127,6 +127,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_probability", "--min-probability", "float",
            "calibrated cut-off: only results at least this likely relevant (needs `retrievo calibrate` for the "
            "same settings)", ge=0, le=1),
+    Option("explain", "--explain", "bool", "show each result's rank and score in every signal's list and after each "
+           "stage (fusion, rerank, …)"),
 )
 
 _plugin_options: dict[str, Option] = {}
@@ -341,6 +343,8 @@ class SearchRequest:
         rerank_depth: results reranked per query (the final ``k`` are taken from them).
         min_probability: keep only results at least this likely relevant, by the calibrator fitted for
             this request's :meth:`key`.
+        explain: also return, for every hit, its rank and score in each list the search made (every
+            signal's, then each stage's; see :mod:`retrievo.search.explain`). Changes no ranking.
         options: plugin options by name (see :func:`register_option`).
     """
 
@@ -357,6 +361,7 @@ class SearchRequest:
     rerank: str | None = None
     rerank_depth: int = 100
     min_probability: float | None = None
+    explain: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
     #: the signals of ``method``, set by :meth:`resolve` (empty before)
     signals: tuple[str, ...] = field(default=(), compare=False, repr=False)
@@ -387,6 +392,7 @@ class SearchRequest:
         put(self, "correct_typos", bool(self.correct_typos))
         put(self, "adapter", bool(self.adapter))
         put(self, "query_map", bool(self.query_map))
+        put(self, "explain", bool(self.explain))
         if isinstance(self.rerank, os.PathLike):
             put(self, "rerank", os.fspath(self.rerank))
         if self.rerank is not None and (not isinstance(self.rerank, str) or not self.rerank.strip()):

@@ -176,6 +176,8 @@ class SearchResults:
             answer (their documents are absent from these results); empty when every shard answered.
         corrections: with ``correct_typos``, per query what typo correction changed among its analysed terms,
             ``{term: replacement}`` (``""``: no replacement found, the term was left out); else ``None``.
+        explanations: with ``explain``, per query, per hit (best first): its rank and score in each list the
+            search made — every signal's, then each stage's (see :mod:`retrievo.search.explain`); else ``None``.
     """
 
     ids: np.ndarray
@@ -188,6 +190,7 @@ class SearchResults:
     rows: np.ndarray | None = None
     missing_shards: tuple[int, ...] = ()
     corrections: tuple[dict[str, str], ...] | None = None
+    explanations: tuple[list[dict[str, Any]], ...] | None = None
 
     def __len__(self) -> int:
         return len(self.query_ids)
@@ -215,13 +218,16 @@ class SearchResults:
         return "\n".join(lines) + ("\n" if lines else "")
 
     def to_dicts(self) -> list[dict[str, Any]]:
-        """JSON-ready: one ``{"query_id", "results": [{"id", "score"(, "probability")}, …]}`` per query."""
+        """JSON-ready: one ``{"query_id", "results": [{"id", "score"(, "probability", "explain")}, …]}`` per query."""
         out = []
         for i, qid in enumerate(self.query_ids):
             hits = [{"id": d, "score": s} for d, s in self.row(i)]
             if self.probabilities is not None:
                 for j, h in enumerate(hits):
                     h["probability"] = float(self.probabilities[i, j])
+            if self.explanations is not None:
+                for h, e in zip(hits, self.explanations[i], strict=True):
+                    h["explain"] = e
             out.append({"query_id": qid, "results": hits})
         return out
 

@@ -39,6 +39,10 @@ def test_index_search_info_delete(tmp_path, subset):
     assert "indexed 600 documents" in out
     res = json.loads(run("search", str(coll), "coronavirus spike protein", "--k", "3", "--json").stdout)
     assert len(res["results"]) == 3 and res["results"][0]["score"] >= res["results"][1]["score"]
+    ex = json.loads(run("search", str(coll), "coronavirus spike protein", "--k", "3", "--json", "--explain").stdout)
+    assert [h["explain"] for h in ex["results"]] == [{"bm25": {"rank": r, "score": h["score"]}}
+                                                     for r, h in enumerate(res["results"], start=1)]
+    assert "bm25 #2 " in run("search", str(coll), "coronavirus spike protein", "--k", "2", "--explain").stdout
     info = json.loads(run("info", str(coll), "--json").stdout)
     assert info["documents"] == 600 and info["generation"] == 1
     # adding the same source again is refused, and changes nothing
@@ -68,6 +72,10 @@ def test_filter_on_cli(tmp_path):
     assert sorted(r["id"] for r in res["results"]) == ["7", "8", "9"]
     bad = run("search", str(coll), "apple", "--filter", '{"colour": "red"}', ok=False)
     assert bad.returncode == 2 and "unknown field 'colour'" in bad.stderr
+    facets = json.loads(run("facets", str(coll), "--filter", '{"year": {"$gte": 2007}}', "--limit", "2", "--json").stdout)
+    assert facets == {"year": {"documents": 3, "values": [{"value": 2007, "count": 1}, {"value": 2008, "count": 1}],
+                               "more": 1, "min": 2007, "max": 2009}}
+    assert "year (10 documents, 2000–2009)" in run("facets", str(coll)).stdout
 
 
 def test_eval_json_and_compare(tmp_path, subset):

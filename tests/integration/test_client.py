@@ -43,12 +43,23 @@ def test_the_verbs_of_a_collection_over_http(served, scifact_small):
         local = Collection.open(served.root / "sci", readonly=True)
         try:
             mine = local.search(["microglia in the brain", "vitamin D"], request=req)
+            explained = local.search(["microglia in the brain", "vitamin D"], request=req.replace(explain=True))
         finally:
             local.close()
         np.testing.assert_array_equal(remote.ids, mine.ids)
         np.testing.assert_array_equal(remote.scores, mine.scores)
         np.testing.assert_array_equal(remote.counts, mine.counts)
         assert remote.generation == 2 and remote.row(0) == mine.row(0)
+        assert sci.search(["microglia in the brain", "vitamin D"], request=req.replace(explain=True)).explanations \
+            == explained.explanations and list(explained.explanations[0][0]) == ["bm25", "feedback"]
+        local = Collection.open(served.root / "sci", readonly=True)
+        try:
+            assert sci.facets(filter={"year": {"$gte": 2010}}, limit=3) == local.facets(None, {"year": {"$gte": 2010}}, 3)
+            assert sci.facets("year", limit=3)["year"]["documents"] == 40
+        finally:
+            local.close()
+        with pytest.raises(RetrievoError, match="unknown field"):
+            sci.facets(["nope"])
         assert sci.delete([docs[0]["_id"]]) == 1 and sci.commit() == 3 and len(sci) == 39
         with pytest.raises(FilterError, match="unknown field 'nope'"):
             sci.search("x", filter={"nope": 1})

@@ -141,6 +141,10 @@ def test_filters_and_collection_statistics_over_shards(cluster, tmp_path):
         got = sc.search(["rare term3", "shared words"], k=20, filter=flt)
         assert not same_top(want, got)
         assert sc.count(flt) == single.count(flt) == 80
+        assert sc.facets(filter=flt, limit=2) == single.facets(filter=flt, limit=2)
+        assert sc.facets("year") == single.facets("year") and sc.facets("year")["year"]["documents"] == 200
+        with pytest.raises(InvalidInputError, match="unknown field"):
+            sc.facets(["nope"])
     finally:
         single.close()
         sc.close()

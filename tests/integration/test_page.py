@@ -33,13 +33,22 @@ def test_search_page_in_chromium(tmp_path, scifact_small):
         # documents make a tree to browse
         assert httpx.post(srv.url + "/v1/collections", json={"name": "sci", "config": {
             "signals": {"tree": {"leaf_size": 12, "branching": 4}}}}, headers=h).status_code == 201
-        assert httpx.post(srv.url + "/v1/collections/sci/documents", json=scifact_small[:60], headers=h).status_code == 202
+        docs = [{**d, "metadata": {"kind": "abc"[i % 3], "year": 2000 + i}} for i, d in enumerate(scifact_small[:60])]
+        kind_b = [d["_id"] for d in docs if d["metadata"]["kind"] == "b"]
+        assert httpx.post(srv.url + "/v1/collections/sci/documents", json=docs, headers=h).status_code == 202
         assert httpx.post(srv.url + "/v1/collections/sci/commit", headers=h, timeout=300).status_code == 200
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(srv.url + "/")
             page.wait_for_selector("#collection option[value=sci]", state="attached")
+            # every method the collection has (its signals, and hybrid), and its metadata as filters
+            assert page.eval_on_selector_all("input[name=method]", "es => es.map(e => e.value)") == [
+                "bm25", "dense", "hybrid", "tree"]
+            page.wait_for_selector("#facets fieldset[data-field=kind] label")
+            assert [t.strip() for t in page.locator("#facets fieldset[data-field=kind] label").all_inner_texts()] == [
+                "a (20)", "b (20)", "c (20)"]
+            assert page.locator("#facets fieldset[data-field=year] input[type=number]").count() == 2  # 60 years: a range
             page.fill("#query", "microglia in the brain")
             page.click("#go")
             page.wait_for_selector("#results li.hit")
@@ -77,9 +86,32 @@ def test_search_page_in_chromium(tmp_path, scifact_small):
             page.check("input[name=method][value=hybrid]")
             page.wait_for_selector("#results[data-method=hybrid]")
             assert page.locator("#results li.hit").count() == 10
+            # explain: each hit's rank and score in BM25's and dense's lists and after fusion
+            page.check("#explain")
+            page.wait_for_selector("#results .hit-explain")
+            why = page.locator("#results .hit-explain").first.inner_text()
+            assert why.startswith("bm25 ") and " · dense #" in why and " · fusion #1 " in why, why
+            # a facet ticked filters the results; its own field's counts stay, the others' follow the filter
+            page.check("#facets fieldset[data-field=kind] input[value='\"b\"']")
+            page.wait_for_function(
+                "ids => [...document.querySelectorAll('#results .hit-meta')].every(e => ids.includes("
+                "e.innerText.split(' · ')[1].slice(3)))", arg=kind_b)
+            page.fill("#facets fieldset[data-field=year] input.range-min", "2040")
+            page.dispatch_event("#facets fieldset[data-field=year] input.range-min", "change")
+            page.wait_for_function("document.querySelectorAll('#results li.hit').length === 7")  # b and year ≥ 2040
+            page.wait_for_function("[...document.querySelectorAll('#facets fieldset[data-field=kind] label')]"
+                                   ".map(e => e.innerText.trim()).join() === 'b (7),c (7),a (6)'")
+            # the document view: a hit's whole text and metadata
+            page.click("#results .hit-title button")
+            page.wait_for_selector("#doc-view[open]")
+            assert page.inner_text("#doc-meta").split() == ["kind", "b", "year",
+                                                            page.inner_text("#doc-meta").split()[-1]]
+            assert len(page.inner_text("#doc-text")) > 100
             shot = tmp_path / "search-page.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
+            page.click("#doc-close")
+            page.wait_for_selector("#doc-view", state="hidden")
             # the semantic tree: the root's keywords and children, a click goes down, another back up
             page.click("#tree-box summary")
             page.wait_for_selector("#tree .tree-head")

@@ -185,12 +185,18 @@ def cmd_search(args: argparse.Namespace) -> int:
             if res.probabilities is not None:
                 for j, hit in enumerate(out):
                     hit["probability"] = round(float(res.probabilities[0, j]), 6)
+            if res.explanations is not None:
+                for hit, e in zip(out, res.explanations[0], strict=True):
+                    hit["explain"] = e
             print(json.dumps({"query": args.query, "method": req.method, "results": out}, ensure_ascii=False))
         else:
             for rank, ((d, s), doc) in enumerate(zip(rows, docs, strict=True), start=1):
                 title = (doc.title or doc.text[:80]) if doc else ""
                 prob = "" if res.probabilities is None else f"  p={res.probabilities[0, rank - 1]:.2f}"
                 print(f"{rank:>3}  {s:9.4f}{prob}  {d}  {title}")
+                if res.explanations is not None:
+                    print("     " + " · ".join(f"{name} —" if at is None else f"{name} #{at['rank']} {at['score']:.4f}"
+                                               for name, at in res.explanations[0][rank - 1].items()))
             if not rows:
                 print("no results")
             others = [m for m in ("hybrid", "dense", "splade") if m != req.method and (

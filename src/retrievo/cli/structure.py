@@ -1,5 +1,5 @@
-"""The commands that look at a collection as a whole rather than search it: browse its semantic tree
-(``tree``), topics from keywords (``topics``), retrievability (``retrievability``), and the defence — ``audit``
+"""The commands that look at a collection as a whole rather than search it: its metadata values
+(``facets``), browse its semantic tree (``tree``), topics from keywords (``topics``), retrievability (``retrievability``), and the defence — ``audit``
 and the admission gate's ``quarantine``. ``retrievo.cli.main`` builds the parser and adds these through
 :func:`add_structure_parsers`."""
 
@@ -36,6 +36,29 @@ def cmd_tree(args: argparse.Namespace) -> int:
             print("  documents: " + ", ".join(node["documents"]))
     finally:
         coll.close()
+    return 0
+
+
+def cmd_facets(args: argparse.Namespace) -> int:
+    from retrievo.store.collection import Collection
+
+    coll = Collection.open(args.collection, readonly=True)
+    try:
+        out = coll.facets(args.field, args.filter, args.limit)
+    finally:
+        coll.close()
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    if not out:
+        print("no metadata values" + (" among the documents that pass the filter" if args.filter else ""))
+    for field, f in out.items():
+        span = f", {f['min']}–{f['max']}" if "min" in f else ""
+        print(f"{field} ({f['documents']} documents{span})")
+        for e in f["values"]:
+            print(f"  {e['count']:>8}  {json.dumps(e['value'], ensure_ascii=False)}")
+        if f["more"]:
+            print(f"  … {f['more']} more values (--limit)")
     return 0
 
 
@@ -196,6 +219,15 @@ def add_structure_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--blind-spots", default=None, metavar="FILE", help="write the ids no method retrieves here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_retrievability)
+
+    p = sub.add_parser("facets", help="the most frequent values of each metadata field and their document counts "
+                       "(what a filter on them returns)", parents=[common])
+    p.add_argument("collection")
+    p.add_argument("--field", action="append", default=None, help="a field to count (repeatable; default: all)")
+    p.add_argument("--filter", default=None, help="count only documents that pass this filter (JSON)")
+    p.add_argument("--limit", type=int, default=10, help="values listed per field")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_facets)
 
     p = sub.add_parser("topics", help="documents per topic, each topic given by a few keywords (Lbl2Vec); also a "
                        "classifier of every document", parents=[common])

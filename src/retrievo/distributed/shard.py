@@ -211,6 +211,13 @@ class ShardServer:
     def count(self, filter: Mapping[str, Any] | str | None = None) -> int:
         return self.coll.count(filter)
 
+    def facets(self, filter: Mapping[str, Any] | str | None = None) -> tuple[list[str], dict[str, Any]]:
+        """The metadata fields this shard knows, and every value of each counted (the driver merges the
+        shards' and cuts)."""
+        from retrievo.store.facets import facets
+
+        return sorted(self.coll.store.fields()), facets(self.coll, None, filter, None)
+
     def info(self) -> dict[str, Any]:
         return self.coll.info()
 

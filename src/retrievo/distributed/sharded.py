@@ -483,6 +483,23 @@ class ShardedCollection:
         """Documents over all shards (matching ``filter``)."""
         return sum(self._gather([h.count.remote(filter) for h in self.handles], "count"))
 
+    def facets(self, fields: Sequence[str] | str | None = None, filter: Mapping[str, Any] | str | None = None,
+               limit: int = 10) -> dict[str, dict[str, Any]]:
+        """Metadata values and their document counts over all shards (as :meth:`Collection.facets`): each shard
+        counts every value of its documents, the driver sums them and keeps the ``limit`` most frequent."""
+        from retrievo.store.facets import merge_facets
+
+        answers = self._gather([h.facets.remote(filter) for h in self.handles], "facets")
+        merged = merge_facets([part for _, part in answers], limit)
+        if fields is None:
+            return merged
+        names = [fields] if isinstance(fields, str) else list(fields)
+        known = {f for shard_fields, _ in answers for f in shard_fields}
+        unknown = [f for f in names if f not in known]
+        if unknown:
+            raise InvalidInputError(f"facets: unknown field(s) {unknown}; the collection has {sorted(known)}")
+        return {f: merged[f] for f in names if f in merged}
+
     def info(self) -> dict[str, Any]:
         """Each shard's ``info()`` and the totals."""
         shards = self._gather([h.info.remote() for h in self.handles], "info")

@@ -20,6 +20,7 @@ import numpy as np
 from retrievo.errors import InvalidInputError
 from retrievo.request import SearchRequest
 from retrievo.search.artefacts import LearnedArtefacts
+from retrievo.search.explain import Trace
 from retrievo.search.stages import stages
 from retrievo.signals.base import Candidates, SearchContext
 from retrievo.signals.registry import signal_class
@@ -103,8 +104,13 @@ class Searcher:
         for name, sig in signals.items():  # signals that answer asynchronously (shards) all start first
             sig.begin(ctx, firsts[name])
         lists = {name: sig.search(ctx, firsts[name]) for name, sig in signals.items()}
+        trace = Trace() if req.explain else None
+        if trace is not None:
+            trace.record(None, lists)
         for st in active:
             lists = st.apply(ctx, lists)
+            if trace is not None:
+                trace.record(st.name, lists)
         if len(lists) != 1:
             raise InvalidInputError(f"search: {len(lists)} lists are left after the stages ({', '.join(lists)}); "
                                     "several signals need the fusion stage")
@@ -112,6 +118,8 @@ class Searcher:
         res = self._results(final, snapshot, req, tuple(query_ids))
         if "corrections" in ctx.scratch:  # what typo correction changed in each query
             res = dataclasses.replace(res, corrections=tuple(ctx.scratch["corrections"]))
+        if trace is not None:
+            res = dataclasses.replace(res, explanations=trace.explain(res.rows, res.counts))
         return res
 
     @staticmethod

@@ -58,6 +58,7 @@ from retrievo.server.schemas import (
     CreateCollection,
     DocumentBody,
     ErrorBody,
+    FacetsRequest,
     IdsRequest,
     MetadataPatch,
     SearchResponse,
@@ -65,6 +66,7 @@ from retrievo.server.schemas import (
     WriteAck,
     request_from_body,
     search_body_model,
+    searchable_methods,
 )
 from retrievo.server.service import BusyError, CollectionService, Registry, UnavailableError
 from retrievo.store.collection import CollectionLockedError
@@ -327,6 +329,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
             name=svc.name, documents=len(coll), generation=coll.generation, pending=svc.pending,
             dense_model=None if coll.config.dense is None else coll.config.dense.model,
             sparse_model=None if coll.config.sparse is None else coll.config.sparse.model,
+            methods=searchable_methods(coll.signals),
             error=public(svc.error or svc.disk_error or "") or None,
             locked=None if svc.locked is None or svc.sibling_writes() else public(svc.locked),
         )
@@ -387,6 +390,12 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         """A node of the semantic tree over the collection's dense vectors (node 0: the root): keyword summary,
         size, children, and a leaf's documents."""
         return registry.get(name).view().browse_tree(node, documents)
+
+    @app.post("/v1/collections/{name}/facets", tags=["collections"], dependencies=reads)
+    def facets(name: str, body: FacetsRequest) -> dict[str, Any]:
+        """Per metadata field (default: all), its most frequent values with their document counts among the
+        documents that pass ``filter``, and min/max for numbers: what a search page offers as filters."""
+        return registry.get(name).view().facets(body.fields, body.filter, body.limit)
 
     @app.get("/v1/collections/{name}/quarantine", tags=["collections"], dependencies=reads)
     def quarantine(name: str) -> list[dict[str, Any]]:
@@ -452,6 +461,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         rows: list[list[tuple[str, float]]] = []
         probs: list[Any] = []
         fixes: list[dict[str, str] | None] = []  # what typo correction changed, per query
+        expl: list[Any] = []  # with explain: per query, per hit, its standing in each list of the search
         at: list[Any] = []  # the hits' rows in the snapshot: their stored fields are read from that generation
         for c0 in range(0, len(queries), SEARCH_CHUNK):
             part = coll.searcher.search(queries[c0:c0 + SEARCH_CHUNK], request, snapshot=snapshot,
@@ -459,6 +469,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
             rows += [part.row(i) for i in range(len(part))]
             probs += [None if part.probabilities is None else part.probabilities[i] for i in range(len(part))]
             fixes += list(part.corrections) if part.corrections is not None else [None] * len(part)
+            expl += list(part.explanations) if part.explanations is not None else [None] * len(part)
             at += [part.rows[i] for i in range(len(part))] if part.rows is not None else [None] * len(part)
             in_time(f"after {c0 + len(part)} of {len(queries)} queries")
         counters["searches"] += 1
@@ -479,6 +490,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
                 hit: dict[str, Any] = {"id": doc_id, "score": float(score), "rank": rank}
                 if probs[qi] is not None:
                     hit["probability"] = round(float(probs[qi][rank - 1]), 6)
+                if expl[qi] is not None:
+                    hit["explain"] = expl[qi][rank - 1]
                 d = docs.get(doc_id)
                 if d is not None:
                     keep = max(0, min(settings.max_text_chars, budget - len(d.title)))

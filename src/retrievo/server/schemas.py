@@ -21,6 +21,8 @@ __all__ = [
     "IdsRequest",
     "CommitResponse",
     "DocumentBody",
+    "FacetsRequest",
+    "searchable_methods",
 ]
 
 
@@ -73,6 +75,16 @@ class CreateCollection(_Strict):
     dense: bool = Field(True, description="false: a lexical-only collection (config.dense = null)")
 
 
+def searchable_methods(signals: Any) -> list[str]:
+    """The methods a collection with ``signals`` (names) can search: each signal, and hybrid after dense."""
+    out: list[str] = []
+    for name in signals:
+        out.append(name)
+        if name == "dense" and "bm25" in signals:
+            out.append("hybrid")
+    return out
+
+
 class CollectionSummary(_Strict):
     name: str
     documents: int
@@ -80,6 +92,8 @@ class CollectionSummary(_Strict):
     pending: int = Field(description="acknowledged operations not yet committed")
     dense_model: str | None
     sparse_model: str | None = None
+    methods: list[str] = Field(default_factory=list, description="the methods the collection can search: its signals, "
+                               "and hybrid when it has bm25 and dense")
     error: str | None = None
     locked: str | None = Field(None, description="why writes are refused: another process writes the collection")
 
@@ -177,6 +191,11 @@ def request_from_body(body: BaseModel, k: int) -> SearchRequest:
     return SearchRequest(**{n: v for n, v in values.items() if v is not None}, k=k, options=plugin)
 
 
+class Standing(_Strict):
+    rank: int = Field(description="1-based rank in that list")
+    score: float
+
+
 class Hit(_Strict):
     id: str
     score: float
@@ -189,6 +208,9 @@ class Hit(_Strict):
         None, description="character spans [start, end) of query terms in title and text"
     )
     text_truncated: bool | None = Field(None, description="the text is cut (the server's limits on returned text)")
+    explain: dict[str, Standing | None] | None = Field(
+        None, description="with explain: the hit's rank and score in each list the search made (every signal's, "
+        "then each stage's, e.g. fusion, rerank); null where the hit was not in that list")
 
 
 class QueryResult(_Strict):
@@ -223,6 +245,13 @@ class WriteAck(_Strict):
 
 class MetadataPatch(_Strict):
     metadata: dict[str, Any] = Field(description="keys to set in the document's metadata; a null value removes the key")
+
+
+class FacetsRequest(_Strict):
+    fields: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        None, max_length=100, description="the metadata fields to count (default: every field)")
+    filter: dict[str, Any] | None = Field(None, description="count only the documents that pass this filter")
+    limit: int = Field(10, ge=1, le=1000, description="values listed per field, most frequent first")
 
 
 class IdsRequest(_Strict):

@@ -731,6 +731,14 @@ class Collection:
                     mask[state.offsets[seg] + row] = True
         return mask & state.live
 
+    def facets(self, fields: Sequence[str] | str | None = None, filter: dict[str, Any] | str | None = None,
+               limit: int = 10) -> dict[str, dict[str, Any]]:
+        """Per metadata field (default: all), its most frequent values and their document counts among the
+        documents that pass ``filter``, with ``min``/``max`` for numbers (see :mod:`retrievo.store.facets`)."""
+        from retrievo.store.facets import facets
+
+        return facets(self, fields, filter, limit)
+
     def browse_tree(self, node: int = 0, documents: int = 20) -> dict[str, Any]:
         """A node of the semantic tree over the dense vectors (built on first use; :mod:`retrievo.signals.tree`):
         ``{id, depth, parent, size, summary (keywords), children: [{id, size, summary, leaf}], documents (a leaf's

@@ -43,8 +43,12 @@ function highlighted(text, spans, maxChars) {
 }
 
 function method() {
-  return document.querySelector('input[name="method"]:checked').value;
+  const checked = document.querySelector('input[name="method"]:checked');
+  return checked ? checked.value : "bm25";
 }
+
+const LABELS = { bm25: "BM25", dense: "Dense", hybrid: "Hybrid", splade: "SPLADE", multivector: "Multi-vector",
+  bm25f: "BM25F", tree: "Tree" };
 
 async function loadCollections() {
   try {
@@ -55,27 +59,171 @@ async function loadCollections() {
       const o = document.createElement("option");
       o.value = c.name;
       o.textContent = `${c.name} (${c.documents} docs)`;
-      o.dataset.dense = c.dense_model ? "1" : "";
-      o.dataset.sparse = c.sparse_model ? "1" : "";
+      o.dataset.methods = (c.methods || ["bm25"]).join(",");
       sel.appendChild(o);
     }
     if (!cols.length) setStatus("No collections yet: create one with the API or `retrievo index`.");
     updateMethods();
+    refreshFacets();
   } catch (e) {
     setStatus(e.message, true);
   }
 }
 
+// one radio button per method the collection can search (its signals, hybrid when it has bm25 and dense)
 function updateMethods() {
   const opt = $("collection").selectedOptions[0];
-  const has = { dense: opt ? opt.dataset.dense === "1" : false, splade: opt ? opt.dataset.sparse === "1" : false };
-  has.hybrid = has.dense;
-  for (const v of ["dense", "hybrid", "splade"]) {
-    const input = document.querySelector(`input[name="method"][value="${v}"]`);
-    input.disabled = !has[v];
-    input.parentElement.hidden = v === "splade" && !has[v];
-    if (!has[v] && input.checked) document.querySelector('input[value="bm25"]').checked = true;
+  const methods = opt && opt.dataset.methods ? opt.dataset.methods.split(",") : ["bm25"];
+  const was = method();
+  const box = $("methods");
+  box.textContent = "";
+  for (const m of methods) {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.type = "radio";
+    input.name = "method";
+    input.value = m;
+    input.checked = m === (methods.includes(was) ? was : methods[0]);
+    input.addEventListener("change", search);
+    label.append(input, " " + (LABELS[m] || m));
+    box.appendChild(label);
   }
+}
+
+// -- facets: each metadata field's frequent values as filters ------------------------------------------------
+const chosen = new Map(); // field -> Map(JSON of value -> value), values ticked
+const ranges = new Map(); // field -> [min or null, max or null], for numeric fields with many values
+
+function condition(field) {
+  if (chosen.has(field) && chosen.get(field).size) return { [field]: { $in: [...chosen.get(field).values()] } };
+  const r = ranges.get(field);
+  if (r && (r[0] !== null || r[1] !== null)) {
+    const c = {};
+    if (r[0] !== null) c.$gte = r[0];
+    if (r[1] !== null) c.$lte = r[1];
+    return { [field]: c };
+  }
+  return null;
+}
+
+// the filter of every ticked value and range, leaving out field `except` (its own counts ignore its choice)
+function currentFilter(except) {
+  const parts = [...new Set([...chosen.keys(), ...ranges.keys()])].filter((f) => f !== except)
+    .map(condition).filter((c) => c !== null);
+  return parts.length ? (parts.length === 1 ? parts[0] : { $and: parts }) : null;
+}
+
+function facetsPath() {
+  return `/v1/collections/${encodeURIComponent($("collection").value)}/facets`;
+}
+
+async function refreshFacets() {
+  const box = $("facets");
+  if (!$("collection").value) return;
+  try {
+    const all = await api(facetsPath(), { limit: 8, filter: currentFilter() });
+    for (const field of new Set([...chosen.keys(), ...ranges.keys()])) {
+      if (condition(field) === null) continue;
+      const own = await api(facetsPath(), { fields: [field], limit: 8, filter: currentFilter(field) });
+      all[field] = own[field] || all[field] || { documents: 0, values: [], more: 0 };
+    }
+    renderFacets(all);
+  } catch (e) {
+    box.textContent = "";
+    box.parentElement.classList.remove("faceted");
+  }
+}
+
+function renderFacets(all) {
+  const box = $("facets");
+  box.textContent = "";
+  for (const [field, f] of Object.entries(all).slice(0, 12)) {
+    const set = document.createElement("fieldset");
+    set.dataset.field = field;
+    const legend = document.createElement("legend");
+    legend.textContent = field;
+    set.appendChild(legend);
+    if (f.min !== undefined && f.more > 0 && typeof f.min === "number") { // many numbers: a range
+      const r = ranges.get(field) || [null, null];
+      for (const [i, bound] of [[0, "min"], [1, "max"]]) {
+        const input = document.createElement("input");
+        input.type = "number";
+        input.className = "range-" + bound;
+        input.placeholder = String(f[bound]);
+        input.setAttribute("aria-label", `${field} ${bound}`);
+        if (r[i] !== null) input.value = String(r[i]);
+        input.addEventListener("change", () => {
+          const cur = ranges.get(field) || [null, null];
+          cur[i] = input.value === "" ? null : Number(input.value);
+          ranges.set(field, cur);
+          refreshFacets();
+          search();
+        });
+        set.append(input, i === 0 ? " – " : "");
+      }
+    } else {
+      const ticked = chosen.get(field) || new Map();
+      const shown = new Map(f.values.map((e) => [JSON.stringify(e.value), e]));
+      for (const [key, value] of ticked) if (!shown.has(key)) shown.set(key, { value, count: 0 });
+      for (const [key, e] of shown) {
+        const label = document.createElement("label");
+        const box2 = document.createElement("input");
+        box2.type = "checkbox";
+        box2.value = key;
+        box2.checked = ticked.has(key);
+        box2.addEventListener("change", () => {
+          const m = chosen.get(field) || new Map();
+          if (box2.checked) m.set(key, e.value); else m.delete(key);
+          chosen.set(field, m);
+          refreshFacets();
+          search();
+        });
+        const count = document.createElement("span");
+        count.className = "count";
+        count.textContent = ` (${e.count})`;
+        label.append(box2, " " + (typeof e.value === "string" ? e.value : JSON.stringify(e.value)), count);
+        set.appendChild(label);
+      }
+      if (f.more) {
+        const more = document.createElement("span");
+        more.className = "count";
+        more.textContent = `… ${f.more} more`;
+        set.appendChild(more);
+      }
+    }
+    box.appendChild(set);
+  }
+  box.parentElement.classList.toggle("faceted", box.childElementCount > 0);
+}
+
+// -- the document view ----------------------------------------------------------------------------------------
+async function showDocument(id) {
+  const name = $("collection").value;
+  try {
+    const d = await api(`/v1/collections/${encodeURIComponent(name)}/documents/${encodeURIComponent(id)}`);
+    $("doc-title").textContent = d.title || d.id;
+    $("doc-id").textContent = `id ${d.id}`;
+    $("doc-text").textContent = d.text;
+    const table = $("doc-meta");
+    table.textContent = "";
+    for (const [k, v] of Object.entries(d.metadata || {})) {
+      const tr = document.createElement("tr");
+      const key = document.createElement("td");
+      key.textContent = k;
+      const val = document.createElement("td");
+      val.textContent = typeof v === "string" ? v : JSON.stringify(v);
+      tr.append(key, val);
+      table.appendChild(tr);
+    }
+    $("doc-view").showModal();
+  } catch (e) {
+    setStatus(e.message, true);
+  }
+}
+
+function explainLine(e) {
+  return Object.entries(e).map(([list, at]) => at === null ? `${list} —` : `${list} #${at.rank} ${at.score.toFixed(4)}`)
+    .join(" · ");
 }
 
 async function search() {
@@ -86,7 +234,8 @@ async function search() {
   const list = $("results");
   try {
     const data = await api(`/v1/collections/${encodeURIComponent(name)}/search`,
-      { query: q, k: 10, method: method(), highlight: true, correct_typos: $("typos").checked, prf: $("prf").checked });
+      { query: q, k: 10, method: method(), highlight: true, correct_typos: $("typos").checked, prf: $("prf").checked,
+        explain: $("explain").checked, filter: currentFilter() });
     const hits = data.results[0].hits;
     list.textContent = "";
     list.dataset.method = data.method;
@@ -95,7 +244,12 @@ async function search() {
       li.className = "hit";
       const title = document.createElement("div");
       title.className = "hit-title";
-      title.appendChild(highlighted(h.title || h.id, h.title ? h.highlights.title : []));
+      const open = document.createElement("button");
+      open.type = "button";
+      open.title = "show the whole document";
+      open.appendChild(highlighted(h.title || h.id, h.title ? h.highlights.title : []));
+      open.addEventListener("click", () => showDocument(h.id));
+      title.appendChild(open);
       const text = document.createElement("p");
       text.className = "hit-text";
       text.appendChild(highlighted(h.text || "", h.highlights ? h.highlights.text : [], 600));
@@ -107,6 +261,12 @@ async function search() {
       score.textContent = h.score.toFixed(4);
       meta.appendChild(score);
       li.append(title, text, meta);
+      if (h.explain) {
+        const why = document.createElement("div");
+        why.className = "hit-explain";
+        why.textContent = explainLine(h.explain);
+        li.appendChild(why);
+      }
       list.appendChild(li);
     }
     const fixes = Object.entries(data.results[0].corrections || {})
@@ -163,7 +323,13 @@ async function showNode(node) {
 
 $("tree-box").addEventListener("toggle", () => { if ($("tree-box").open) showNode(0); });
 $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
-$("collection").addEventListener("change", () => { updateMethods(); search(); if ($("tree-box").open) showNode(0); });
-for (const r of document.querySelectorAll('input[name="method"]')) r.addEventListener("change", search);
-for (const id of ["typos", "prf"]) $(id).addEventListener("change", search);
+$("collection").addEventListener("change", () => {
+  chosen.clear();
+  ranges.clear();
+  updateMethods();
+  refreshFacets();
+  search();
+  if ($("tree-box").open) showNode(0);
+});
+for (const id of ["typos", "prf", "explain"]) $(id).addEventListener("change", search);
 loadCollections();
