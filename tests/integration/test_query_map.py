@@ -83,3 +83,40 @@ def test_cli_map_queries_and_search(tmp_path, models):
                                       capture_output=True, text=True, check=True).stdout) for extra in ([], ["--query-map"])]
     ids = [[h["id"] for h in r["results"]] for r in runs]
     assert ids[0] == ids[1]
+
+
+def test_a_map_fitted_on_queries_keeps_the_rotated_models_scores_too(coll, models, tmp_path):
+    """The score-distilled map (queries given) recovers the exact relation as well; the CLI takes a query file."""
+    texts = [d["title"] for d in scifact_docs(150)][:60]
+    qm = coll.searcher.fit_query_map(models[1], sample=120, ridge=1e-6, queries=texts, save=False)
+    assert qm.info["method"] == "pairs" and qm.info["queries"] == 60 and qm.info["heldout_top_rmse"] < 2e-3
+    old = coll.searcher.search(QUERIES, SearchRequest(method="dense", k=10))
+    got = coll.searcher.search(QUERIES, SearchRequest(method="dense", k=10),
+                               query_vectors=qm.encode_queries(QUERIES))
+    assert (old.ids == got.ids).all()
+    np.testing.assert_allclose(got.scores, old.scores, atol=2e-3)
+    with pytest.raises(InvalidInputError, match="at least 10"):
+        coll.searcher.fit_query_map(models[1], sample=120, queries=texts[:3], save=False)
+    qfile = tmp_path / "log.txt"
+    qfile.write_text("\n".join(texts))
+    out = subprocess.run([sys.executable, "-m", "retrievo", "map-queries", str(coll.path), "--model", models[1],
+                          "--sample", "100", "--queries", str(qfile)], capture_output=True, text=True)
+    assert out.returncode == 0 and "held-out queries' top documents scored within" in out.stdout, out.stderr[-2000:]
+
+
+def test_pair_fit_beats_the_documents_map_where_the_model_change_is_not_linear():
+    from retrievo.search.query_maps import _top_score_error, fit_linear_map, fit_pair_map
+
+    def unit(x):
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    for seed in range(3):  # no linear map is exact here; the pair fit keeps the queries' top scores closer
+        rng = np.random.default_rng(seed)
+        old = unit(rng.normal(size=(1500, 16)))
+        m, n = rng.normal(size=(16, 16)), rng.normal(size=(16, 16))
+        new = unit(old @ m + 1.5 * np.tanh(2 * old @ n))  # the new model: a linear part and a non-linear one
+        queries = unit(new[rng.integers(0, 1500, size=400)] + 0.3 * rng.normal(size=(400, 16)))
+        b = fit_linear_map(old, new, 1e-4)
+        w = fit_pair_map(queries[:300], old, new, b.T)
+        doc_map, pair_map = (_top_score_error(queries[300:], old, new, x, 20) for x in (b.T, w))
+        assert pair_map < 0.92 * doc_map, (seed, doc_map, pair_map)  # about 12 % lower on held-out queries
