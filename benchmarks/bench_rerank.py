@@ -6,8 +6,10 @@ one-output head (no cross-encoder weights ship in any package this machine can i
 nothing, the compute is a real MiniLM-L6's). Pairs: each query's top ``--depth`` hybrid results for the
 first ``--queries`` SciFact test queries (title + abstract, truncated to 512 word pieces by both). The two
 take turns, best of ``--rounds``. Reported: pairs/s and the ratio, max |score Δ|, the share of queries whose
-top-10 order is identical, and the latency of reranking one query at depth 20/50/100. ``--bf16`` adds
-retrievo's PyTorch path under bfloat16 autocast (faster where the CPU has native bf16, scores within ~1e-4).
+top-10 order is identical, and the latency of reranking one query at depth 20/50/100. retrievo runs under
+ONNX Runtime and under OpenVINO (the default when installed), both float32. ``--bf16`` adds retrievo's PyTorch
+path under bfloat16 autocast and OpenVINO in bfloat16 (faster where the CPU has native bf16, scores within
+~1e-4: near-ties of a seeded head reorder).
 
 The full 300 queries × 100 take about an hour on 2 cores (cross-encoders on a CPU are slow: ~15-20 long
 pairs/s); the default 30 queries keep the run to a few minutes.
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import CACHE, dataset_dir, eval_collection, header, write_section
+from _common import CACHE, cpu_flags, dataset_dir, eval_collection, header, write_section
 from retrievo import SearchRequest
 from retrievo.encoders.bf16 import cpu_has_bf16
 from retrievo.encoders.cross import FastCrossEncoder
@@ -78,9 +80,10 @@ def main() -> None:
     print(f"{len(queries)} queries, {len(pairs)} pairs; CPU {'bf16' if cpu_has_bf16() else 'AVX2 (no bf16)'}", flush=True)
 
     ce = CrossEncoder(str(model), device="cpu")
-    fast = FastCrossEncoder(str(model))
+    fast = FastCrossEncoder(str(model), backend="onnx")
     impls = {"sentence-transformers CrossEncoder.predict": lambda ps: ce.predict(ps, show_progress_bar=False),
-             "retrievo (ONNX Runtime float32)": fast.predict}
+             "retrievo (ONNX Runtime float32)": fast.predict,
+             "retrievo (OpenVINO float32)": FastCrossEncoder(str(model), backend="openvino").predict}
     if args.bf16:
         slow = FastCrossEncoder(str(model), backend="torch")
 
@@ -89,6 +92,7 @@ def main() -> None:
                 return slow.predict(ps)
 
         impls["retrievo (PyTorch bf16 autocast)"] = bf16
+        impls["retrievo (OpenVINO bf16)"] = FastCrossEncoder(str(model), backend="openvino", precision="bf16").predict
     for f in impls.values():  # warm up (graph export, first calls)
         f(pairs[:8])
     best = {name: float("inf") for name in impls}
@@ -124,8 +128,8 @@ def main() -> None:
         rows.append(f"| {name} | {len(pairs) / best[name]:.1f} | **{base / best[name]:.2f}×** | "
                     f"{np.abs(got - ref).max():.1e} | {same} / {len(per_query)} | {lat} |")
     what = "trained by `retrievo train-reranker`" if args.model else "bundled backbone, seeded head"
-    body = header("Cross-encoder reranking speed", ("sentence-transformers", "onnxruntime", "torch")) + (
-        f"\nCPU: {'native bf16' if cpu_has_bf16() else 'AVX2, no bf16'}. MiniLM-L6 cross-encoder ({what}), the hybrid "
+    body = header("Cross-encoder reranking speed", ("sentence-transformers", "onnxruntime", "openvino", "torch")) + (
+        f"\nCPU flags: {cpu_flags()}. MiniLM-L6 cross-encoder ({what}), the hybrid "
         f"top {args.depth} of {len(queries)} SciFact test queries ({len(pairs)} pairs, title + abstract, "
         f"{fast.max_length} word pieces at most); the implementations take turns, best of {args.rounds}. "
         f"`python benchmarks/bench_rerank.py --queries {args.queries}{' --bf16' if args.bf16 else ''}"

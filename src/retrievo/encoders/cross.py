@@ -7,7 +7,11 @@ given, and runs PyTorch eagerly. Here, as in the dense encoders (:mod:`retrievo.
   segment ids and "longest first" truncation to the model's maximum length), sorted by length and cut into
   batches padded only to their own longest pair;
 - the model runs under ONNX Runtime, float32, its attention / LayerNorm / GELU fused (exported once from
-  the sequence-classification model and cached), or — ``backend="torch"`` — under PyTorch;
+  the sequence-classification model and cached); or under OpenVINO (``backend="openvino"``, the default
+  when the ``openvino`` package is installed: ``pip install 'retrievo[openvino]'``), which compiles the same
+  graph to float32 kernels ~7 % faster than ONNX Runtime's on MiniLM-L6 (2 AVX-512 cores; ``precision=
+  "bf16"`` there runs bfloat16 where the CPU has it, ~1.8× faster, scores within ~1e-4); or — ``backend=
+  "torch"`` — under PyTorch;
 - the activation is ``CrossEncoder``'s: a sigmoid for one output unless the model's config names another.
 
 Scores agree with ``CrossEncoder.predict`` to float rounding (a test checks it, and
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +40,14 @@ __all__ = ["CROSS_BACKENDS", "FastCrossEncoder", "NotACrossEncoderError"]
 class NotACrossEncoderError(ConfigError):
     """The model is not a one-output sequence classifier."""
 
-CROSS_BACKENDS = ("onnx", "torch")
+CROSS_BACKENDS = ("auto", "onnx", "openvino", "torch")
+
+
+def default_cross_backend() -> str:
+    """``"openvino"`` when the package is installed, else ``"onnx"``."""
+    import importlib.util
+
+    return "openvino" if importlib.util.find_spec("openvino") is not None else "onnx"
 
 
 class FastCrossEncoder:
@@ -43,20 +55,27 @@ class FastCrossEncoder:
 
     Args:
         path: a cross-encoder model folder or hub name.
-        backend: ``"onnx"`` (default) or ``"torch"``.
+        backend: ``"auto"`` (default: OpenVINO when installed, else ONNX Runtime), ``"onnx"``, ``"openvino"``
+            or ``"torch"``.
         max_length: word pieces per pair; default: the tokenizer's ``model_max_length`` (as ``CrossEncoder``).
         batch_size: pairs per forward pass (small batches of long pairs are fastest on a CPU: measured 19
             pairs/s at 4, 16 at 32 for MiniLM-L6 on SciFact abstracts, 2 cores).
         threads: intra-op threads (default: :func:`~retrievo.encoders.base.default_threads`).
+        precision: ``"f32"`` (default: the scores of ``CrossEncoder.predict``) or, with OpenVINO, ``"bf16"``.
 
     Raises:
         ConfigError: the folder holds no transformer, or one without a single-output classification head.
     """
 
-    def __init__(self, path: str, backend: str = "onnx", max_length: int | None = None, batch_size: int = 4,
-                 threads: int | None = None) -> None:
+    def __init__(self, path: str, backend: str = "auto", max_length: int | None = None, batch_size: int = 4,
+                 threads: int | None = None, precision: str = "f32") -> None:
         if backend not in CROSS_BACKENDS:
             raise ConfigError(f"cross-encoder backend must be one of {CROSS_BACKENDS}, got {backend!r}")
+        if backend == "auto":
+            backend = default_cross_backend()
+        if precision not in ("f32", "bf16") or (precision == "bf16" and backend != "openvino"):
+            raise ConfigError(f"cross-encoder precision must be 'f32' (or 'bf16' with backend 'openvino'), got "
+                              f"{precision!r} with backend {backend!r}")
         self.root = model_folder(path, "cross-encoder")
         self.tdir = transformer_dir(self.root)
         cfg = json.loads((self.tdir / "config.json").read_text())
@@ -82,11 +101,19 @@ class FastCrossEncoder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
         self.threads = int(threads or default_threads())
-        if backend == "onnx":
+        if backend in ("onnx", "openvino"):
             from retrievo.encoders.onnx import export_onnx, file_key
 
-            ort = require("onnxruntime")
             onnx_path = export_onnx(self.root, cache_root() / "onnx" / (file_key(self.root) + "-cls"), "classification")
+        if backend == "openvino":
+            ov = require("openvino")
+            core = ov.Core()
+            self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", {
+                "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_NUM_THREADS": self.threads})
+            self.input_names = {i.get_any_name() for i in self.compiled.inputs}
+        elif backend == "onnx":
+            ort = require("onnxruntime")
             so = ort.SessionOptions()
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             so.intra_op_num_threads = self.threads
@@ -112,6 +139,7 @@ class FastCrossEncoder:
         encs = self.tokenizer.encode_batch([(q, d) for q, d in pairs])
         lengths = np.array([len(e.ids) for e in encs])
         out = np.empty(len(pairs), dtype=np.float32)
+        request = self.compiled.create_infer_request() if self.backend == "openvino" else None  # one per call: thread-safe
         for sel in length_batches(lengths, self.batch_size):
             width = int(lengths[sel].max())
             ids = np.zeros((len(sel), width), dtype=np.int64)
@@ -120,11 +148,15 @@ class FastCrossEncoder:
             for r, j in enumerate(sel):
                 n = lengths[j]
                 ids[r, :n], types[r, :n], mask[r, :n] = encs[j].ids, encs[j].type_ids, 1
-            logits = self._forward(ids, mask, types)
+            logits = self._forward(ids, mask, types, request)
             out[sel] = 1.0 / (1.0 + np.exp(-logits)) if self.sigmoid else logits
         return out
 
-    def _forward(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+    def _forward(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray, request: Any = None) -> np.ndarray:
+        if self.backend == "openvino":
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            res = request.infer({k: v for k, v in feed.items() if k in self.input_names})
+            return np.asarray(res[self.compiled.outputs[0]])[:, 0]
         if self.backend == "onnx":
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
             return self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0][:, 0]
