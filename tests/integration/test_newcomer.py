@@ -63,7 +63,7 @@ def test_search_says_when_the_default_method_was_used(tmp_path, scifact_small, o
     c.close()
     run = [sys.executable, "-m", "retrievo", "search", str(tmp_path / "d"), "microglia", "--k", "2"]
     out = subprocess.run(run, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "(method bm25, the default; this collection also has hybrid, dense" in out.stderr
+    assert out.returncode == 0 and "(method bm25, the default; this collection also has dense, hybrid" in out.stderr
     out = subprocess.run(run + ["--method", "bm25"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "the default" not in out.stderr
     # planning a tiny collection: a table, not dozens of faiss k-means warnings

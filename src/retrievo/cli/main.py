@@ -199,8 +199,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                                                for name, at in res.explanations[0][rank - 1].items()))
             if not rows:
                 print("no results")
-            others = [m for m in ("hybrid", "dense", "splade") if m != req.method and (
-                (m in ("hybrid", "dense") and coll.has_dense) or (m == "splade" and "splade" in coll.signals))]
+            from retrievo.signals.registry import collection_methods
+
+            others = [m for m in collection_methods(coll.signals) if m != req.method]
             if getattr(args, "opt_method", None) is None and others:  # the default was used: say so, and the others
                 print(f"(method {req.method}, the default; this collection also has {', '.join(others)}: --method)",
                       file=sys.stderr)

@@ -66,9 +66,9 @@ from retrievo.server.schemas import (
     WriteAck,
     request_from_body,
     search_body_model,
-    searchable_methods,
 )
 from retrievo.server.service import BusyError, CollectionService, Registry, UnavailableError
+from retrievo.signals.registry import collection_methods
 from retrievo.store.collection import CollectionLockedError
 
 __all__ = ["STATUS", "app_from_env", "create_app"]
@@ -329,7 +329,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
             name=svc.name, documents=len(coll), generation=coll.generation, pending=svc.pending,
             dense_model=None if coll.config.dense is None else coll.config.dense.model,
             sparse_model=None if coll.config.sparse is None else coll.config.sparse.model,
-            methods=searchable_methods(coll.signals),
+            methods=collection_methods(coll.signals),
             error=public(svc.error or svc.disk_error or "") or None,
             locked=None if svc.locked is None or svc.sibling_writes() else public(svc.locked),
         )

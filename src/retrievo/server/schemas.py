@@ -22,7 +22,6 @@ __all__ = [
     "CommitResponse",
     "DocumentBody",
     "FacetsRequest",
-    "searchable_methods",
 ]
 
 
@@ -73,16 +72,6 @@ class CreateCollection(_Strict):
         None, description="a CollectionConfig as JSON (see retrievo.config); default: BM25 + dense MiniLM"
     )
     dense: bool = Field(True, description="false: a lexical-only collection (config.dense = null)")
-
-
-def searchable_methods(signals: Any) -> list[str]:
-    """The methods a collection with ``signals`` (names) can search: each signal, and hybrid after dense."""
-    out: list[str] = []
-    for name in signals:
-        out.append(name)
-        if name == "dense" and "bm25" in signals:
-            out.append("hybrid")
-    return out
 
 
 class CollectionSummary(_Strict):

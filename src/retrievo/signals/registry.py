@@ -17,8 +17,8 @@ from retrievo.errors import InvalidInputError
 if TYPE_CHECKING:  # pragma: no cover
     from retrievo.signals.base import Signal
 
-__all__ = ["ALIASES", "METHODS", "method_name", "methods", "parse_method", "register_signal", "signal_class",
-           "signal_names", "unregister_signal"]
+__all__ = ["ALIASES", "METHODS", "collection_methods", "method_name", "methods", "parse_method", "register_signal",
+           "signal_class", "signal_names", "unregister_signal"]
 
 _BUILTIN: dict[str, str] = {
     "bm25": "retrievo.signals.bm25:BM25Signal",
@@ -93,6 +93,17 @@ def methods() -> tuple[str, ...]:
             if combo not in ALIASES.values():
                 out.append("+".join(combo))
     return tuple(out)
+
+
+def collection_methods(signals: Any) -> list[str]:
+    """The single-signal methods a collection with ``signals`` (names) can search, and each alias whose signals
+    it has after the last of them (``hybrid`` after ``dense``)."""
+    have = list(signals)
+    out: list[str] = []
+    for name in have:
+        out.append(name)
+        out += [alias for alias, parts in ALIASES.items() if parts[-1] == name and set(parts) <= set(have)]
+    return out
 
 
 #: the methods of the built-in signals (what ``retrievo --help`` lists)
