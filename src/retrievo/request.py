@@ -21,6 +21,7 @@ kept under it, so one fitted for one setting is never applied to another.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -68,12 +69,12 @@ class Option:
     le: float | None = None
     default: Any = None
 
-    @property
+    @functools.cached_property  # read for every option of every HTTP search body: computed once
     def group(self) -> str | None:
         """The component this option sets a field of (``"fusion"`` for ``"fusion.method"``), if any."""
         return self.name.split(".", 1)[0] if "." in self.name else None
 
-    @property
+    @functools.cached_property
     def field(self) -> str:
         return self.name.split(".", 1)[-1]
 

@@ -155,11 +155,13 @@ def search_body_model() -> type[BaseModel]:
     return create_model("SearchRequest", __base__=_Strict, **fields)
 
 
+_BUILTIN = frozenset({o.name for o in OPTIONS} | {o.group for o in OPTIONS if o.group})  # other options are plugins
+
+
 def request_from_body(body: BaseModel, k: int) -> SearchRequest:
     """The :class:`~retrievo.request.SearchRequest` of a search body, asking for ``k`` results per query."""
     values: dict[str, Any] = {}
     plugin: dict[str, Any] = {}
-    builtin = {o.name for o in OPTIONS} | {o.group for o in OPTIONS if o.group}
     for opt in options():
         name = opt.group or opt.name
         if name in values or name in plugin or name in ("k",):
@@ -169,7 +171,7 @@ def request_from_body(body: BaseModel, k: int) -> SearchRequest:
             value = value.model_dump(exclude_none=True)
             if name == "prf":
                 value = PRFConfig(**value)
-        if name not in builtin:
+        if name not in _BUILTIN:
             if value is not None:
                 plugin[name] = value
         else:
