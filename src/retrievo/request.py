@@ -133,6 +133,8 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 _plugin_options: dict[str, Option] = {}
+#: bumped whenever a plugin option or signal comes or goes: what a request resolved before may differ now
+_registry_epoch = [0]
 _BUILTIN_NAMES = {o.name for o in OPTIONS} | {o.group for o in OPTIONS if o.group} | {"options"}
 
 
@@ -147,11 +149,13 @@ def register_option(opt: Option, replace: bool = False) -> Option:
     if opt.name in _plugin_options and not replace and _plugin_options[opt.name] != opt:
         raise InvalidInputError(f"register_option: an option named {opt.name!r} is already registered")
     _plugin_options[opt.name] = opt
+    _registry_epoch[0] += 1
     return opt
 
 
 def unregister_option(name: str) -> None:
     _plugin_options.pop(name, None)
+    _registry_epoch[0] += 1
 
 
 def options() -> tuple[Option, ...]:
@@ -367,6 +371,9 @@ class SearchRequest:
     #: the signals of ``method``, set by :meth:`resolve` (empty before)
     signals: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_resolved"}  # the memo of resolve stays here
+
     def __post_init__(self) -> None:
         put = object.__setattr__
         if not isinstance(self.method, str):
@@ -487,8 +494,12 @@ class SearchRequest:
             InvalidInputError: an unknown method, fusion weights that do not match the signals, an option
                 for a signal the method does not use; :class:`~retrievo.errors.ConfigError` for a bad value.
         """
+        memo = self.__dict__.get("_resolved")  # the same request against the same config: resolved once
+        if memo is not None and memo[0] is config and memo[1] == _registry_epoch[0]:
+            return memo[2]
         from retrievo.signals.registry import parse_method
 
+        epoch = _registry_epoch[0]
         signals = parse_method(self.method)
         if self.adapter and "dense" not in signals:
             raise InvalidInputError(f"search: adapter is for the dense signal, and method {self.method!r} has none")
@@ -517,6 +528,8 @@ class SearchRequest:
         # a copy with the resolved parts (already valid: not checked again)
         out = object.__new__(SearchRequest)
         out.__dict__.update(self.__dict__, fusion=fusion, index=index, sparse=sparse, options=opts, signals=signals)
+        out.__dict__.pop("_resolved", None)
+        self.__dict__["_resolved"] = out.__dict__["_resolved"] = (config, epoch, out)
         return out
 
     @property

@@ -202,7 +202,7 @@ class SearchResults:
     def row(self, i: int) -> list[tuple[str, float]]:
         """``[(doc_id, score), …]`` of query ``i``, best first, without padding."""
         n = int(self.counts[i])
-        return [(str(self.ids[i, j]), float(self.scores[i, j])) for j in range(n)]
+        return list(zip(map(str, self.ids[i, :n].tolist()), self.scores[i, :n].tolist(), strict=True))
 
     def to_run(self) -> dict[str, dict[str, float]]:
         """A run dict ``{query_id: {doc_id: score}}`` as ir-measures / pytrec_eval take it."""

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
@@ -104,20 +105,12 @@ def test_filters_are_bounded_and_large_ones_work(served):
         assert ids == {i for i in want if meta[i]["metadata"]["tags"][0] in set(tags)}
 
 
-def test_an_unexpected_error_keeps_the_connection(tmp_path, scifact_small):
-    """A route made to fail in the real app (served by uvicorn on loopback): 500 with a JSON body, and the
-    same connection answers the next request."""
+@contextlib.contextmanager
+def in_thread(app):
+    """``app`` served by uvicorn on loopback in a thread; yields a keep-alive connection to it."""
     import uvicorn
 
-    from retrievo.server import ServerSettings, create_app
     from retrievo.server.process import free_port
-
-    lexical(tmp_path, "sci", scifact_small[:20])
-    app = create_app(tmp_path, ServerSettings(api_key=KEY))
-
-    @app.get("/v1/boom")
-    def boom() -> None:
-        raise RuntimeError("a bug")
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
@@ -127,18 +120,91 @@ def test_an_unexpected_error_keeps_the_connection(tmp_path, scifact_small):
         while not server.started:
             thread.join(0.05)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("GET", "/v1/boom")
-        r = conn.getresponse()
-        assert r.status == 500 and json.loads(r.read())["error"]["type"] == "InternalError"
-        sock = conn.sock
-        conn.request("GET", "/v1/health")
-        r = conn.getresponse()
-        assert r.status == 200 and json.loads(r.read())["status"] == "ok"
-        assert conn.sock is sock and sock is not None  # the same connection, not a new one
+        yield conn
         conn.close()
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def ask(conn, method, path, body=None, headers=None, **kw):
+    conn.request(method, path, body=body, headers=headers or {}, **kw)
+    r = conn.getresponse()
+    return r.status, json.loads(r.read()), dict(r.getheaders())
+
+
+def test_an_unexpected_error_keeps_the_connection(tmp_path, scifact_small):
+    """A route made to fail in the real app (served by uvicorn on loopback): 500 with a JSON body, and the
+    same connection answers the next request."""
+    from retrievo.server import ServerSettings, create_app
+
+    lexical(tmp_path, "sci", scifact_small[:20])
+    app = create_app(tmp_path, ServerSettings(api_key=KEY))
+
+    @app.get("/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with in_thread(app) as conn:
+        status, body, _ = ask(conn, "GET", "/v1/boom")
+        assert status == 500 and body["error"]["type"] == "InternalError"
+        sock = conn.sock
+        status, body, _ = ask(conn, "GET", "/v1/health")
+        assert status == 200 and body["status"] == "ok"
+        assert conn.sock is sock and sock is not None  # the same connection, not a new one
+
+
+def test_searches_answered_in_front_of_the_framework(tmp_path, scifact_small, monkeypatch):
+    """A valid search is answered before FastAPI's stack (no read key, no CORS to add); everything else a
+    search can meet is answered as the route answers it, on the same connection: a chunked body, a body the
+    model refuses, an error of the search, an unexpected error. With CORS or a read key the route serves."""
+    from retrievo.search.searcher import Searcher
+    from retrievo.server import ServerSettings, create_app
+
+    lexical(tmp_path, "sci", scifact_small[:50])
+    app = create_app(tmp_path, ServerSettings(api_key=KEY))
+    assert app.fast_search is not None
+    path = "/v1/collections/sci/search"
+    plain = json.dumps({"query": "microglia cells", "k": 3, "include_text": False, "highlight": False})
+    with in_thread(app) as conn:
+        status, first, headers = ask(conn, "POST", path, plain, {"Content-Type": "application/json"})
+        assert status == 200 and len(first["results"][0]["hits"]) == 3 and headers["content-type"] == "application/json"
+        sock = conn.sock
+        status, chunked, _ = ask(conn, "POST", path, iter([plain[:10].encode(), plain[10:].encode()]),
+                                 {"Content-Type": "application/json"}, encode_chunked=True)
+        assert status == 200 and chunked["results"] == first["results"]  # no declared length: the route
+        status, body, _ = ask(conn, "POST", path, plain)  # no JSON content type: what the route says
+        assert status == 422 and "valid dictionary" in body["error"]["message"]
+        json_type = {"Content-Type": "application/json"}
+        status, body, _ = ask(conn, "POST", path, json.dumps({"query": "x", "k": 0}), json_type)
+        assert status == 422 and body["error"]["type"] == "ValidationError" and "k" in body["error"]["message"]
+        status, body, _ = ask(conn, "POST", path, json.dumps({"query": "x", "method": "dense"}), json_type)
+        assert status == 400 and body["error"]["type"] == "InvalidInputError"  # the search refused it
+        assert str(tmp_path) not in body["error"]["message"]
+        status, body, _ = ask(conn, "POST", "/v1/collections/absent/search", plain, json_type)
+        assert status == 404 and body["error"]["type"] == "NotFoundError"
+
+        def boom(*args, **kwargs):
+            raise RuntimeError("a bug in the search")
+
+        with monkeypatch.context() as m:
+            m.setattr(Searcher, "search", boom)
+            status, body, _ = ask(conn, "POST", path, plain, json_type)
+        assert status == 500 and body["error"]["type"] == "InternalError" and "a bug" not in body["error"]["message"]
+        status, again, _ = ask(conn, "POST", path, plain, json_type)
+        assert status == 200 and again["results"] == first["results"] and conn.sock is sock
+        assert ask(conn, "GET", "/v1/stats")[1]["requests"] >= 7  # front-path answers are counted too
+
+    for settings in (ServerSettings(api_key=KEY, cors_origins=["http://ok.example"]),
+                     ServerSettings(api_key=KEY, read_auth=True)):
+        app = create_app(tmp_path, settings)
+        assert app.fast_search is None
+        with in_thread(app) as conn:
+            status, body, headers = ask(conn, "POST", path, plain, {"Origin": "http://ok.example", **H})
+            assert status == 200 and body["results"] == first["results"]
+            assert (headers.get("access-control-allow-origin") == "http://ok.example") == bool(settings.cors_origins)
+            if settings.read_auth:
+                assert ask(conn, "POST", path, plain, {"Content-Type": "application/json"})[0] == 401
 
 
 def test_returned_text_is_bounded_and_searches_have_a_time_budget(tmp_path, scifact_small):

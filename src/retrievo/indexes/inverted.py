@@ -217,6 +217,9 @@ class InvertedIndex:
     @staticmethod
     def _queries_csr(queries: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         # repeated terms are simply visited twice by the kernel, which adds their impacts twice
+        if len(queries) == 1:  # one query (a served search): no concatenation
+            terms = np.asarray(queries[0]).astype(np.int64, copy=False)
+            return np.array([0, len(terms)], dtype=np.int64), terms
         lengths = np.fromiter((len(q) for q in queries), dtype=np.int64, count=len(queries))
         indptr = np.zeros(len(queries) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])

@@ -133,12 +133,15 @@ class Searcher:
             if probabilities is not None:
                 probabilities = np.pad(probabilities, ((0, 0), (0, max(0, k - w))))[:, :k]
             rows, scores = fit.rows, fit.scores
-        counts = np.minimum(final.counts, k).astype(np.int64)
-        ids = np.full(rows.shape, "", dtype=object)
-        valid = rows >= 0
-        ids[valid] = snapshot.ids[rows[valid]]
-        rows = np.where(np.arange(k)[None, :] < counts[:, None], rows, -1)
-        return SearchResults(ids=ids, scores=scores.astype(np.float32), counts=counts, query_ids=query_ids,
+        counts = np.minimum(final.counts, k).astype(np.int64, copy=False)
+        short = np.flatnonzero(counts < k)
+        if len(short):  # entries past a query's count are padding, whatever a stage left there
+            rows = rows.copy()
+            for i in short:
+                rows[i, counts[i]:] = -1
+        ids = snapshot.ids.take(rows, mode="clip")  # -1 clipped to row 0, blanked next
+        ids[rows < 0] = ""
+        return SearchResults(ids=ids, scores=scores.astype(np.float32, copy=False), counts=counts, query_ids=query_ids,
                              method=req.method, probabilities=probabilities, generation=snapshot.generation,
                              rows=rows)
 

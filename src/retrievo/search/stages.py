@@ -71,6 +71,7 @@ _BUILTIN: dict[str, str] = {
     "cutoff": "retrievo.search.calibration:CutoffStage",
 }
 _registry: dict[str, Any] = dict(_BUILTIN)
+_ordered: list[type[Stage]] | None = None  # the registered classes in running order (None: to be sorted again)
 
 
 def register_stage(cls: type[Stage], replace: bool = False) -> type[Stage]:
@@ -84,22 +85,28 @@ def register_stage(cls: type[Stage], replace: bool = False) -> type[Stage]:
         raise InvalidInputError(f"register_stage: a stage named {cls.name!r} is already registered")
     for opt in cls.options:
         register_option(opt, replace=True)
+    global _ordered
     _registry[cls.name] = cls
+    _ordered = None
     return cls
 
 
 def unregister_stage(name: str) -> None:
     if name in _BUILTIN:
         raise InvalidInputError(f"unregister_stage: {name!r} is a built-in stage")
+    global _ordered
     _registry.pop(name, None)
+    _ordered = None
 
 
 def stages() -> list[Stage]:
     """One instance of every registered stage, in running order."""
-    out = []
-    for name, entry in list(_registry.items()):
-        if isinstance(entry, str):
-            module, _, attr = entry.partition(":")
-            entry = _registry[name] = getattr(importlib.import_module(module), attr)
-        out.append(entry())
-    return sorted(out, key=lambda s: s.order)
+    global _ordered
+    ordered = _ordered
+    if ordered is None:
+        for name, entry in list(_registry.items()):
+            if isinstance(entry, str):
+                module, _, attr = entry.partition(":")
+                _registry[name] = getattr(importlib.import_module(module), attr)
+        ordered = _ordered = sorted(_registry.values(), key=lambda cls: cls.order)
+    return [cls() for cls in ordered]

@@ -61,10 +61,10 @@ from retrievo.server.schemas import (
     FacetsRequest,
     IdsRequest,
     MetadataPatch,
+    RequestCache,
     SearchResponse,
     ServerSettings,
     WriteAck,
-    request_from_body,
     search_body_model,
 )
 from retrievo.server.service import BusyError, CollectionService, Registry, UnavailableError
@@ -149,25 +149,36 @@ class BodyLimit:
 
 
 class FastSearch:
-    """ASGI middleware: a search request whose body is valid is answered here, without the framework's
-    routing, dependency resolution and re-parsing (the body is parsed once with orjson and checked by the
-    same generated model). Whatever does not pass — a body the model refuses, a limit, an error raised by
-    the search — is handed to the regular route with the body replayed, which answers it as usual."""
+    """A search whose body is valid, answered before the framework sees it: no routing, dependency
+    resolution, middleware layers or re-parsing (the body is parsed once with orjson-speed pydantic and
+    checked by the same generated model), and the answer is sent as two raw ASGI messages. Whatever does not
+    pass — a body the model refuses, no or a too large declared length, a limit, an error raised by the
+    search — goes to the regular route with the body replayed, which answers it as usual. Used only when
+    the framework adds nothing a search needs: no read key to check and no CORS headers to add."""
 
-    _PATH = re.compile(r"^/v1/collections/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/search$")
+    PATH = re.compile(r"^/v1/collections/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/search$")
+    _HEADERS = (b"content-type", b"application/json")
 
-    def __init__(self, app: Any, model: Any, prepare: Any, counters: dict[str, int], errors: Any) -> None:
-        self.app, self.model, self.prepare, self.counters, self.errors = app, model, prepare, counters, errors
+    def __init__(self, model: Any, prepare: Any, errors: Any, counters: dict[str, int], max_bytes: int) -> None:
+        self.model, self.prepare, self.errors, self.counters, self.max_bytes = model, prepare, errors, counters, max_bytes
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        m = self._PATH.match(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if m is None:
-            await self.app(scope, receive, send)
+    async def __call__(self, name: str, scope: dict, receive: Any, send: Any, fallback: Any) -> None:
+        declared = kind = None
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                declared = v
+            elif k == b"content-type":
+                kind = v
+        if (declared is None or not declared.isdigit() or int(declared) > self.max_bytes
+                or kind is None or not kind.startswith(b"application/json")):
+            await fallback(scope, receive, send)  # chunked, too large or not JSON: the route answers it
             return
         t0 = time.perf_counter()
         chunks = []
         while True:
             message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
@@ -178,14 +189,49 @@ class FastSearch:
 
         try:
             req = self.model.model_validate_json(body)
-            work, inline = self.prepare(m.group(1), req, t0)
-            response = work() if inline else await run_in_threadpool(work)
-        except (ValidationError, HTTPException):  # the regular route answers it, with its error body
-            await self.app(scope, replay, send)
+            work, inline = self.prepare(name, req, t0)
+            answer = work() if inline else await run_in_threadpool(work)
+        except (ValidationError, HTTPException, RecursionError):  # the regular route answers it
+            await fallback(scope, replay, send)
             return
         except RetrievoError as exc:  # the search itself refused it: answered as the route would
-            response = self.errors(exc)
-        await response(scope, replay, send)
+            self.counters["requests"] += 1
+            await self.errors(exc)(scope, replay, send)
+            return
+        except Exception as exc:
+            self.counters["requests"] += 1
+            await unexpected(exc, scope)(scope, replay, send)
+            return
+        self.counters["requests"] += 1
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [self._HEADERS, (b"content-length", b"%d" % len(answer))]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+def unexpected(exc: BaseException, scope: dict) -> JSONResponse:
+    """The answer to an exception nothing else handled: logged, then 400 (JSON nested past what the parsers
+    follow), 507 (a full disk) or 500."""
+    log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+    if isinstance(exc, RecursionError):
+        return _error(400, "ValidationError", "the request is nested too deeply")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return _error(507, "InsufficientStorage", "the server's disk is full")
+    return _error(500, "InternalError", "internal error; see the server log")
+
+
+class _App(FastAPI):
+    """The FastAPI app with :class:`FastSearch` in front of it (``fast_search``: None to go without)."""
+
+    fast_search: FastSearch | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        fast = self.fast_search
+        if fast is not None and scope["type"] == "http" and scope["method"] == "POST":
+            m = fast.PATH.match(scope["path"])
+            if m is not None:
+                await fast(m.group(1), scope, receive, send, super().__call__)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class CatchAll:
@@ -215,14 +261,7 @@ class CatchAll:
         except Exception as exc:
             if started:  # the answer is under way: nothing else can be said on this connection
                 raise
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if isinstance(exc, RecursionError):  # JSON nested past what the parsers follow
-                resp = _error(400, "ValidationError", "the request is nested too deeply")
-            elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                resp = _error(507, "InsufficientStorage", "the server's disk is full")
-            else:
-                resp = _error(500, "InternalError", "internal error; see the server log")
-            await resp(scope, receive, send)
+            await unexpected(exc, scope)(scope, receive, send)
 
 
 ROOT_ENV = "RETRIEVO_SERVE_ROOT"
@@ -262,7 +301,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         finally:
             await run_in_threadpool(registry.close)
 
-    app = FastAPI(
+    app = _App(
         title="retrievo",
         version=__version__,
         summary="BM25, dense and hybrid retrieval over embedded collections",
@@ -406,10 +445,12 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
 
     # -- search ----------------------------------------------------------------------------------------
     search_body = search_body_model()  # from the request's option table, with the plugins loaded by now
+    requests = RequestCache()
 
     async def search(name: str, req: Any) -> Response:
         work, inline = prepare_search(name, req, time.perf_counter())
-        return work() if inline else await run_in_threadpool(work)
+        answer = work() if inline else await run_in_threadpool(work)
+        return Response(answer, media_type="application/json")  # already in SearchResponse's shape
 
     def prepare_search(name: str, req: Any, t0: float) -> tuple[Any, bool]:
         """The checks of a search body; returns the work to run and whether it is small enough to run on the
@@ -441,20 +482,20 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
             raise HTTPException(422, f"k: {req.k} is over the limit of {settings.max_k}")
         if req.offset > settings.max_offset:
             raise HTTPException(422, f"offset: {req.offset} is over the limit of {settings.max_offset}")
-        request = request_from_body(req, k=req.offset + req.k)
+        request = requests.get(req, k=req.offset + req.k)
         svc = registry.get(name)
         work = functools.partial(run_search, t0, name, svc, req, request, queries, qvecs)
         return work, (req.method in INLINE_METHODS and len(queries) <= 8 and req.k + req.offset <= 100
                       and not req.rerank)
 
     def run_search(t0: float, name: str, svc: CollectionService, req: Any, request: Any, queries: list[str],
-                   qvecs: Any) -> Response:
+                   qvecs: Any) -> bytes:
         deadline = t0 + settings.search_timeout
 
-        def in_time(what: str) -> None:
-            if time.perf_counter() > deadline:
+        def in_time(what: str, *args: Any) -> None:
+            if time.perf_counter() > deadline:  # (the message is formatted only then)
                 raise SearchTimeout(f"the search ran past the server's budget of {settings.search_timeout:g} s "
-                                    f"({what}); ask for fewer queries, a smaller k, or no text")
+                                    f"({what % args}); ask for fewer queries, a smaller k, or no text")
 
         coll = svc.view()
         snapshot = coll.snapshot()  # one generation for every chunk of the batch
@@ -471,7 +512,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
             fixes += list(part.corrections) if part.corrections is not None else [None] * len(part)
             expl += list(part.explanations) if part.explanations is not None else [None] * len(part)
             at += [part.rows[i] for i in range(len(part))] if part.rows is not None else [None] * len(part)
-            in_time(f"after {c0 + len(part)} of {len(queries)} queries")
+            in_time("after %d of %d queries", c0 + len(part), len(queries))
         counters["searches"] += 1
         counters["queries"] += len(queries)
         pages = [r[req.offset:] for r in rows]
@@ -485,40 +526,44 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         for qi, (q, hits) in enumerate(zip(queries, pages, strict=True)):
             terms = set(coll.analyzer.tokenize(q)) | {v for v in (fixes[qi] or {}).values() if v} \
                 if req.highlight else set()
-            out = []
-            for rank, (doc_id, score) in enumerate(hits, start=req.offset + 1):
-                hit: dict[str, Any] = {"id": doc_id, "score": float(score), "rank": rank}
-                if probs[qi] is not None:
-                    hit["probability"] = round(float(probs[qi][rank - 1]), 6)
-                if expl[qi] is not None:
-                    hit["explain"] = expl[qi][rank - 1]
-                d = docs.get(doc_id)
-                if d is not None:
-                    keep = max(0, min(settings.max_text_chars, budget - len(d.title)))
-                    text = d.text[:keep]
-                    budget -= len(d.title) + len(text)
-                    if req.include_text:
-                        hit.update(title=d.title, text=text, metadata=dict(d.metadata))
-                        if len(text) < len(d.text):
-                            hit["text_truncated"] = True
-                    if req.highlight:
-                        lim = settings.max_highlight_chars
-                        hit["highlights"] = {"title": coll.analyzer.term_spans(d.title[:lim], terms, settings.max_spans),
-                                             "text": coll.analyzer.term_spans(text[:lim], terms, settings.max_spans)}
-                out.append(hit)
+            if probs[qi] is None and expl[qi] is None and not docs:  # ids and scores only
+                out = [{"id": doc_id, "score": score, "rank": rank}
+                       for rank, (doc_id, score) in enumerate(hits, start=req.offset + 1)]
+            else:
+                out = []
+                for rank, (doc_id, score) in enumerate(hits, start=req.offset + 1):
+                    hit: dict[str, Any] = {"id": doc_id, "score": float(score), "rank": rank}
+                    if probs[qi] is not None:
+                        hit["probability"] = round(float(probs[qi][rank - 1]), 6)
+                    if expl[qi] is not None:
+                        hit["explain"] = expl[qi][rank - 1]
+                    d = docs.get(doc_id)
+                    if d is not None:
+                        keep = max(0, min(settings.max_text_chars, budget - len(d.title)))
+                        text = d.text[:keep]
+                        budget -= len(d.title) + len(text)
+                        if req.include_text:
+                            hit.update(title=d.title, text=text, metadata=dict(d.metadata))
+                            if len(text) < len(d.text):
+                                hit["text_truncated"] = True
+                        if req.highlight:
+                            lim = settings.max_highlight_chars
+                            spans = coll.analyzer.term_spans
+                            hit["highlights"] = {"title": spans(d.title[:lim], terms, settings.max_spans),
+                                                 "text": spans(text[:lim], terms, settings.max_spans)}
+                    out.append(hit)
             results.append({"query": q, "hits": out} if fixes[qi] is None else
                            {"query": q, "hits": out, "corrections": fixes[qi]})
-            in_time(f"while reading the hits of query {qi}")
+            in_time("while reading the hits of query %d", qi)
         body = {"collection": name, "generation": snapshot.generation, "method": req.method, "results": results,
                 "took_ms": round((time.perf_counter() - t0) * 1000, 3)}
-        return Response(orjson.dumps(body), media_type="application/json")  # already in SearchResponse's shape
+        return orjson.dumps(body)
 
     search.__annotations__["req"] = search_body  # a model built at run time: FastAPI reads it from here
     app.post("/v1/collections/{name}/search", tags=["search"], dependencies=reads,
              response_model=SearchResponse)(search)
-    if not settings.read_auth:  # a valid search skips the framework; anything else takes the route above
-        app.add_middleware(FastSearch, model=search_body, prepare=prepare_search, counters=counters,
-                           errors=error_response)
+    if not settings.read_auth and not settings.cors_origins:  # a valid search skips the framework
+        app.fast_search = FastSearch(search_body, prepare_search, error_response, counters, settings.max_body_bytes)
 
     # -- documents -------------------------------------------------------------------------------------
     @app.get("/v1/collections/{name}/documents/{doc_id:path}", tags=["documents"],
@@ -625,7 +670,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         generation = svc.commit()
         return CommitResponse(generation=generation, documents=len(svc.reader))
 
-    # middleware, innermost first: FastSearch (above), the body limit, CORS, the last-resort handler
+    # middleware, innermost first: the body limit, CORS, the last-resort handler (FastSearch is in front)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

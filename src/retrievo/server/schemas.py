@@ -158,28 +158,59 @@ def search_body_model() -> type[BaseModel]:
 _BUILTIN = frozenset({o.name for o in OPTIONS} | {o.group for o in OPTIONS if o.group})  # other options are plugins
 
 
+#: the body's own fields: how many results, which page, what to answer with; the rest are search options
+_BODY_ONLY = frozenset({"query", "queries", "offset", "query_vector", "query_vectors", "include_text", "highlight",
+                        "sparse_mode", "k"})
+
+
 def request_from_body(body: BaseModel, k: int) -> SearchRequest:
-    """The :class:`~retrievo.request.SearchRequest` of a search body, asking for ``k`` results per query."""
+    """The :class:`~retrievo.request.SearchRequest` of a search body, asking for ``k`` results per query.
+    Only the options the body sets are read: a field left out has the request's default (the body model's
+    defaults are the option table's, and the request fills the same ones)."""
     values: dict[str, Any] = {}
     plugin: dict[str, Any] = {}
-    for opt in options():
-        name = opt.group or opt.name
-        if name in values or name in plugin or name in ("k",):
+    for name in body.model_fields_set:
+        if name in _BODY_ONLY:
             continue
-        value = getattr(body, name, None)
+        value = getattr(body, name)
+        if value is None:
+            continue
         if isinstance(value, BaseModel):
             value = value.model_dump(exclude_none=True)
             if name == "prf":
                 value = PRFConfig(**value)
-        if name not in _BUILTIN:
-            if value is not None:
-                plugin[name] = value
-        else:
-            values[name] = value
+        (values if name in _BUILTIN else plugin)[name] = value
     mode = getattr(body, "sparse_mode", None)
     if mode is not None:
         values["sparse"] = {**(values.get("sparse") or {}), "mode": mode}
-    return SearchRequest(**{n: v for n, v in values.items() if v is not None}, k=k, options=plugin)
+    return SearchRequest(**values, k=k, options=plugin)
+
+
+class RequestCache:
+    """The :class:`~retrievo.request.SearchRequest` of the search bodies seen lately, by their options (all
+    but the queries and what the answer includes): a server's requests mostly repeat a few settings, so each
+    is built once — and, being the same object, resolved once per collection config (its memo). Bodies with
+    an option that is not a plain value (a filter, a group of settings) are built each time."""
+
+    _NOT_OPTIONS = frozenset({"query", "queries", "query_vector", "query_vectors", "include_text", "highlight",
+                              "offset", "k"})
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._requests: dict[tuple, SearchRequest] = {}
+
+    def get(self, body: BaseModel, k: int) -> SearchRequest:
+        """``request_from_body(body, k)``, from the cache when the same options were seen."""
+        try:
+            key = (k, *sorted((n, getattr(body, n)) for n in body.model_fields_set - self._NOT_OPTIONS))
+            request = self._requests.get(key)
+        except TypeError:  # a value that is not hashable
+            return request_from_body(body, k)
+        if request is None:
+            if len(self._requests) >= self.size:
+                self._requests.clear()
+            request = self._requests[key] = request_from_body(body, k)
+        return request
 
 
 class Standing(_Strict):

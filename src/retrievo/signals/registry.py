@@ -43,7 +43,7 @@ def register_signal(cls: type[Signal], replace: bool = False) -> type[Signal]:
         InvalidInputError: the name is taken (``replace=True`` replaces a plugin's, never a built-in),
             is an alias such as ``hybrid``, or is not a plain word.
     """
-    from retrievo.request import register_option
+    from retrievo.request import _registry_epoch, register_option
     from retrievo.signals.base import Signal
 
     if not (isinstance(cls, type) and issubclass(cls, Signal)):
@@ -56,6 +56,7 @@ def register_signal(cls: type[Signal], replace: bool = False) -> type[Signal]:
     for opt in cls.options:
         register_option(opt, replace=True)
     _registry[name] = cls
+    _registry_epoch[0] += 1
     return cls
 
 
@@ -63,7 +64,10 @@ def unregister_signal(name: str) -> None:
     """Forget a plugin signal (built-in signals stay)."""
     if name in _BUILTIN:
         raise InvalidInputError(f"unregister_signal: {name!r} is a built-in signal")
+    from retrievo.request import _registry_epoch
+
     _registry.pop(name, None)
+    _registry_epoch[0] += 1
 
 
 def signal_names() -> tuple[str, ...]:

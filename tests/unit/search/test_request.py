@@ -118,3 +118,39 @@ def test_plugin_options():
             register_option(Option("boost_x", "--boost-y", "float", "another"))
     finally:
         unregister_option("boost_x")
+
+
+def test_a_request_is_resolved_once_per_config_until_a_plugin_comes():
+    import pickle
+
+    r = SearchRequest(method="bm25", k=5)
+    first = r.resolve(CFG)
+    assert r.resolve(CFG) is first and first.resolve(CFG) is first  # memo: the same object, and idempotent
+    other = CollectionConfig(fusion=FusionConfig(method="rrf"))
+    assert r.resolve(other) is not first and r.resolve(other) == SearchRequest(method="bm25", k=5).resolve(other)
+    opt = register_option(Option("boost_z", "--boost-z", "float", "a test option", default=2.5))
+    try:  # a plugin registered since: resolved again, with its option's default
+        again = r.resolve(CFG)
+        assert again is not first and again.options["boost_z"] == 2.5
+    finally:
+        unregister_option("boost_z")
+    assert "boost_z" not in r.resolve(CFG).options
+    copy = pickle.loads(pickle.dumps(r))
+    assert copy == r and "_resolved" not in copy.__dict__  # the memo does not travel
+
+
+def test_the_server_builds_each_setting_once():
+    from retrievo.server.schemas import RequestCache, request_from_body, search_body_model
+
+    body = search_body_model()
+    cache = RequestCache(size=2)
+    a = body.model_validate({"query": "one", "method": "bm25", "k": 5, "include_text": False})
+    b = body.model_validate({"query": "two", "method": "bm25", "k": 5})
+    assert cache.get(a, 5) is cache.get(b, 5)  # only the queries and the answer's shape differ
+    assert cache.get(a, 5) == request_from_body(a, 5)
+    assert cache.get(a, 7) is not cache.get(a, 5) and cache.get(a, 7).k == 7
+    c = body.model_validate({"query": "x", "method": "bm25", "correct_typos": True})
+    assert cache.get(c, 10).correct_typos and not cache.get(a, 10).correct_typos
+    f = body.model_validate({"query": "x", "filter": {"n": {"$gt": 3}}})  # not a plain value: built each time
+    assert cache.get(f, 10) is not cache.get(f, 10) and cache.get(f, 10) == request_from_body(f, 10)
+    assert len(cache._requests) <= 2  # bounded
