@@ -5,7 +5,9 @@ runs for ``--seconds`` (after ``--warmup`` seconds not counted) against a real s
 ``--workers`` worker processes:
 
 1. the ceiling: an empty FastAPI endpoint (``_empty_app.py``) under the same uvicorn settings, the same
-   workers and the same generator — what the machine allows before any search is done;
+   workers and the same generator — what the machine allows before any search is done; measured before and
+   after the searches, several runs each (new connections each run, and how the kernel spreads them over
+   the workers moves the rate by half), each row compared with the best;
 2. BM25 searches on a lexical SciFact collection and hybrid searches (BM25 + MiniLM, the query encoded per
    request, batched across concurrent requests) on the dense one; SciFact test queries at random, k=10,
    answered with ids only or with text and highlighted spans; at 1, 16 and 64 connections;
@@ -18,7 +20,7 @@ documents acknowledged and found. Then the crash loop of :mod:`retrievo.server.c
 SIGKILLs under a write stream) reports kills survived and documents lost. The run is bounded: every load
 stops after its seconds, the crash loop after its kills.
 
-    python benchmarks/bench_server.py            # ~6 minutes; writes the "server" section of RESULTS.md
+    python benchmarks/bench_server.py            # ~8 minutes; writes the "server" section of RESULTS.md
 """
 
 from __future__ import annotations
@@ -117,7 +119,10 @@ def run_wrk(url: str, coll: str, queries_file: Path, method: str, write_fraction
 
 
 def empty_ceiling(args, queries_file: Path, tmp: Path) -> dict[int, dict]:
-    """The empty endpoint's rate at each concurrency, under the same uvicorn settings and workers."""
+    """The empty endpoint's best rate at each concurrency out of ``--ceiling-runs`` runs, under the same uvicorn
+    settings and workers. Each run opens new connections, and how the kernel hands them to the worker
+    processes decides much (all 16 on one worker: ~11k requests/s here; spread: ~16k): the best run is the
+    ceiling, which makes every ratio to it the stricter one."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "_empty_app:app", "--app-dir", str(HERE), "--port",
                              str(port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
@@ -134,8 +139,11 @@ def empty_ceiling(args, queries_file: Path, tmp: Path) -> dict[int, dict]:
         out = {}
         for c in CONCURRENCY:
             run_wrk(url, "x", queries_file, "bm25", 0.0, args.warmup, c, args.threads, "k", tmp, text=False)
-            out[c] = run_wrk(url, "x", queries_file, "bm25", 0.0, args.seconds, c, args.threads, "k", tmp, text=False)
-            print(f"empty endpoint, {c} connections: {out[c]['rps']:,.0f} requests/s", flush=True)
+            runs = [run_wrk(url, "x", queries_file, "bm25", 0.0, args.seconds, c, args.threads, "k", tmp, text=False)
+                    for _ in range(args.ceiling_runs)]
+            out[c] = max(runs, key=lambda r: r["rps"])
+            rates = ", ".join(f"{r['rps']:,.0f}" for r in runs)
+            print(f"empty endpoint, {c} connections: {rates} requests/s", flush=True)
         return out
     finally:
         proc.terminate()
@@ -151,6 +159,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2, help="seconds of load before each measured run, not counted")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes (and the empty endpoint's)")
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (1 leaves the rest to the server)")
+    ap.add_argument("--ceiling-runs", type=int, default=3, help="runs of the empty endpoint per concurrency (the best counts)")
     ap.add_argument("--write-fraction", type=float, default=0.1)
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--no-write", action="store_true", help="print only; do not touch RESULTS.md")
@@ -177,7 +186,7 @@ def main() -> None:
     qs = list(data.queries("test").values())
     queries_file.write_text("\n".join(json.dumps(q) for q in qs) + "\n")
 
-    ceiling = empty_ceiling(args, queries_file, tmp)
+    before = empty_ceiling(args, queries_file, tmp)
     key = "bench-key"
     rows = []
     with ServerProcess(root, api_key=key, args=["--commit-interval", "1.0", "--workers", str(args.workers)],
@@ -197,10 +206,15 @@ def main() -> None:
             if wf:
                 done = httpx.post(srv.url + f"/v1/collections/{coll}/commit", headers=srv.headers, timeout=300).json()
                 r["found_docs"] = done["documents"] - n_lex
-            r.update(kind=kind, coll=coll, method=method, write_fraction=wf, text=text, connections=c,
-                     vs_empty=r["rps"] / ceiling[c]["rps"])
+            r.update(kind=kind, coll=coll, method=method, write_fraction=wf, text=text, connections=c)
             print(json.dumps(r), flush=True)
             rows.append(r)
+    # the machine's speed drifts over minutes: the ceiling is measured before and after the searches, and each
+    # row is compared with the higher of the two (the stricter ratio)
+    after = empty_ceiling(args, queries_file, tmp)
+    ceiling = {c: max(before[c], after[c], key=lambda e: e["rps"]) for c in CONCURRENCY}
+    for r in rows:
+        r["vs_empty"] = r["rps"] / ceiling[r["connections"]]["rps"]
     print(f"crash loop: {args.kills} SIGKILLs under a write stream ...", flush=True)
     rep = crash_loop(tmp / "chaos", kills=args.kills, seed=2026)
     print(rep)
@@ -212,9 +226,13 @@ def main() -> None:
         f"processes; CPU {cpu}); {args.seconds} s per row after {args.warmup} s of warm-up. Searches are SciFact test "
         "queries at random, k=10, answered with ids only or with text and highlighted spans. The empty endpoint is a "
         "FastAPI route that answers `{}` under the same uvicorn settings and workers: the machine's ceiling for this "
-        "generator. `python benchmarks/bench_server.py`. " + args.note + "\n\n"
-        "| connections | empty endpoint requests/s | p50 ms | p99 ms |\n|---:|---:|---:|---:|\n"
-        + "".join(f"| {c} | {e['rps']:,.0f} | {e['p50_ms']:.1f} | {e['p99_ms']:.1f} |\n" for c, e in ceiling.items())
+        f"generator, measured before and after the searches, {args.ceiling_runs} runs each time (new connections "
+        "each run; how the kernel spreads them over the workers moves the rate by half); `× empty` divides by the "
+        "best of them. "
+        "`python benchmarks/bench_server.py`. " + args.note + "\n\n"
+        "| connections | empty endpoint requests/s (best before / best after) | p50 ms | p99 ms |\n|---:|---:|---:|---:|\n"
+        + "".join(f"| {c} | {before[c]['rps']:,.0f} / {after[c]['rps']:,.0f} | {e['p50_ms']:.1f} | {e['p99_ms']:.1f} |\n"
+                  for c, e in ceiling.items())
         + "\n| load | method | answer | connections | writes | requests/s | × empty | p50 ms | p99 ms | errors | non-2xx | docs acknowledged / found |\n"
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
