@@ -3,15 +3,16 @@ peer implementation on the same token vectors, and what exact MaxSim and FDE + r
 
 1. SciFact (5,183 documents, 300 test queries): the token vectors the multivector signal stores (bundled
    MiniLM, 128 dimensions, punctuation dropped). For each setting (R, k_sim, d_proj) of the paper's grid,
-   documents and queries are encoded by retrievo (``retrievo.indexes.muvera``) and by fastembed's ``Muvera``
+   documents and queries are encoded by retrievo (``retrievo.indexes.muvera``: SimHash partitions, and sampled
+   ones) and by fastembed's ``Muvera``
    (same R, k_sim, d_proj: the same output dimension); recall of each query's exact-Chamfer top 10 within the
    FDE top N (N = 10 … 1,000), and documents encoded per second.
 2. A generated set of 1,000,000 documents (12 tokens on average, 32 dimensions, tokens drawn from a Zipfian
    vocabulary of 20,000 topic vectors plus noise; 100 queries made from a document's tokens plus noise and
    tokens of others): the same recall for one setting, both implementations.
 3. SciFact through the collection: nDCG@10 and queries per second of exact MaxSim over every document and of
-   FDE search (the collection's default encoding, flat index) + exact rescoring of the top 100 / 150 / 200,
-   end to end and for the retrieval step alone (query token vectors given).
+   FDE search (the collection's default encoding, and the same with sampled partitions; flat index) + exact
+   rescoring of the top 100 / 150 / 200, end to end and for the retrieval step alone (query token vectors given).
 
 Run: ``python benchmarks/bench_muvera.py [--skip-1m]`` (writes the "muvera" section of RESULTS.md).
 """
@@ -29,11 +30,12 @@ from retrievo.config import CollectionConfig, FDEConfig
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
 from retrievo.indexes.maxsim import MaxSimIndex
-from retrievo.indexes.muvera import FixedDimensionalEncoder
+from retrievo.indexes.muvera import FixedDimensionalEncoder, sample_centroids
 
 SETTINGS = [(20, 3, 8), (20, 4, 8), (20, 5, 8), (20, 5, 16), (20, 6, 16), (40, 5, 16)]
 NS = (10, 50, 100, 200, 500, 1000)
-SEEDS = (42, 1042, 2042)  # SciFact: recall averaged over three draws (repetition r uses seed + r: seeds far apart)
+SEEDS = (42, 1042, 2042)
+SAMPLED = {"fde": {"repetitions": 40, "partitions": "sampled"}}  # the default setting, with sampled partitions  # SciFact: recall averaged over three draws (repetition r uses seed + r: seeds far apart)
 
 
 def topn(doc_fde: np.ndarray, q_fde: np.ndarray, n: int, block: int = 200_000) -> np.ndarray:
@@ -71,9 +73,11 @@ def peer_encode(sets: list[np.ndarray], queries: list[np.ndarray], dim: int, rep
     return docs, q, secs
 
 
-def ours_encode(ptr, tok, queries: list[np.ndarray], dim: int, reps: int, k: int, dp: int, seed: int = 42):
-    enc = FixedDimensionalEncoder(dim, FDEConfig(repetitions=reps, simhash=k, projection_dim=dp, seed=seed))
-    t0 = time.perf_counter()
+def ours_encode(ptr, tok, queries: list[np.ndarray], dim: int, reps: int, k: int, dp: int, seed: int = 42,
+                partitions: str = "simhash"):
+    cfg = FDEConfig(repetitions=reps, simhash=k, projection_dim=dp, seed=seed, partitions=partitions)
+    t0 = time.perf_counter()  # drawing the sampled partitions' centres is part of encoding
+    enc = FixedDimensionalEncoder(dim, cfg, sample_centroids(tok, cfg) if partitions == "sampled" else None)
     docs = enc.documents(ptr, tok)
     secs = time.perf_counter() - t0
     qp = np.zeros(len(queries) + 1, np.int64)
@@ -89,11 +93,12 @@ def table_rows(name: str, dim: int, truth, ptr, tok, sets, queries, settings, n_
     rows = []
     for reps, k, dp in settings:
         out_dim = reps * (1 << k) * dp
-        for impl in ("retrievo", "fastembed"):
+        for impl in ("retrievo", "retrievo, sampled", "fastembed"):
             recs, speed = [], None
             for seed in seeds:
-                if impl == "retrievo":
-                    d, q, secs = ours_encode(ptr, tok, queries, dim, reps, k, dp, seed)
+                if impl.startswith("retrievo"):
+                    d, q, secs = ours_encode(ptr, tok, queries, dim, reps, k, dp, seed,
+                                             "sampled" if impl.endswith("sampled") else "simhash")
                 else:
                     d, q, secs = peer_encode(sets, queries, dim, reps, k, dp, seed)
                 recs.append(recalls(truth, d, q))
@@ -108,8 +113,10 @@ def table_rows(name: str, dim: int, truth, ptr, tok, sets, queries, settings, n_
     return rows
 
 
-def end_to_end(coll, ds, queries: dict, qids: list[str], qtok: list[np.ndarray], snap, state) -> tuple[list[str], dict]:
-    """SciFact through the collection: exact MaxSim and FDE + rescoring, end to end and the retrieval step alone."""
+def end_to_end(coll, ds, queries: dict, qids: list[str], qtok: list[np.ndarray], snap, state,
+               stats: dict | None = None) -> tuple[list[str], dict]:
+    """SciFact through the collection: exact MaxSim (unless ``stats`` holds it already, from another collection of
+    the same documents) and FDE + rescoring, end to end and the retrieval step alone."""
     from retrievo.signals.base import Candidates
 
     qrels = ds.qrels("test")
@@ -118,11 +125,14 @@ def end_to_end(coll, ds, queries: dict, qids: list[str], qtok: list[np.ndarray],
     sig = coll.signals["multivector"]
     fde_cfg = sig.config.fde
     setting = f"({fde_cfg.repetitions}, {fde_cfg.simhash}, {fde_cfg.projection_dim})"
-    settings = [("exact MaxSim (every document)", {})] + [
+    if fde_cfg.partitions != "simhash":
+        setting += f" {fde_cfg.partitions} partitions"
+    exact = "exact MaxSim (every document)"
+    settings = ([] if stats else [(exact, {})]) + [
         (f"FDE {setting} flat + MaxSim rescoring of top {n}", {"fde": True, "fde_candidates": n}) for n in (100, 150, 200)]
     q_ptr = np.zeros(len(qtok) + 1, np.int64)
     np.cumsum([len(x) for x in qtok], out=q_ptr[1:])
-    stats = {}
+    stats = stats if stats is not None else {}
 
     def retrieve(opts: dict) -> None:
         if not opts:
@@ -143,7 +153,7 @@ def end_to_end(coll, ds, queries: dict, qids: list[str], qtok: list[np.ndarray],
         r_secs = time.perf_counter() - t0
         m = evaluate(res.to_run(), qrels)
         stats[label] = (m["ndcg@10"], len(texts) / secs, len(texts) / r_secs)
-        base = stats[settings[0][0]]
+        base = stats[exact]
         e2e.append(f"| {label} | {m['ndcg@10']:.4f} | {m['ndcg@10'] - base[0]:+.4f} | {m['recall@100']:.4f} | "
                    f"{len(texts) / secs:.1f} ({stats[label][1] / base[1]:.1f}×) | "
                    f"{len(texts) / r_secs:.1f} ({stats[label][2] / base[2]:.1f}×) |")
@@ -180,6 +190,10 @@ def scifact_part() -> tuple[list[str], list[str], dict]:
     stats["bytes"] = info
     stats["tokens_per_doc"] = info["multivector_tokens_per_doc"]
     coll.close()
+    sampled = eval_collection(ds, CollectionConfig(dense=None, signals={"multivector": SAMPLED}))
+    snap = sampled.snapshot()
+    e2e += end_to_end(sampled, ds, queries, qids, qtok, snap, snap.signals["multivector"], stats)[0]
+    sampled.close()
     return rows, e2e, stats
 
 
@@ -228,8 +242,12 @@ def replace_e2e() -> None:
     queries = ds.queries("test")
     qids = list(queries)
     qtok = coll.signals["multivector"].encoder.encode_queries([queries[q] for q in qids])
-    e2e, _ = end_to_end(coll, ds, queries, qids, qtok, snap, snap.signals["multivector"])
+    e2e, stats = end_to_end(coll, ds, queries, qids, qtok, snap, snap.signals["multivector"])
     coll.close()
+    sampled = eval_collection(ds, CollectionConfig(dense=None, signals={"multivector": SAMPLED}))
+    snap = sampled.snapshot()
+    e2e += end_to_end(sampled, ds, queries, qids, qtok, snap, snap.signals["multivector"], stats)[0]
+    sampled.close()
     text = RESULTS.read_text()
     body = re.search(r"<!-- begin:muvera -->.*?<!-- end:muvera -->", text, re.S).group(0)
     lines = body.split("\n")
@@ -266,7 +284,9 @@ def main() -> None:
              "(exact inner-product search over the FDEs), both implementations encoding the same token vectors; "
              f"SciFact rows: the mean over seeds {SEEDS} (each draws every random matrix anew), with the spread of R@10 "
              "and R@100; the generated set: one seed "
-             "(retrievo: Gray-code partitions, the paper's dense ±1 projection, empty partitions filled; fastembed 0.9 "
+             "(retrievo: Gray-code SimHash partitions, the paper's dense ±1 projection, empty partitions filled; "
+             "retrievo, sampled: `partitions=\"sampled\"`, each repetition's cells centred on 2^k_sim of the documents' "
+             "own tokens drawn at random, the drawing timed with the encoding; fastembed 0.9 "
              "`Muvera`: its own random matrices, same output dimension). SciFact: the multivector signal's stored token vectors "
              f"(bundled MiniLM projected to 128 dimensions, punctuation dropped, {stats['tokens_per_doc']} tokens "
              "per document), 300 test queries. Encoding speed: documents per second, one process.\n\n"

@@ -52,7 +52,8 @@ def _brute_force(coll, queries):
 
 def test_manifest_keeps_every_setting(mv_coll):
     stored = json.loads((mv_coll.path / "manifest.json").read_text())["config"]["signals"]["multivector"]
-    assert stored["fde"] == {**FDE, "projection": "dense", "final_dim": None, "seed": 42, "fill_empty": True}
+    assert stored["fde"] == {**FDE, "projection": "dense", "final_dim": None, "seed": 42, "fill_empty": True,
+                             "partitions": "simhash"}
     assert stored["fde_candidates"] == 150 and stored["skip"] == "punctuation" and stored["dim"] == 16
 
 
@@ -152,6 +153,54 @@ def test_commits_and_merges_match_a_fresh_build(tmp_path, scifact_small, tiny_st
     assert info["multivector_dim"] == 16 and info["fde_dim"] == 6 * 8 * 8 and info["multivector_tokens_per_doc"] > 20
     grown.close()
     fresh.close()
+
+
+def test_sampled_partitions_are_drawn_once_and_kept(tmp_path, scifact_small, tiny_st):
+    """partitions="sampled": the centres are drawn from the first commit's tokens, written beside the collection
+    before that commit, never changed by later commits or merges; every FDE is the encoding with them; FDE +
+    rescoring of every document is exact; a read-only reader and a backup use the same file."""
+    from retrievo.indexes.muvera import FixedDimensionalEncoder, sample_centroids
+    from retrievo.signals.multivector import CENTROIDS_FILE
+
+    fde = {**FDE, "partitions": "sampled"}
+    cfg = CollectionConfig(dense=None, max_segments=2, signals={"multivector": _settings(tiny_st, fde=fde)})
+    coll = Collection.create(tmp_path / "km", cfg)
+    assert not (coll.path / CENTROIDS_FILE).exists()
+    coll.add(_docs(scifact_small, 20))
+    coll.commit()
+    first = (coll.path / CENTROIDS_FILE).read_bytes()
+    centroids = np.load(coll.path / CENTROIDS_FILE)
+    fde_cfg = MultiVectorConfig.from_dict(coll.config.signals["multivector"]).fde
+    seg = coll._state.segments[0]
+    np.testing.assert_array_equal(centroids, sample_centroids(np.asarray(seg.data.mv_tokens), fde_cfg))
+    for start in (20, 40):
+        coll.add(_docs(scifact_small, 20, start))
+        coll.commit()
+    coll.delete([scifact_small[3]["_id"]])
+    coll.commit()
+    coll.compact()
+    assert (coll.path / CENTROIDS_FILE).read_bytes() == first  # never drawn again
+    enc = FixedDimensionalEncoder(16, fde_cfg, centroids)
+    for _doc_id, (tokens, stored) in _arrays_by_id(coll).items():
+        want = enc.documents(np.array([0, len(tokens)]), tokens.astype(np.float32))[0]
+        np.testing.assert_allclose(stored, want, rtol=1e-5, atol=1e-6)
+    exact = coll.search(QUERIES, k=10, method="multivector")
+    full = coll.search(QUERIES, k=10, method="multivector", options={"fde": True, "fde_candidates": 60})
+    assert [full.row(i) for i in range(len(QUERIES))] == [exact.row(i) for i in range(len(QUERIES))]
+    few = coll.search(QUERIES, k=5, method="multivector", options={"fde": True, "fde_candidates": 15})
+    coll.backup(tmp_path / "copy")
+    coll.close()
+    for path in (tmp_path / "km", tmp_path / "copy"):
+        reader = Collection.open(path, readonly=True)
+        again = reader.search(QUERIES, k=5, method="multivector", options={"fde": True, "fde_candidates": 15})
+        assert [again.row(i) for i in range(len(QUERIES))] == [few.row(i) for i in range(len(QUERIES))]
+        reader.close()
+    # a collection whose centroids are gone says so, instead of encoding queries another way
+    (tmp_path / "copy" / CENTROIDS_FILE).unlink()
+    broken = Collection.open(tmp_path / "copy", readonly=True)
+    with pytest.raises(InvalidInputError, match="partitions are drawn"):
+        broken.search(QUERIES, k=5, method="multivector", options={"fde": True})
+    broken.close()
 
 
 def test_bad_input(tmp_path, scifact_small, tiny_st):

@@ -38,6 +38,7 @@ __all__ = ["MultiVectorSignal", "MultiVectorState"]
 TOKENS = Layout("csr", ("mv_indptr", "mv_tokens"))
 FDES = Layout("rows", ("mv_fde",))
 FDE_FOLDER = "mv_fde"
+CENTROIDS_FILE = "mv_fde_centroids.npy"  # the FDEs' sampled partitions (partitions="sampled")
 
 
 @dataclass
@@ -100,16 +101,41 @@ class MultiVectorSignal(Signal):
             self._cache.close()
             self._cache = None
 
-    def fde_encoder(self, dim: int) -> Any:
-        """The collection's FDE encoder for tokens of dimension ``dim`` (its random matrices drawn once)."""
+    def fde_encoder(self, dim: int, fit_on: np.ndarray | None = None) -> Any:
+        """The collection's FDE encoder for tokens of dimension ``dim`` (its random matrices drawn once; sampled
+        partitions read from the collection, or drawn from ``fit_on`` — the tokens of the first documents
+        committed — when there are none yet)."""
         if self.config.fde is None:
             raise InvalidInputError(f"{self.host.path}: this collection keeps no MUVERA encodings (its multivector "
                                     "settings have fde=None); search without fde")
         if self._fde is None or self._fde.dim != dim:
             from retrievo.indexes.muvera import FixedDimensionalEncoder
 
-            self._fde = FixedDimensionalEncoder(dim, self.config.fde)
+            centroids = self._centroids(dim, fit_on) if self.config.fde.partitions == "sampled" else None
+            self._fde = FixedDimensionalEncoder(dim, self.config.fde, centroids)
         return self._fde
+
+    def _centroids(self, dim: int, fit_on: np.ndarray | None) -> np.ndarray:
+        """The sampled partitions of the FDEs, in :data:`CENTROIDS_FILE` beside the collection: written once,
+        before the first segment that uses them is committed, and never changed (every segment's FDEs, and every
+        query's, use the same cells; a backup copies the file with the collection)."""
+        from retrievo._io import save_npy
+        from retrievo.indexes.muvera import sample_centroids
+
+        cfg, path = self.config.fde, self.host.path / CENTROIDS_FILE
+        want = (cfg.repetitions, 1 << cfg.simhash, dim)
+        if path.exists():
+            centroids = np.load(path, allow_pickle=False)
+            if centroids.shape != want:
+                raise InvalidInputError(f"{path}: FDE centroids shaped {centroids.shape}, the collection's settings "
+                                        f"need {want}")
+            return centroids
+        if fit_on is None or not len(fit_on) or self.host.readonly:
+            raise InvalidInputError(f"{self.host.path}: the FDE partitions are drawn from the first documents "
+                                    f"committed, and there are none yet ({CENTROIDS_FILE})")
+        centroids = sample_centroids(fit_on, cfg)
+        save_npy(path, centroids)
+        return centroids
 
     # -- commit --------------------------------------------------------------------------------------
     def encode(self, batch: EncodeBatch) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -129,7 +155,11 @@ class MultiVectorSignal(Signal):
             raise InvalidInputError("the token encoder returned NaN or inf vectors; nothing was committed")
         arrays = {"mv_indptr": indptr, "mv_tokens": tokens}
         if self.config.fde is not None:
-            arrays["mv_fde"] = self.fde_encoder(dim).documents(indptr, tokens)
+            fde = self.config.fde
+            if len(tokens) or fde.partitions != "sampled" or (self.host.path / CENTROIDS_FILE).exists():
+                arrays["mv_fde"] = self.fde_encoder(dim, fit_on=tokens).documents(indptr, tokens)
+            else:  # not one token yet: nothing to draw partitions from, and every encoding is zero
+                arrays["mv_fde"] = np.zeros((len(sets), fde.out_dim(dim)), dtype=np.float32)
         return arrays, {"mv_dim": dim}
 
     def write_derived(self, seg_dir: Path, data: SegmentData) -> None:

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 
 from retrievo.config import FDEConfig
 from retrievo.errors import ConfigError
-from retrievo.indexes.muvera import FixedDimensionalEncoder, chamfer, gray_partition
+from retrievo.indexes.muvera import FixedDimensionalEncoder, chamfer, gray_partition, sample_centroids
 
 
 def _sets(rng, n, dim, lo=1, hi=30):
@@ -36,6 +36,19 @@ def _reference(enc: FixedDimensionalEncoder, points: np.ndarray, document: bool)
         block = np.zeros((n_part, pdim))
         count = np.zeros(n_part)
         signs = []
+        if enc.centroids is not None:  # sampled partitions: the centre of largest inner product
+            cents = enc.centroids[r]
+            for x in points:
+                p = int(np.argmax([float(x @ c) for c in cents]))
+                block[p] += x @ proj
+                count[p] += 1
+            for p in range(n_part):
+                if document and count[p]:
+                    block[p] /= count[p]
+                elif document and cfg.fill_empty:  # the token nearest the centroid
+                    block[p] = points[int(np.argmax([float(x @ cents[p]) for x in points]))] @ proj
+            blocks.append(block.ravel())
+            continue
         for x in points:
             bits = [bool(v > 0) for v in x @ hyper]
             signs.append(bits)
@@ -85,6 +98,49 @@ def test_fde_matches_its_definition_point_by_point(cfg):
     for i, s in enumerate(sets):
         np.testing.assert_allclose(docs[i], _reference(enc, s, True), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(queries[i], _reference(enc, s, False), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", [
+    FDEConfig(repetitions=3, simhash=3, projection_dim=4, partitions="sampled"),
+    FDEConfig(repetitions=2, simhash=2, projection_dim=None, partitions="sampled", final_dim=30),
+    FDEConfig(repetitions=2, simhash=4, projection_dim=4, partitions="sampled", fill_empty=False),
+])
+def test_sampled_partitions_match_their_definition_point_by_point(cfg):
+    rng = np.random.default_rng(3)
+    dim = 12
+    sets = _sets(rng, 9, dim, 1, 12)
+    ptr, tok = _csr(sets)
+    centroids = sample_centroids(_csr(_sets(rng, 40, dim))[1], cfg)
+    enc = FixedDimensionalEncoder(dim, cfg, centroids)
+    docs = enc.encode(ptr, tok, documents=True, block=4)
+    queries = enc.encode(ptr, tok, documents=False, block=4)
+    for i, s in enumerate(sets):
+        np.testing.assert_allclose(docs[i], _reference(enc, s, True), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(queries[i], _reference(enc, s, False), rtol=1e-4, atol=1e-5)
+
+
+def test_sampled_centres_are_distinct_tokens_of_the_collection():
+    rng = np.random.default_rng(4)
+    cfg = FDEConfig(repetitions=3, simhash=2, projection_dim=4, partitions="sampled")
+    tok = rng.standard_normal((200, 8)).astype(np.float32)
+    tok = np.concatenate([tok, tok[:50]])  # repeated tokens are drawn at most once
+    c = sample_centroids(tok, cfg)
+    assert c.shape == (3, 4, 8)
+    unit = tok / np.linalg.norm(tok, axis=1, keepdims=True)
+    for r in range(3):
+        sims = c[r] @ unit.T
+        assert np.allclose(sims.max(axis=1), 1, atol=1e-5)  # each centre is one of the tokens
+        assert len({int(np.argmax(row)) % 200 for row in sims}) == 4  # four different ones
+    assert not np.allclose(c[0], c[1])  # each repetition draws its own
+    np.testing.assert_array_equal(c, sample_centroids(tok, cfg))  # seeded
+    few = sample_centroids(tok[:2], cfg)  # fewer tokens than partitions: the rest are random unit vectors
+    assert few.shape == (3, 4, 8) and np.allclose(np.linalg.norm(few, axis=2), 1, atol=1e-5)
+    with pytest.raises(ConfigError, match="centroids shaped"):
+        FixedDimensionalEncoder(8, cfg)
+    with pytest.raises(ConfigError, match="centroids shaped"):
+        FixedDimensionalEncoder(8, cfg, c[:, :2])
+    with pytest.raises(ConfigError, match="partitions"):
+        FDEConfig(partitions="kmeans")
 
 
 def test_one_partition_without_projection_is_sum_times_mean():

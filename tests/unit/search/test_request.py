@@ -128,7 +128,7 @@ def test_a_request_is_resolved_once_per_config_until_a_plugin_comes():
     assert r.resolve(CFG) is first and first.resolve(CFG) is first  # memo: the same object, and idempotent
     other = CollectionConfig(fusion=FusionConfig(method="rrf"))
     assert r.resolve(other) is not first and r.resolve(other) == SearchRequest(method="bm25", k=5).resolve(other)
-    opt = register_option(Option("boost_z", "--boost-z", "float", "a test option", default=2.5))
+    register_option(Option("boost_z", "--boost-z", "float", "a test option", default=2.5))
     try:  # a plugin registered since: resolved again, with its option's default
         again = r.resolve(CFG)
         assert again is not first and again.options["boost_z"] == 2.5
