@@ -16,13 +16,11 @@ search page (plain HTML + JavaScript served from the package, no build step).
 
 from __future__ import annotations
 
-import errno
 import functools
 import hmac
 import json
 import logging
 import math
-import re
 import secrets
 import time
 from contextlib import asynccontextmanager
@@ -36,7 +34,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -52,6 +49,7 @@ from retrievo.errors import (
     RetrievoError,
     ShardUnavailableError,
 )
+from retrievo.server.asgi import BodyLimit, CatchAll, FastSearch, RetrievoApp, error_body
 from retrievo.server.schemas import (
     CollectionSummary,
     CommitResponse,
@@ -108,162 +106,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"status": status, "type": kind, "message": message}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``max_bytes`` (declared or streamed) with 413."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared < 0 or declared > self.max_bytes:
-                    resp = _error(413, "PayloadTooLarge", f"request body over the limit of {self.max_bytes} bytes")
-                    await resp(scope, receive, send)
-                    return
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, f"request body over the limit of {self.max_bytes} bytes")
-            return message
-
-        await self.app(scope, limited, send)
-
-
-class FastSearch:
-    """A search whose body is valid, answered before the framework sees it: no routing, dependency
-    resolution, middleware layers or re-parsing (the body is parsed once with orjson-speed pydantic and
-    checked by the same generated model), and the answer is sent as two raw ASGI messages. Whatever does not
-    pass — a body the model refuses, no or a too large declared length, a limit, an error raised by the
-    search — goes to the regular route with the body replayed, which answers it as usual. Used only when
-    the framework adds nothing a search needs: no read key to check and no CORS headers to add."""
-
-    PATH = re.compile(r"^/v1/collections/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/search$")
-    _HEADERS = (b"content-type", b"application/json")
-
-    def __init__(self, model: Any, prepare: Any, errors: Any, counters: dict[str, int], max_bytes: int) -> None:
-        self.model, self.prepare, self.errors, self.counters, self.max_bytes = model, prepare, errors, counters, max_bytes
-
-    async def __call__(self, name: str, scope: dict, receive: Any, send: Any, fallback: Any) -> None:
-        declared = kind = None
-        for k, v in scope["headers"]:
-            if k == b"content-length":
-                declared = v
-            elif k == b"content-type":
-                kind = v
-        if (declared is None or not declared.isdigit() or int(declared) > self.max_bytes
-                or kind is None or not kind.startswith(b"application/json")):
-            await fallback(scope, receive, send)  # chunked, too large or not JSON: the route answers it
-            return
-        t0 = time.perf_counter()
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-
-        async def replay() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        try:
-            req = self.model.model_validate_json(body)
-            work, inline = self.prepare(name, req, t0)
-            answer = work() if inline else await run_in_threadpool(work)
-        except (ValidationError, HTTPException, RecursionError):  # the regular route answers it
-            await fallback(scope, replay, send)
-            return
-        except RetrievoError as exc:  # the search itself refused it: answered as the route would
-            self.counters["requests"] += 1
-            await self.errors(exc)(scope, replay, send)
-            return
-        except Exception as exc:
-            self.counters["requests"] += 1
-            await unexpected(exc, scope)(scope, replay, send)
-            return
-        self.counters["requests"] += 1
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [self._HEADERS, (b"content-length", b"%d" % len(answer))]})
-        await send({"type": "http.response.body", "body": answer})
-
-
-def unexpected(exc: BaseException, scope: dict) -> JSONResponse:
-    """The answer to an exception nothing else handled: logged, then 400 (JSON nested past what the parsers
-    follow), 507 (a full disk) or 500."""
-    log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
-    if isinstance(exc, RecursionError):
-        return _error(400, "ValidationError", "the request is nested too deeply")
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return _error(507, "InsufficientStorage", "the server's disk is full")
-    return _error(500, "InternalError", "internal error; see the server log")
-
-
-class _App(FastAPI):
-    """The FastAPI app with :class:`FastSearch` in front of it (``fast_search``: None to go without)."""
-
-    fast_search: FastSearch | None = None
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        fast = self.fast_search
-        if fast is not None and scope["type"] == "http" and scope["method"] == "POST":
-            m = fast.PATH.match(scope["path"])
-            if m is not None:
-                await fast(m.group(1), scope, receive, send, super().__call__)
-                return
-        await super().__call__(scope, receive, send)
-
-
-class CatchAll:
-    """ASGI middleware: an unexpected exception becomes a JSON 500 (507 for a full disk) and the connection
-    stays open. (Starlette's own last-resort handler re-raises after answering, and the server then closes
-    the connection, so the client's next request on it fails with a reset.)"""
-
-    def __init__(self, app: Any, counters: dict[str, int] | None = None) -> None:
-        self.app = app
-        self.counters = counters if counters is not None else {}
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        self.counters["requests"] = self.counters.get("requests", 0) + 1
-        started = False
-
-        async def tracking(message: dict) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking)
-        except Exception as exc:
-            if started:  # the answer is under way: nothing else can be said on this connection
-                raise
-            await unexpected(exc, scope)(scope, receive, send)
-
-
 ROOT_ENV = "RETRIEVO_SERVE_ROOT"
 SETTINGS_ENV = "RETRIEVO_SERVE_SETTINGS"
 
@@ -301,7 +143,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         finally:
             await run_in_threadpool(registry.close)
 
-    app = _App(
+    app = RetrievoApp(
         title="retrievo",
         version=__version__,
         summary="BM25, dense and hybrid retrieval over embedded collections",
@@ -319,7 +161,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
     def error_response(exc: RetrievoError) -> JSONResponse:
         status = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 400)
         headers = {"Retry-After": str(int(math.ceil(exc.retry_after)))} if isinstance(exc, BusyError) else None
-        return _error(status, type(exc).__name__, public(str(exc).strip("'\"")), headers=headers)
+        return error_body(status, type(exc).__name__, public(str(exc).strip("'\"")), headers=headers)
 
     @app.exception_handler(RetrievoError)
     async def _retrievo_error(request: Request, exc: RetrievoError) -> JSONResponse:
@@ -331,13 +173,13 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         for e in exc.errors()[:5]:
             loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
             parts.append(f"{loc}: {e.get('msg', 'invalid')}")
-        return _error(422, "ValidationError", "; ".join(parts))
+        return error_body(422, "ValidationError", "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kinds = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge",
                  415: "UnsupportedMediaType", 422: "ValidationError"}
-        return _error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail),
+        return error_body(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail),
                       headers=getattr(exc, "headers", None))
 
     # -- auth ----------------------------------------------------------------------------------------
@@ -391,10 +233,10 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
     def health() -> JSONResponse:
         failed = {s.name: public(s.error) for s in registry.services() if s.error}
         if failed:
-            return _error(503, "Unavailable", f"collection commit failed: {failed}")
+            return error_body(503, "Unavailable", f"collection commit failed: {failed}")
         disk = {s.name: public(s.disk_error) for s in registry.services() if s.disk_error}
         if disk:
-            return _error(503, "Unavailable", f"the write-ahead log cannot be written (disk full?): {disk}")
+            return error_body(503, "Unavailable", f"the write-ahead log cannot be written (disk full?): {disk}")
         return JSONResponse({"status": "ok", "version": __version__})
 
     @app.get("/v1/stats", tags=["server"], dependencies=reads)
