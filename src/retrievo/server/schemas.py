@@ -192,8 +192,7 @@ class RequestCache:
     is built once — and, being the same object, resolved once per collection config (its memo). Bodies with
     an option that is not a plain value (a filter, a group of settings) are built each time."""
 
-    _NOT_OPTIONS = frozenset({"query", "queries", "query_vector", "query_vectors", "include_text", "highlight",
-                              "offset", "k"})
+    _NOT_OPTIONS = _BODY_ONLY - {"sparse_mode"}  # the body's own fields, but sparse_mode changes the request
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
