@@ -22,6 +22,12 @@ def scifact_docs(n: int | None = None) -> list[dict]:
     return out
 
 
+# a planted (term-stuffed) passage and an ordinary new one, for the audit and the admission gate
+STUFFED = {"id": "stuffed", "text": " ".join(["microglia brain immune"] * 12) + " Buy our supplement today."}
+CLEAN_NEW = {"id": "clean-new", "text": "Microglia are the resident immune cells of the central nervous system. "
+             "They survey the brain parenchyma and respond to injury by changing shape and releasing cytokines."}
+
+
 @pytest.fixture(scope="session")
 def scifact_small() -> list[dict]:
     """The first 300 SciFact documents (real text, BEIR fields)."""

@@ -119,16 +119,25 @@ class RemoteCollection:
                 d["vector"] = v
         return out
 
-    def upsert(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None) -> int:
+    def upsert(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None,
+               screen: bool | None = None) -> int:
         """Add or replace documents (``vectors``: one dense vector per document, computed elsewhere); returns
-        how many were acknowledged."""
-        return int(self.client.request("POST", self._base + "/documents", json=self._docs(docs, vectors))["acknowledged"])
+        how many were acknowledged. ``screen``: through the admission gate (suspects quarantined at commit, see
+        :meth:`quarantined`); ``None``: the server's setting."""
+        return int(self.client.request("POST", self._base + "/documents", params=self._screen(screen),
+                                       json=self._docs(docs, vectors))["acknowledged"])
 
-    def add(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None) -> int:
+    def add(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None,
+            screen: bool | None = None) -> int:
         """Add new documents; an id the collection has (committed or acknowledged) is a
         :class:`~retrievo.errors.DuplicateIdError` and nothing is logged."""
-        return int(self.client.request("POST", self._base + "/documents", params={"if_absent": "true"},
+        return int(self.client.request("POST", self._base + "/documents",
+                                       params={"if_absent": "true", **self._screen(screen)},
                                        json=self._docs(docs, vectors))["acknowledged"])
+
+    @staticmethod
+    def _screen(screen: bool | None) -> dict[str, str]:
+        return {} if screen is None else {"screen": "true" if screen else "false"}
 
     def update_metadata(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
         """Merge ``{id: {key: value}}`` into documents' metadata on the server (``None`` removes a key), without
@@ -155,9 +164,18 @@ class RemoteCollection:
     def snapshots(self) -> list[str]:
         return self.client.request("GET", self._base + "/snapshots")
 
-    def quarantined(self) -> list[dict[str, Any]]:
-        """Documents the admission gate held back, with their reasons (as :meth:`retrievo.Collection.quarantined`)."""
-        return self.client.request("GET", self._base + "/quarantine")
+    def quarantined(self, text_chars: int = 0) -> list[dict[str, Any]]:
+        """Documents the admission gate held back, with their reasons (as :meth:`retrievo.Collection.quarantined`;
+        ``text_chars``: with their title and the start of their text)."""
+        return self.client.request("GET", self._base + "/quarantine", params={"text_chars": text_chars})
+
+    def release(self, ids: Sequence[str]) -> int:
+        """Add quarantined documents to the collection (acknowledged; searchable after the next commit)."""
+        return int(self.client.request("POST", self._base + "/quarantine/release", json={"ids": list(ids)})["acknowledged"])
+
+    def drop_quarantined(self, ids: Sequence[str]) -> int:
+        """Forget quarantined documents for good."""
+        return int(self.client.request("POST", self._base + "/quarantine/drop", json={"ids": list(ids)})["dropped"])
 
     def facets(self, fields: Sequence[str] | str | None = None, filter: Mapping[str, Any] | None = None,
                limit: int = 10) -> dict[str, dict[str, Any]]:

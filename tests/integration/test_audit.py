@@ -12,10 +12,7 @@ import pytest
 from retrievo import Collection, CollectionConfig, DenseConfig
 from retrievo.errors import InvalidInputError, NotFoundError
 from retrievo.eval.audit import Gate, Quarantine, audit
-
-STUFFED = {"id": "stuffed", "text": " ".join(["microglia brain immune"] * 12) + " Buy our supplement today."}
-CLEAN_NEW = {"id": "clean-new", "text": "Microglia are the resident immune cells of the central nervous system. "
-             "They survey the brain parenchyma and respond to injury by changing shape and releasing cytokines."}
+from tests.conftest import CLEAN_NEW, STUFFED
 
 
 @pytest.fixture()
@@ -83,6 +80,10 @@ def test_cli_audit_and_screen(coll, tmp_path):
     listed = subprocess.run([sys.executable, "-m", "retrievo", "quarantine", str(coll.path), "--json"],
                             capture_output=True, text=True, timeout=120)
     assert [h["id"] for h in json.loads(listed.stdout)] == ["stuffed"]
+    dropped = subprocess.run([sys.executable, "-m", "retrievo", "quarantine", str(coll.path), "--drop", "stuffed"],
+                             capture_output=True, text=True, timeout=120)
+    assert dropped.returncode == 0 and "dropped 1" in dropped.stdout, dropped.stderr
+    assert Quarantine.read(coll.path) == []
     bad = subprocess.run([sys.executable, "-m", "retrievo", "index", str(src), "--collection", str(tmp_path / "none"),
                           "--screen"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "index a trusted set first" in bad.stderr and not (tmp_path / "none").exists()
@@ -101,3 +102,42 @@ def test_add_with_screen(coll, scifact_queries):
     assert coll.release(["stuffed"]) == 1
     coll.commit()
     assert "stuffed" in coll and coll.quarantined() == []
+
+
+def test_a_release_leaves_the_quarantine_only_with_its_commit(coll):
+    coll.add([STUFFED], screen=True)
+    coll.commit()
+    assert coll.release(["stuffed"]) == 1
+    coll.rollback()  # the release never committed: the document is still held, not lost
+    assert [h["id"] for h in coll.quarantined()] == ["stuffed"] and "stuffed" not in coll
+    coll.release(["stuffed"])
+    coll.close()  # nor when the process ends before the commit
+    again = Collection.open(coll.path)
+    try:
+        assert [h["id"] for h in again.quarantined()] == ["stuffed"]
+        with pytest.raises(NotFoundError, match="nope"):
+            again.drop_quarantined(["stuffed", "nope"])
+        assert len(again.quarantined()) == 1  # nothing dropped
+        assert again.drop_quarantined(["stuffed"]) == 1 and again.quarantined() == [] and "stuffed" not in again
+    finally:
+        again.close()
+
+
+def test_the_gate_recalibrates_only_when_the_collection_moved(coll, scifact_small):
+    changes = coll.changes
+    coll.add([CLEAN_NEW], screen=True)
+    coll.commit()
+    gate = coll._gate
+    assert gate.calibrations == 1 and coll.changes == changes + 1
+    for i in range(3):  # small commits: the calibration stands (a server commits every second)
+        coll.add([{"id": f"more-{i}", "text": scifact_small[200 + i]["text"]}], screen=True)
+        coll.commit()
+    assert coll._gate is gate and gate.calibrations == 1 and not gate.stale
+    coll.add(scifact_small[150:170])  # writes that bypass the gate count too: 24 changes > 10% of the 150 it calibrated on
+    coll.commit()
+    assert gate.stale
+    coll.add([STUFFED], screen=True)
+    assert gate.calibrations == 2 and gate.calibrated_on == (coll.changes, len(coll))
+    assert [h["id"] for h in coll.quarantined()] == ["stuffed"]
+    with pytest.raises(InvalidInputError, match="max_fpr"):
+        Gate(coll, max_fpr=1.5)

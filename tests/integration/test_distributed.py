@@ -23,7 +23,7 @@ from retrievo import Collection, CollectionConfig  # noqa: E402
 from retrievo.config import DenseConfig, SparseConfig  # noqa: E402
 from retrievo.distributed import ShardedCollection, shard_of  # noqa: E402
 from retrievo.distributed.sharded import write_manifest  # noqa: E402
-from retrievo.errors import InvalidInputError, ShardUnavailableError  # noqa: E402
+from retrievo.errors import InvalidInputError, NotFoundError, ShardUnavailableError  # noqa: E402
 from retrievo.eval.compare import result_differences as same_top  # noqa: E402
 from retrievo.eval.datasets import bundled_dataset_path  # noqa: E402
 from tests.conftest import scifact_docs  # noqa: E402
@@ -257,6 +257,11 @@ def test_serve_ray_answers_the_http_api_over_shards(cluster, tmp_path):
         assert remote.upsert([{"id": "new-doc", "text": "zebrafish regeneration of the heart muscle"}]) == 1
         hit = remote.search("zebrafish heart regeneration", k=3)  # acknowledged = committed on its shard
         assert "new-doc" in list(hit.ids[0])
+        with pytest.raises(InvalidInputError, match="does not screen sharded"):  # refused, nothing written
+            remote.upsert([{"id": "screened", "text": "x"}], screen=True)
+        with pytest.raises(NotFoundError, match="no quarantine"):
+            remote.release(["screened"])
+        assert remote.quarantined() == [] and remote.get_many(["screened"]) == [None]
         with pytest.raises(Exception, match="no collection named"):
             client.collection("other").search("x")
     single.close()

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from retrievo.server.process import ServerProcess
+from tests.conftest import STUFFED
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and os.environ.get("CI"):
@@ -122,6 +123,26 @@ def test_search_page_in_chromium(tmp_path, scifact_small):
             page.wait_for_function("!document.querySelector('#tree .tree-head').innerText.startsWith('node 0 ')")
             page.click("#tree button:has-text('parent')")
             page.wait_for_function("document.querySelector('#tree .tree-head').innerText.startsWith('node 0 ')")
+            # the quarantine: a planted passage written through the admission gate is listed with its reasons
+            # and text, and released with a click (the page sends the API key typed into its box)
+            assert not page.is_visible("#quarantine-box")
+            r = httpx.post(srv.url + "/v1/collections/sci/documents", params={"screen": "true"}, json=[STUFFED],
+                           headers=h)
+            assert r.status_code == 202 and r.json()["screened"], r.text
+            assert httpx.post(srv.url + "/v1/collections/sci/commit", headers=h, timeout=300).status_code == 200
+            page.reload()
+            page.wait_for_selector("#quarantine-box:not([hidden])")
+            assert page.inner_text("#quarantine-summary") == "Quarantine: 1 document held back"
+            page.click("#quarantine-box summary")
+            page.wait_for_selector("#quarantine li.held")
+            held = page.inner_text("#quarantine li.held")
+            assert "stuffed" in held and "stuffing" in held and "microglia brain immune" in held, held
+            page.click("#key-box summary")
+            page.fill("#api-key", "k")
+            page.click("#quarantine li.held button:has-text('Release')")
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Released stuffed')")
+            page.wait_for_selector("#quarantine-box[hidden]", state="attached")
+            assert httpx.post(srv.url + "/v1/collections/sci/commit", headers=h, timeout=300).json()["documents"] == 61
             page.fill("#query", "")
             page.fill("#query", "x")
             page.evaluate("document.getElementById('collection').innerHTML += '<option value=\"nope\">nope</option>'")

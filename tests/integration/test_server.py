@@ -114,6 +114,8 @@ WRITES = [
     ("POST", "/v1/collections/sci/commit", None),
     ("PATCH", "/v1/collections/sci/documents/w1", {"metadata": {"a": 1}}),
     ("POST", "/v1/collections/sci/snapshots", None),
+    ("POST", "/v1/collections/sci/quarantine/release", {"ids": ["w1"]}),
+    ("POST", "/v1/collections/sci/quarantine/drop", {"ids": ["w1"]}),
 ]
 
 

@@ -387,6 +387,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from retrievo.server import ServerSettings, create_app
 
     root = Path(args.path)
+    if args.ray is not None and args.screen:
+        raise RetrievoError("--screen: the admission gate does not screen sharded collections (--ray) yet")
     if args.ray is not None and args.workers != 1:
         raise RetrievoError("--ray serves from one process (the shards are Ray actors); leave out --workers")
     if args.ray is None and (root / "manifest.json").exists():
@@ -405,6 +407,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         fields["commit_interval"] = args.commit_interval
     if args.cors_origin:
         fields["cors_origins"] = args.cors_origin
+    if args.screen:
+        fields["screen"] = True
+    if args.screen_max_fpr is not None:
+        fields["screen_max_fpr"] = args.screen_max_fpr
     key = os.environ.get("RETRIEVO_API_KEY") or fields.get("api_key")
     if not key:
         key = secrets.token_urlsafe(24)
@@ -560,6 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-auth", action="store_true", help="require the API key on read routes too")
     p.add_argument("--commit-interval", type=float, default=None, help="seconds between background commits")
     p.add_argument("--cors-origin", action="append", default=None, help="allow this origin (repeatable); off by default")
+    p.add_argument("--screen", action="store_true", help="admission gate on every write (a request's ?screen=false "
+                   "opts out): documents that look planted are quarantined, not added")
+    p.add_argument("--screen-max-fpr", type=float, default=None, help="--screen: share of ordinary documents held "
+                   "back at most (default 0.01)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes serving the same collections (one of them writes each collection)")

@@ -159,19 +159,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from retrievo.eval.audit import Gate, Quarantine
+    from retrievo.eval.audit import Quarantine
     from retrievo.store.collection import Collection
 
-    if args.release:
+    if args.release or args.drop:
         coll = Collection.open(args.collection)
-        gate = Gate(coll)
         try:
-            n = gate.release(args.release)
-            gen = coll.commit()
+            if args.release:
+                n = coll.release(args.release)
+                gen = coll.commit()
+                print(f"released {n} documents into {args.collection} (generation {gen})")
+            if args.drop:
+                print(f"dropped {coll.drop_quarantined(args.drop)} documents from the quarantine for good")
         finally:
-            gate.close()
             coll.close()
-        print(f"released {n} documents into {args.collection} (generation {gen})")
         return 0
     held = Quarantine.read(args.collection)
     if args.json:
@@ -199,9 +200,10 @@ def add_structure_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("quarantine", help="documents the admission gate (index --screen) held back; --release "
-                       "adds them", parents=[common])
+                       "adds them, --drop forgets them", parents=[common])
     p.add_argument("collection")
-    p.add_argument("--release", nargs="+", default=None, metavar="ID")
+    p.add_argument("--release", nargs="+", default=None, metavar="ID", help="add these to the collection")
+    p.add_argument("--drop", nargs="+", default=None, metavar="ID", help="forget these for good")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quarantine)
 

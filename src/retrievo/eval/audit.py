@@ -46,7 +46,7 @@ import numpy as np
 from retrievo.errors import InvalidInputError
 
 __all__ = ["AuditReport", "DocumentSigns", "Gate", "Quarantine", "Suspect", "audit", "document_signs",
-           "release_quarantined", "screen_into"]
+           "forget_released", "release_quarantined", "screen_into"]
 
 SIGNS = ("query_likeness", "hubness", "stuffing", "off_topic", "isolation", "incoherence")
 _BUCKETS = 1 << 22  # hashed word pairs: collisions only make a pair look attested
@@ -346,12 +346,21 @@ class Quarantine:
                 [(d.id, json.dumps(d.to_dict(), ensure_ascii=False), s.suspicion, json.dumps(s.reasons),
                   json.dumps(s.signs), now) for d, s in zip(docs, suspects, strict=True)])
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self, text_chars: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """The held documents, most suspicious first: ``{id, suspicion, reasons, signs, held_at}``, and with
+        ``text_chars`` > 0 also ``title`` and the first ``text_chars`` characters of ``text`` (to review them)."""
         import json
 
-        rows = self._db.execute("SELECT id, suspicion, reasons, signs, at FROM held ORDER BY suspicion DESC, id")
-        return [{"id": i, "suspicion": s, "reasons": json.loads(r), "signs": json.loads(g), "held_at": a}
-                for i, s, r, g, a in rows]
+        rows = self._db.execute("SELECT id, suspicion, reasons, signs, at, doc FROM held ORDER BY suspicion DESC, id "
+                                "LIMIT ?", (-1 if limit is None else int(limit),))
+        out = []
+        for i, s, r, g, a, doc in rows:
+            item = {"id": i, "suspicion": s, "reasons": json.loads(r), "signs": json.loads(g), "held_at": a}
+            if text_chars > 0:
+                d = json.loads(doc)
+                item["title"], item["text"] = d.get("title", ""), d.get("text", "")[:text_chars]
+            out.append(item)
+        return out
 
     def documents(self, ids: Sequence[str]) -> list[Any]:
         import json
@@ -373,19 +382,40 @@ class Quarantine:
             self._db.execute("BEGIN")
             self._db.executemany("DELETE FROM held WHERE id = ?", [(i,) for i in ids])
 
+    def drop(self, ids: Sequence[str]) -> int:
+        """Forget held documents for good (an explicit decision); an unknown id raises
+        :class:`~retrievo.errors.NotFoundError` and nothing is removed."""
+        ids = list(dict.fromkeys(ids))
+        self.documents(ids)  # every id held, or NotFoundError before anything changes
+        self.remove(ids)
+        return len(ids)
+
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM held").fetchone()[0])
 
     @classmethod
-    def read(cls, collection_path: Any) -> list[dict[str, Any]]:
-        """The held documents of a collection folder (``[]`` when the gate never held any)."""
+    def read(cls, collection_path: Any, text_chars: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """The held documents of a collection folder (``[]`` when the gate never held any); see :meth:`list`."""
         from pathlib import Path
 
         if not (Path(collection_path) / "quarantine.sqlite").exists():
             return []
         q = cls(collection_path)
         try:
-            return q.list()
+            return q.list(text_chars, limit)
+        finally:
+            q.close()
+
+    @classmethod
+    def count(cls, collection_path: Any) -> int:
+        """How many documents a collection folder's quarantine holds (0 when the gate never held any)."""
+        from pathlib import Path
+
+        if not (Path(collection_path) / "quarantine.sqlite").exists():
+            return 0
+        q = cls(collection_path)
+        try:
+            return len(q)
         finally:
             q.close()
 
@@ -397,20 +427,35 @@ class Gate:
     """The admission gate: documents scored against the collection as it stands before they are added; suspects
     are quarantined (:class:`Quarantine`) with their reasons instead of added, the rest added. The scales and
     thresholds come from an :func:`audit` of the collection (its documents are the reference, so at most
-    ``max_fpr`` of documents like them are held back); recalibrate with :meth:`calibrate` after large changes.
+    ``max_fpr`` of documents like them are held back).
+
+    Recalibration policy: an audit costs about as much as encoding the probes and reading every document's
+    vector, far too much for every commit of a server that commits each second, while the scales it sets move
+    only when a good share of the documents changes. So the gate calibrates on its first screen and again only
+    once more than ``recalibrate_after`` of the documents it was calibrated on have been written or deleted
+    since (counted by the collection's commits, :attr:`~retrievo.store.collection.Collection.changes`, so writes
+    that bypass the gate count too); :meth:`calibrate` forces it. Between calibrations new documents are still
+    compared with the collection as it stands (neighbours, hubness against the probes' current lists).
 
     Args:
         collection: a writable collection with a dense model.
         probes: the probe queries (a query log is best), else drawn from the documents.
+        recalibrate_after: the share of changed documents that triggers a new calibration.
     """
 
     def __init__(self, collection: Any, probes: Mapping[str, str] | Sequence[str] | None = None,
-                 max_fpr: float = 0.01, n_probes: int = 2000, seed: int = 0) -> None:
+                 max_fpr: float = 0.01, n_probes: int = 2000, seed: int = 0, recalibrate_after: float = 0.1) -> None:
+        if not (0.0 < max_fpr < 1.0):
+            raise InvalidInputError(f"gate: max_fpr must be in (0, 1), got {max_fpr}")
+        if recalibrate_after < 0:
+            raise InvalidInputError(f"gate: recalibrate_after must be >= 0, got {recalibrate_after}")
         self.collection = collection
         self.quarantine = Quarantine(collection.path)
         self._probes, self.max_fpr, self.n_probes, self.seed = probes, max_fpr, n_probes, seed
+        self.recalibrate_after = recalibrate_after
         self.report: AuditReport | None = None
-        self.generation: int | None = None  # the generation it was calibrated on (set by the caller)
+        self.calibrated_on: tuple[int, int] | None = None  # (the collection's changes, its documents) then
+        self.calibrations = 0
         self.probe_texts: dict[str, str] = {}
         self.probe_vectors = np.zeros((0, 0), np.float32)
 
@@ -420,7 +465,17 @@ class Gate:
         self.report = audit(self.collection, self.probe_texts, max_fpr=self.max_fpr)
         self.probe_vectors = np.asarray(self.collection.encoder.encode_queries(list(self.probe_texts.values())),
                                         dtype=np.float32)
+        self.calibrated_on = (self.collection.changes, len(self.collection))
+        self.calibrations += 1
         return self.report
+
+    @property
+    def stale(self) -> bool:
+        """Never calibrated, or more than ``recalibrate_after`` of the documents changed since."""
+        if self.report is None or self.calibrated_on is None:
+            return True
+        changes, documents = self.calibrated_on
+        return self.collection.changes - changes > self.recalibrate_after * max(documents, 1)
 
     def screen(self, docs: Sequence[Any]) -> tuple[list[Any], list[tuple[Any, Suspect]]]:
         """``(admitted, [(document, suspect)])`` for candidate documents (nothing is written)."""
@@ -429,7 +484,7 @@ class Gate:
         docs = [Document.from_any(d, where=f"screen: document {i}") for i, d in enumerate(docs)]
         if not docs:
             return [], []
-        if self.report is None:
+        if self.stale:
             self.calibrate()
         assert self.report is not None
         signs = document_signs(self.collection, docs, self.probe_texts, None, self.probe_vectors,
@@ -463,18 +518,18 @@ class Gate:
         self.quarantine.close()
 
 
-def screen_into(collection: Any, docs: Any, vectors: Any, where: str) -> int:
+def screen_into(collection: Any, docs: Any, vectors: Any, where: str, max_fpr: float = 0.01) -> int:
     """``collection.add/upsert(docs, screen=True)``: the admitted are buffered (all or nothing, as without the gate),
-    then the suspects quarantined; the collection keeps one gate, calibrated on its current generation."""
+    then the suspects quarantined. The collection keeps one gate (per ``max_fpr``), recalibrated as
+    :class:`Gate` says."""
     batch = collection.validate_documents(docs, where)
     vecs = None if vectors is None else collection.check_vectors(vectors, batch, where)
     gate = collection._gate
-    if gate is None or gate.generation != collection.generation:
-        if gate is not None:
-            gate.close()
-        gate = collection._gate = Gate(collection)
-        gate.calibrate()
-        gate.generation = collection.generation
+    if gate is None or gate.max_fpr != max_fpr:
+        gate = Gate(collection, max_fpr=max_fpr)  # checks max_fpr before the old gate is let go
+        if collection._gate is not None:
+            collection._gate.close()
+        collection._gate = gate
     admitted, held = gate.screen(batch)
     keep = {d.id for d in admitted}
     idx = [i for i, d in enumerate(batch) if d.id in keep]
@@ -486,12 +541,24 @@ def screen_into(collection: Any, docs: Any, vectors: Any, where: str) -> int:
 
 
 def release_quarantined(collection: Any, ids: Sequence[str]) -> int:
-    """Buffer quarantined documents into ``collection`` and remove them from its quarantine."""
+    """Buffer quarantined documents into ``collection``; they leave the quarantine when that commit succeeds
+    (:func:`forget_released`), so a release that never commits loses nothing."""
     q = Quarantine(collection.path)
     try:
-        docs = q.documents(list(ids))
-        collection.upsert(docs)
-        q.remove([d.id for d in docs])
+        docs = q.documents(list(dict.fromkeys(ids)))
     finally:
         q.close()
+    collection.upsert(docs)
+    collection._releasing.update(d.id for d in docs)
     return len(docs)
+
+
+def forget_released(collection: Any) -> None:
+    """After a commit: the released documents are in the collection now; remove them from its quarantine."""
+    if collection._releasing:
+        q = Quarantine(collection.path)
+        try:
+            q.remove(sorted(collection._releasing))
+        finally:
+            q.close()
+        collection._releasing.clear()

@@ -49,6 +49,7 @@ from retrievo.errors import (
     RetrievoError,
     ShardUnavailableError,
 )
+from retrievo.eval.audit import Quarantine
 from retrievo.server.asgi import BodyLimit, CatchAll, FastSearch, RetrievoApp, error_body
 from retrievo.server.schemas import (
     CollectionSummary,
@@ -126,7 +127,8 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
     ``registry`` when given (a :class:`~retrievo.server.sharded.ShardedRegistry`: one sharded collection)."""
     settings = settings or ServerSettings()
     if registry is None:
-        registry = Registry(Path(root), settings.commit_interval, max_pending=settings.max_pending)
+        registry = Registry(Path(root), settings.commit_interval, max_pending=settings.max_pending,
+                            screen_max_fpr=settings.screen_max_fpr)
     started = time.time()
     counters = {"requests": 0, "searches": 0, "queries": 0, "writes": 0}
 
@@ -213,6 +215,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
             methods=collection_methods(coll.signals),
             error=public(svc.error or svc.disk_error or "") or None,
             locked=None if svc.locked is None or svc.sibling_writes() else public(svc.locked),
+            quarantined=Quarantine.count(svc.path),
         )
 
     reads = [Depends(read_auth)] if settings.read_auth else []  # open reads resolve no dependency
@@ -279,11 +282,25 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
         return registry.get(name).view().facets(body.fields, body.filter, body.limit)
 
     @app.get("/v1/collections/{name}/quarantine", tags=["collections"], dependencies=reads)
-    def quarantine(name: str) -> list[dict[str, Any]]:
-        """Documents the admission gate held back (never searchable): id, suspicion, reasons, signs."""
-        from retrievo.eval.audit import Quarantine
+    def quarantine(name: str, text_chars: int = Query(0, ge=0, le=100_000),
+                   limit: int = Query(1000, ge=1, le=100_000)) -> list[dict[str, Any]]:
+        """Documents the admission gate held back (never searchable), most suspicious first: id, suspicion,
+        reasons, signs, held_at, and with ``text_chars`` their title and the start of their text."""
+        return Quarantine.read(registry.get(name).path, text_chars, limit)
 
-        return Quarantine.read(registry.get(name).path)
+    @app.post("/v1/collections/{name}/quarantine/release", status_code=202, tags=["collections"],
+              dependencies=[Depends(write_auth)])
+    def release_quarantined(name: str, body: IdsRequest) -> WriteAck:
+        """Add quarantined documents to the collection (an explicit decision): logged like any write, searchable
+        after the next commit; an id the quarantine does not hold is a 404 and nothing changes."""
+        n, seq = registry.get(name).release(body.ids)
+        counters["writes"] += 1
+        return WriteAck(acknowledged=n, seq=seq)
+
+    @app.post("/v1/collections/{name}/quarantine/drop", tags=["collections"], dependencies=[Depends(write_auth)])
+    def drop_quarantined(name: str, body: IdsRequest) -> dict[str, int]:
+        """Forget quarantined documents for good; an id the quarantine does not hold is a 404 and nothing changes."""
+        return {"dropped": registry.get(name).drop_quarantined(body.ids)}
 
     # -- search ----------------------------------------------------------------------------------------
     search_body = search_body_model()  # from the request's option table, with the plugins loaded by now
@@ -440,8 +457,10 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
 
     @app.post("/v1/collections/{name}/documents", status_code=202, tags=["documents"],
               dependencies=[Depends(write_auth)], openapi_extra=upsert_body)
-    async def upsert_documents(name: str, request: Request, if_absent: bool = False) -> WriteAck:
-        """Add or replace documents (``?if_absent=true``: refuse ids the collection has, as ``add`` does)."""
+    async def upsert_documents(name: str, request: Request, if_absent: bool = False,
+                               screen: bool | None = None) -> WriteAck:
+        """Add or replace documents (``?if_absent=true``: refuse ids the collection has, as ``add`` does;
+        ``?screen=true``: through the admission gate, suspects quarantined; default: the server's ``screen``)."""
         svc = await run_in_threadpool(registry.get, name)
         raw = await request.body()
         ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -453,9 +472,10 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
             raise HTTPException(415, f"Content-Type {ctype!r}: send application/json or application/x-ndjson")
         if len(docs) > settings.max_batch:
             raise HTTPException(413, f"{len(docs)} documents in one request, the limit is {settings.max_batch}")
-        n, seq = await run_in_threadpool(svc.upsert, docs, if_absent)
+        screened = settings.screen if screen is None else screen
+        n, seq = await run_in_threadpool(svc.upsert, docs, if_absent, screened)
         counters["writes"] += 1
-        return WriteAck(acknowledged=n, seq=seq)
+        return WriteAck(acknowledged=n, seq=seq, screened=screened)
 
     @app.patch("/v1/collections/{name}/documents/{doc_id:path}", status_code=202, tags=["documents"],
                dependencies=[Depends(write_auth)])

@@ -47,6 +47,10 @@ class ServerSettings(BaseModel):
     max_highlight_chars: int = Field(200_000, ge=0, description="characters of a hit's text that are highlighted")
     max_spans: int = Field(1000, ge=0, description="highlighted spans per field of a hit at most")
     cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS; none by default")
+    screen: bool = Field(False, description="pass every write through the admission gate (suspects quarantined) "
+                         "unless the request says ?screen=false")
+    screen_max_fpr: float = Field(0.01, gt=0, lt=1, description="the admission gate's bound on the share of "
+                                  "ordinary documents it holds back")
 
 
 class _Strict(BaseModel):
@@ -85,6 +89,7 @@ class CollectionSummary(_Strict):
                                "and hybrid when it has bm25 and dense")
     error: str | None = None
     locked: str | None = Field(None, description="why writes are refused: another process writes the collection")
+    quarantined: int = Field(0, description="documents the admission gate holds back (not searchable)")
 
 
 _PY: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool, "floats": list[float],
@@ -262,6 +267,8 @@ class DocumentBody(_Strict):
 class WriteAck(_Strict):
     acknowledged: int = Field(description="operations durably logged; visible after the next commit")
     seq: int = Field(description="write-ahead log sequence number of this request")
+    screened: bool = Field(False, description="the documents pass the admission gate at commit: suspects go to the "
+                           "quarantine (GET .../quarantine) instead of the collection")
 
 
 class MetadataPatch(_Strict):

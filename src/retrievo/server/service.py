@@ -96,12 +96,13 @@ class CollectionService:
     """
 
     def __init__(self, name: str, path: Path, commit_interval: float = 1.0, retry_max: float = 30.0,
-                 writable: bool = True, max_pending: int | None = None) -> None:
+                 writable: bool = True, max_pending: int | None = None, screen_max_fpr: float = 0.01) -> None:
         self.name = name
         self.path = path
         self.commit_interval = commit_interval
         self.retry_max = retry_max  # a failed commit is retried after commit_interval, doubling up to this
         self.max_pending = max_pending
+        self.screen_max_fpr = screen_max_fpr  # the admission gate's bound on ordinary documents held back
         self.reader = Collection.open(path, readonly=True)
         dense = self.reader.signals.get("dense")
         if dense is not None:
@@ -220,17 +221,19 @@ class CollectionService:
             self._pending_items += len(payload)
         return seq
 
-    def upsert(self, docs: Iterable[Any], if_absent: bool = False) -> tuple[int, int]:
+    def upsert(self, docs: Iterable[Any], if_absent: bool = False, screen: bool = False) -> tuple[int, int]:
         """Validate, log durably and acknowledge; returns ``(count, seq)``. Committed in the background.
 
         Documents may carry a ``vector`` (computed elsewhere): every document of the request or none, all
         checked (shape, dimension, finite values) before anything is logged. ``if_absent``: refuse the
         request (:class:`DuplicateIdError`) when an id exists, committed or acknowledged (``Collection.add``).
+        ``screen``: the committer passes the documents through the admission gate
+        (:class:`~retrievo.eval.audit.Gate`): suspects go to the quarantine, stored, instead of the collection.
         """
         if if_absent:
             with self._add_lock:  # the check and the append together: two adds of one id cannot both pass
-                return self._upsert(docs, if_absent=True)
-        return self._upsert(docs)
+                return self._upsert(docs, if_absent=True, screen=screen)
+        return self._upsert(docs, screen=screen)
 
     def _existing(self, writer: Collection, wal: WriteAheadLog, ids: list[str]) -> set[str]:
         """Which of ``ids`` exist once the acknowledged but uncommitted operations are applied."""
@@ -239,15 +242,17 @@ class CollectionService:
         # what the log still holds (the writer's committer removes records once they are committed; records
         # it has applied but not removed yet are in the collection already, and reapplying them is harmless)
         for _seq, op, payload in wal.read(self._applied if wal is self.wal else 0):
-            if op == "upsert":
+            if op in ("upsert", "screen"):  # a screened document may end in the quarantine: taken all the same
                 live |= {d["id"] for d in payload if d["id"] in wanted}
             else:
                 live -= set(payload)
         return live
 
-    def _upsert(self, docs: Iterable[Any], if_absent: bool = False) -> tuple[int, int]:
+    def _upsert(self, docs: Iterable[Any], if_absent: bool = False, screen: bool = False) -> tuple[int, int]:
         docs = list(docs)
         writer, wal = self._check_available(len(docs))
+        if screen:
+            self._check_screenable(writer)
         vectors = [d.get("vector") if isinstance(d, dict) else None for d in docs]
         docs = [{k: v for k, v in d.items() if k != "vector"} if isinstance(d, dict) else d for d in docs]
         batch = writer.validate_documents(docs, "documents")
@@ -274,8 +279,46 @@ class CollectionService:
                 self._vec_dim = arr.shape[1]
                 for d, v in zip(payload, arr.tolist(), strict=True):
                     d["vector"] = v
-        seq = self._log(wal, "upsert", payload)
+        seq = self._log(wal, "screen" if screen else "upsert", payload)
         return len(batch), seq
+
+    def _check_screenable(self, coll: Collection) -> None:
+        """The gate compares documents with the collection under its dense model: refuse a screened write at
+        once (nothing logged) when it cannot work, rather than fail at every commit."""
+        if not coll.has_dense:
+            raise InvalidInputError(f"screen: collection {self.name!r} has no dense model, and the admission gate "
+                                    "reads dense vectors; write without screen")
+        if not len(coll):
+            raise InvalidInputError(f"screen: collection {self.name!r} holds no documents yet, and the admission "
+                                    "gate is calibrated on the documents it holds; add a trusted set without "
+                                    "screen first")
+
+    def release(self, ids: list[str]) -> tuple[int, int]:
+        """Move quarantined documents into the collection (an explicit decision): logged as an upsert (durable,
+        acknowledged) and then removed from the quarantine; returns ``(count, seq)``. An id the quarantine
+        does not hold is a :class:`NotFoundError` and nothing changes."""
+        from retrievo.eval.audit import Quarantine
+
+        _, wal = self._check_available(len(ids))
+        q = Quarantine(self.path)
+        try:
+            docs = q.documents(list(dict.fromkeys(ids)))
+            seq = self._log(wal, "upsert", [d.to_dict() for d in docs])
+            q.remove([d.id for d in docs])  # after the log has them: a crash between leaves both, losing nothing
+        finally:
+            q.close()
+        return len(docs), seq
+
+    def drop_quarantined(self, ids: list[str]) -> int:
+        """Forget quarantined documents for good (an explicit decision); an unknown id changes nothing."""
+        from retrievo.eval.audit import Quarantine
+
+        self._check_available()
+        q = Quarantine(self.path)
+        try:
+            return q.drop(ids)
+        finally:
+            q.close()
 
     def _vector_dim(self, coll: Collection) -> int | None:
         """The dimension supplied vectors must have: committed vectors', else the model's (when it loads),
@@ -367,12 +410,15 @@ class CollectionService:
             self._working_since = time.monotonic()
         try:
             for _seq, op, payload in ops:
-                if op == "upsert":
-                    vectors = [d.get("vector") for d in payload]
-                    docs = [Document.from_any({k: v for k, v in d.items() if k != "vector"}) for d in payload]
-                    self.writer.upsert(docs, vectors=None if vectors[0] is None else vectors)
-                else:
+                if op == "delete":
                     self.writer.delete(payload)
+                    continue
+                vectors = [d.get("vector") for d in payload]
+                docs = [Document.from_any({k: v for k, v in d.items() if k != "vector"}) for d in payload]
+                if op == "screen":
+                    self._screen(docs, None if vectors[0] is None else vectors)
+                else:
+                    self.writer.upsert(docs, vectors=None if vectors[0] is None else vectors)
             self.writer.commit()
         except Exception:
             self.writer.rollback()
@@ -389,6 +435,22 @@ class CollectionService:
             self._pending_items = left
             self._cond.notify_all()
         return len(ops)
+
+    def _screen(self, docs: list[Document], vectors: Any) -> None:
+        """A logged screened upsert: through the writer's gate. Should the gate be unable to work now (the
+        documents it calibrates on were all deleted since the request was acknowledged), the documents are held
+        in the quarantine with that reason: never admitted unscreened, never dropped."""
+        from retrievo.eval.audit import Quarantine, Suspect, screen_into
+
+        assert self.writer is not None
+        try:
+            screen_into(self.writer, docs, vectors, "upsert", max_fpr=self.screen_max_fpr)
+        except InvalidInputError as exc:
+            q = Quarantine(self.path)
+            try:
+                q.hold(docs, [Suspect(d.id, 0.0, [f"not screened: {exc}"], {}) for d in docs])
+            finally:
+                q.close()
 
     def _run(self) -> None:
         """Commit every ``commit_interval`` (or when kicked). A failed commit keeps the log — nothing
@@ -469,11 +531,13 @@ class CollectionService:
 class Registry:
     """The collections under one data folder, each opened on first use (reads never take a writer)."""
 
-    def __init__(self, root: Path, commit_interval: float = 1.0, max_pending: int | None = None) -> None:
+    def __init__(self, root: Path, commit_interval: float = 1.0, max_pending: int | None = None,
+                 screen_max_fpr: float = 0.01) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.commit_interval = commit_interval
         self.max_pending = max_pending
+        self.screen_max_fpr = screen_max_fpr
         self._open: dict[str, CollectionService] = {}
         self._lock = threading.Lock()
 
@@ -502,7 +566,8 @@ class Registry:
                 if not (path / "manifest.json").exists():
                     raise NotFoundError(f"no collection named {name!r}")
                 svc = self._open[name] = CollectionService(name, path, self.commit_interval, writable=writable,
-                                                           max_pending=self.max_pending)
+                                                           max_pending=self.max_pending,
+                                                           screen_max_fpr=self.screen_max_fpr)
                 return svc
         if writable:
             svc.open_writer(raise_locked=False)

@@ -45,9 +45,12 @@ class ShardedService:
     def sibling_writes(self) -> bool:
         return False
 
-    def upsert(self, docs: Iterable[Any], if_absent: bool = False) -> tuple[int, int]:
+    def upsert(self, docs: Iterable[Any], if_absent: bool = False, screen: bool = False) -> tuple[int, int]:
         from retrievo.store.collection import Collection
 
+        if screen:
+            raise InvalidInputError("screen: the admission gate does not screen sharded collections yet; write "
+                                    "without screen (or audit the shards' folders with `retrievo audit`)")
         batch = Collection.validate_documents(docs, "documents")
         with self._write:
             if if_absent:
@@ -67,6 +70,12 @@ class ShardedService:
         with self._write:
             n = self.collection.delete(ids)
             return n, self.collection_commit()
+
+    def release(self, ids: list[str]) -> tuple[int, int]:
+        raise NotFoundError(f"no quarantined document with id {ids[0]!r}: sharded collections have no quarantine")
+
+    def drop_quarantined(self, ids: list[str]) -> int:
+        return self.release(ids)[0]
 
     def collection_commit(self) -> int:
         return sum(self.collection.commit())

@@ -111,7 +111,8 @@ class Collection(SearchShims):
         self._lock_fh: Any = None
         self._pending: dict[str, Document] = {}
         self._pending_deletes: set[str] = set()
-        self._gate: Any = None  # the admission gate of add(screen=True), calibrated per generation
+        self._gate: Any = None  # the admission gate of add(screen=True) (see retrievo.eval.audit.Gate)
+        self._releasing: set[str] = set()  # quarantined ids released into the buffer: forgotten there at commit
         self._pending_vectors: dict[str, np.ndarray] = {}  # caller-supplied dense vectors of buffered documents
         self._searcher: Any = None
         self._state: Snapshot = self._load_snapshot()
@@ -425,10 +426,22 @@ class Collection(SearchShims):
         return Quarantine.read(self.path)
 
     def release(self, ids: Sequence[str]) -> int:
-        """Buffer quarantined documents (an explicit decision) and forget them there; call :meth:`commit`."""
+        """Buffer quarantined documents (an explicit decision); the commit that adds them removes them from the
+        quarantine. Call :meth:`commit`."""
         from retrievo.eval.audit import release_quarantined
 
         return release_quarantined(self, ids)
+
+    def drop_quarantined(self, ids: Sequence[str]) -> int:
+        """Forget quarantined documents for good (an explicit decision; an unknown id changes nothing)."""
+        from retrievo.eval.audit import Quarantine
+
+        self.lock_for_writing()
+        q = Quarantine(self.path)
+        try:
+            return q.drop(ids)
+        finally:
+            q.close()
 
     def _buffer(self, batch: list[Document], vecs: np.ndarray | None) -> None:
         for i, d in enumerate(batch):
@@ -466,10 +479,17 @@ class Collection(SearchShims):
         return n
 
     def rollback(self) -> None:
-        """Drop every buffered change."""
+        """Drop every buffered change (released documents stay in the quarantine)."""
         self._pending.clear()
         self._pending_deletes.clear()
         self._pending_vectors.clear()
+        self._releasing.clear()
+
+    @property
+    def changes(self) -> int:
+        """Documents written (added or replaced) and deleted by all commits so far: how much the collection moved
+        (the admission gate recalibrates on it)."""
+        return int(self.store.get_meta("changes", "0") or 0)
 
     @property
     def pending(self) -> int:
@@ -510,6 +530,7 @@ class Collection(SearchShims):
                 store.set_meta("next_segment", str(seg + 1))
             self._drop_empty_segments()
             store.merge_fields(kinds)
+            store.set_meta("changes", str(self.changes + len(docs) + len(self._pending_deletes)))
             store.set_meta("generation", str(self.generation + 1))
             store.commit()
         except BaseException:
@@ -520,6 +541,10 @@ class Collection(SearchShims):
         self._pending.clear()
         self._pending_deletes.clear()
         self._pending_vectors.clear()
+        if self._releasing:
+            from retrievo.eval.audit import forget_released
+
+            forget_released(self)
         self._collect_garbage()
         self._maybe_merge()
         self._state = self._load_snapshot()

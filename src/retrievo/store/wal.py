@@ -10,8 +10,10 @@ so an acknowledged write survives a crash at any point:
   between the two re-applies already committed operations, which is harmless: upserts and deletes are
   idempotent and are replayed in their original order, so the final state is the same.
 
-Payloads are JSON (documents as ``{"id", "title", "text", "metadata"}`` objects, deletes as id lists):
-nothing is pickled, and the log is readable with the ``sqlite3`` shell.
+Operations: ``upsert``, ``screen`` (an upsert through the admission gate: suspects are quarantined, the rest
+upserted; replayed, the gate's hold is idempotent too) and ``delete``. Payloads are JSON (documents as
+``{"id", "title", "text", "metadata"}`` objects, deletes as id lists): nothing is pickled, and the log is readable
+with the ``sqlite3`` shell.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 __all__ = ["WriteAheadLog", "WAL_FILENAME"]
 
 WAL_FILENAME = "wal.sqlite"
-OPS = ("upsert", "delete")
+OPS = ("upsert", "screen", "delete")
 
 
 class WriteAheadLog:

@@ -54,17 +54,21 @@ async function loadCollections() {
   try {
     const cols = await api("/v1/collections");
     const sel = $("collection");
+    const was = sel.value;
     sel.textContent = "";
     for (const c of cols) {
       const o = document.createElement("option");
       o.value = c.name;
       o.textContent = `${c.name} (${c.documents} docs)`;
       o.dataset.methods = (c.methods || ["bm25"]).join(",");
+      o.dataset.quarantined = c.quarantined || 0;
       sel.appendChild(o);
     }
+    if (was && cols.some((c) => c.name === was)) sel.value = was;
     if (!cols.length) setStatus("No collections yet: create one with the API or `retrievo index`.");
     updateMethods();
     refreshFacets();
+    updateQuarantine();
   } catch (e) {
     setStatus(e.message, true);
   }
@@ -321,6 +325,62 @@ async function showNode(node) {
   }
 }
 
+// -- the quarantine: what the admission gate held back, with its reasons; release or drop by hand ------------
+function updateQuarantine() {
+  const opt = $("collection").selectedOptions[0];
+  const n = opt ? Number(opt.dataset.quarantined || 0) : 0;
+  $("quarantine-box").hidden = n === 0;
+  $("quarantine-summary").textContent = `Quarantine: ${n} document${n === 1 ? "" : "s"} held back`;
+  if (n && $("quarantine-box").open) showQuarantine();
+}
+
+async function decide(id, verb) {
+  const name = $("collection").value;
+  try {
+    await api(`/v1/collections/${encodeURIComponent(name)}/quarantine/${verb}`, { ids: [id] });
+    setStatus(verb === "release" ? `Released ${id}: searchable after the next commit.` : `Dropped ${id} for good.`);
+    await loadCollections();
+  } catch (e) {
+    setStatus(e.message, true);
+  }
+}
+
+async function showQuarantine() {
+  const name = $("collection").value;
+  const list = $("quarantine");
+  if (!name) return;
+  try {
+    const held = await api(`/v1/collections/${encodeURIComponent(name)}/quarantine?text_chars=300&limit=100`);
+    list.textContent = "";
+    for (const h of held) {
+      const li = document.createElement("li");
+      li.className = "held";
+      const head = document.createElement("div");
+      head.className = "hit-title";
+      head.textContent = h.title ? `${h.title} (${h.id})` : h.id;
+      const why = document.createElement("div");
+      why.className = "hit-meta";
+      why.textContent = `suspicion ${h.suspicion.toFixed(2)} · ${h.reasons.join(", ")}`;
+      const text = document.createElement("p");
+      text.className = "hit-text";
+      text.textContent = h.text + (h.text.length >= 300 ? " …" : "");
+      const buttons = document.createElement("div");
+      for (const verb of ["release", "drop"]) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = verb === "release" ? "Release" : "Drop";
+        b.addEventListener("click", () => decide(h.id, verb));
+        buttons.appendChild(b);
+      }
+      li.append(head, why, text, buttons);
+      list.appendChild(li);
+    }
+  } catch (e) {
+    list.textContent = e.message;
+  }
+}
+
+$("quarantine-box").addEventListener("toggle", () => { if ($("quarantine-box").open) showQuarantine(); });
 $("tree-box").addEventListener("toggle", () => { if ($("tree-box").open) showNode(0); });
 $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
 $("collection").addEventListener("change", () => {
@@ -328,6 +388,7 @@ $("collection").addEventListener("change", () => {
   ranges.clear();
   updateMethods();
   refreshFacets();
+  updateQuarantine();
   search();
   if ($("tree-box").open) showNode(0);
 });
