@@ -46,7 +46,7 @@ import numpy as np
 from retrievo.errors import InvalidInputError
 
 __all__ = ["AuditReport", "DocumentSigns", "Gate", "Quarantine", "Suspect", "audit", "document_signs",
-           "forget_released", "release_quarantined", "screen_into"]
+           "forget_released", "gate_of", "release_quarantined", "screen_into"]
 
 SIGNS = ("query_likeness", "hubness", "stuffing", "off_topic", "isolation", "incoherence")
 _BUCKETS = 1 << 22  # hashed word pairs: collisions only make a pair look attested
@@ -518,18 +518,24 @@ class Gate:
         self.quarantine.close()
 
 
-def screen_into(collection: Any, docs: Any, vectors: Any, where: str, max_fpr: float = 0.01) -> int:
-    """``collection.add/upsert(docs, screen=True)``: the admitted are buffered (all or nothing, as without the gate),
-    then the suspects quarantined. The collection keeps one gate (per ``max_fpr``), recalibrated as
-    :class:`Gate` says."""
-    batch = collection.validate_documents(docs, where)
-    vecs = None if vectors is None else collection.check_vectors(vectors, batch, where)
+def gate_of(collection: Any, max_fpr: float = 0.01) -> Gate:
+    """The gate a collection keeps for ``add/upsert(screen=True)`` (a new one when ``max_fpr`` changes)."""
     gate = collection._gate
     if gate is None or gate.max_fpr != max_fpr:
         gate = Gate(collection, max_fpr=max_fpr)  # checks max_fpr before the old gate is let go
         if collection._gate is not None:
             collection._gate.close()
         collection._gate = gate
+    return gate
+
+
+def screen_into(collection: Any, docs: Any, vectors: Any, where: str, max_fpr: float = 0.01) -> int:
+    """``collection.add/upsert(docs, screen=True)``: the admitted are buffered (all or nothing, as without the gate),
+    then the suspects quarantined. The collection keeps one gate (per ``max_fpr``), recalibrated as
+    :class:`Gate` says."""
+    batch = collection.validate_documents(docs, where)
+    vecs = None if vectors is None else collection.check_vectors(vectors, batch, where)
+    gate = gate_of(collection, max_fpr)
     admitted, held = gate.screen(batch)
     keep = {d.id for d in admitted}
     idx = [i for i, d in enumerate(batch) if d.id in keep]

@@ -128,7 +128,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
     settings = settings or ServerSettings()
     if registry is None:
         registry = Registry(Path(root), settings.commit_interval, max_pending=settings.max_pending,
-                            screen_max_fpr=settings.screen_max_fpr)
+                            screen_max_fpr=settings.screen_max_fpr, screen=settings.screen)
     started = time.time()
     counters = {"requests": 0, "searches": 0, "queries": 0, "writes": 0}
 

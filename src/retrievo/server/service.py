@@ -96,13 +96,15 @@ class CollectionService:
     """
 
     def __init__(self, name: str, path: Path, commit_interval: float = 1.0, retry_max: float = 30.0,
-                 writable: bool = True, max_pending: int | None = None, screen_max_fpr: float = 0.01) -> None:
+                 writable: bool = True, max_pending: int | None = None, screen_max_fpr: float = 0.01,
+                 screen: bool = False) -> None:
         self.name = name
         self.path = path
         self.commit_interval = commit_interval
         self.retry_max = retry_max  # a failed commit is retried after commit_interval, doubling up to this
         self.max_pending = max_pending
         self.screen_max_fpr = screen_max_fpr  # the admission gate's bound on ordinary documents held back
+        self.screen = screen  # writes are screened by default: the committer calibrates the gate at start
         self.reader = Collection.open(path, readonly=True)
         dense = self.reader.signals.get("dense")
         if dense is not None:
@@ -500,6 +502,14 @@ class CollectionService:
                         sig.encoder.encode_queries(["warm up"])  # type: ignore[attr-defined]
                     except Exception:  # a model that cannot load here: the write that needs it gets the error
                         log.debug("warm-up of the %s encoder of %s failed", name, self.name, exc_info=True)
+            writer = self.writer
+            if self.screen and writer is not None and writer.has_dense and len(writer) and not self._stop:
+                from retrievo.eval.audit import gate_of
+
+                try:  # an audit of the collection (seconds to a minute): not on the first screened write's commit
+                    gate_of(writer, self.screen_max_fpr).calibrate()
+                except Exception:
+                    log.warning("calibration of the admission gate of %s failed", self.name, exc_info=True)
         finally:
             with self._cond:
                 self._working_since = None
@@ -532,12 +542,13 @@ class Registry:
     """The collections under one data folder, each opened on first use (reads never take a writer)."""
 
     def __init__(self, root: Path, commit_interval: float = 1.0, max_pending: int | None = None,
-                 screen_max_fpr: float = 0.01) -> None:
+                 screen_max_fpr: float = 0.01, screen: bool = False) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.commit_interval = commit_interval
         self.max_pending = max_pending
         self.screen_max_fpr = screen_max_fpr
+        self.screen = screen
         self._open: dict[str, CollectionService] = {}
         self._lock = threading.Lock()
 
@@ -567,7 +578,7 @@ class Registry:
                     raise NotFoundError(f"no collection named {name!r}")
                 svc = self._open[name] = CollectionService(name, path, self.commit_interval, writable=writable,
                                                            max_pending=self.max_pending,
-                                                           screen_max_fpr=self.screen_max_fpr)
+                                                           screen_max_fpr=self.screen_max_fpr, screen=self.screen)
                 return svc
         if writable:
             svc.open_writer(raise_locked=False)
