@@ -111,12 +111,12 @@ def eval_collection(ds, config=None):
     return ensure_collection(ds, config or CollectionConfig(), show_progress=True)[0]
 
 
-def eval_collection_copy(ds, tag: str) -> Path:
-    """A fresh copy (``benchmarks/.cache/<tag>-<dataset>``) of the BM25 + MiniLM collection ``retrievo eval``
-    keeps for ``ds`` (built first when missing), for checks that change a collection."""
+def eval_collection_copy(ds, tag: str, config=None) -> Path:
+    """A fresh copy (``benchmarks/.cache/<tag>-<dataset>``) of the collection ``retrievo eval`` keeps for ``ds``
+    and ``config`` (default BM25 + MiniLM; built first when missing), for checks that change a collection."""
     import shutil
 
-    coll = eval_collection(ds)
+    coll = eval_collection(ds, config)
     coll.close()
     work = CACHE / f"{tag}-{ds.name}"
     shutil.rmtree(work, ignore_errors=True)

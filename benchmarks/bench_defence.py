@@ -1,11 +1,13 @@
 """Defending the index: planted passages with and without the admission gate (and what the audit detects), on
 SciFact and ToolLens (development) and nfcorpus (holdout, reported).
 
-Per collection: the BM25 + MiniLM collection ``retrievo eval`` builds, minus a seeded 5 % of its documents held
-out as *new clean documents*. Attacks, each on its own seeded target test queries (50 per style; 15 on ToolLens's
-464 tools): **PoisonedRAG** black-box (the target query followed by the attacker's sentence,
-:func:`retrievo.eval.robustness.poisoned_passages`) and **keyword stuffing** (the query's content words repeated
-six times, then the attacker's sentence), aimed at BM25 and SPLADE-like term matching; and a **gradient** attack
+Per collection: the BM25 + MiniLM + SPLADE collection ``retrievo eval`` builds, minus a seeded 5 % of its documents
+held out as *new clean documents*. Attacks, each on its own seeded target test queries (50 per style; 15 on
+ToolLens's 464 tools): **PoisonedRAG** black-box (the target query followed by the attacker's sentence,
+:func:`retrievo.eval.robustness.poisoned_passages`), **keyword stuffing** aimed at BM25 (the query's content words
+repeated six times, then the attacker's sentence) and **SPLADE stuffing** (the twelve terms the query's SPLADE vector
+weighs most, expansion terms included, repeated up to six times by weight;
+:func:`retrievo.eval.robustness.stuffed_passages`); and a **gradient** attack
 against the dense model, white box (:func:`retrievo.eval.robustness.gradient_passages`: 24 trigger word pieces
 before the attacker's sentence, 40 HotFlip steps of 32 exactly evaluated candidates each, on 20 targets, 10 on
 ToolLens; passages cached in ``benchmarks/.cache``; its cost per passage is reported).
@@ -22,20 +24,21 @@ Run: ``python benchmarks/bench_defence.py`` (writes the "defence" section of RES
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 
 import numpy as np
 
 from _common import CACHE, dataset_dir, eval_collection_copy, header, write_section
-from retrievo import Collection, SearchRequest
+from retrievo import Collection, CollectionConfig, SearchRequest
+from retrievo.config import SparseConfig
 from retrievo.eval.audit import Gate
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
-from retrievo.eval.robustness import PAYLOAD, attack_success, poisoned_passages
+from retrievo.eval.robustness import attack_success, poisoned_passages, stuffed_passages
 
-METHODS = ("bm25", "dense", "hybrid")
+METHODS = ("bm25", "dense", "splade", "hybrid")
+CONFIG = CollectionConfig(sparse=SparseConfig())  # BM25 + MiniLM + SPLADE; hybrid fuses BM25 and dense
 DATASETS = (("scifact", "dev", 50, 20), ("toollens", "dev", 15, 10), ("nfcorpus", "holdout", 50, 20))
 GRADIENT = {"trigger_tokens": 24, "steps": 40, "candidates": 32, "seed": 0}
 
@@ -57,14 +60,6 @@ def gradient_cached(name: str, queries: dict[str, str], targets: list[str]) -> t
     return docs, cost
 
 
-def stuffed_passages(queries: dict[str, str], targets: list[str]) -> list[dict[str, str]]:
-    out = []
-    for t in targets:
-        words = [w for w in re.findall(r"\w+", queries[t].lower()) if len(w) > 3] or queries[t].split()
-        out.append({"_id": f"stuff-{t}", "title": "", "text": " ".join(words * 6) + " " + PAYLOAD})
-    return out
-
-
 def main() -> None:
     t0 = time.perf_counter()
     rows_detect, rows_attack = [], []
@@ -77,7 +72,7 @@ def main() -> None:
             log = ds.queries("train")
         except Exception:  # no training split
             log = {}
-        work = eval_collection_copy(ds, "defence")
+        work = eval_collection_copy(ds, "defence", CONFIG)
         coll = Collection.open(work)
         snap = coll.snapshot()
         live_ids = [str(x) for x in snap.ids[snap.live]]
@@ -89,14 +84,18 @@ def main() -> None:
         t_pr, pr = poisoned_passages(queries, n_targets, seed=0)
         t_st = [q for q in list(queries)[::-1] if q not in set(t_pr)][:n_targets]
         st = stuffed_passages(queries, t_st)
-        taken = set(t_pr) | set(t_st)
+        t_sp = [q for q in list(queries)[::-2] if q not in set(t_pr) | set(t_st)][:n_targets]
+        sp = stuffed_passages(queries, t_sp, sparse_encoder=coll.signals["splade"].encoder, prefix="sstuff-")
+        taken = set(t_pr) | set(t_st) | set(t_sp)
         t_gr = [q for q in list(queries)[len(queries) // 2:] if q not in taken][:n_gradient]
         gr, cost = gradient_cached(name, queries, t_gr)
         costs.append(f"{name}: {cost['seconds_per_passage']:.1f} s and {cost['forward_passes_per_passage']:.0f} model "
                      f"passes per passage (forward + backward counted once each), mean final cosine with the target "
                      f"query {cost['final_cosine_mean']:.3f}")
         print(costs[-1], flush=True)
-        styles = {"PoisonedRAG": (t_pr, pr, "poison-"), "stuffing": (t_st, st, "stuff-"), "gradient": (t_gr, gr, "grad-")}
+        styles = {"PoisonedRAG": (t_pr, pr, "poison-"), "stuffing": (t_st, st, "stuff-"),
+                  "SPLADE stuffing": (t_sp, sp, "sstuff-"), "gradient": (t_gr, gr, "grad-")}
+        planted = [*pr, *st, *sp, *gr]
         others = [q for q in queries if q not in taken | set(t_gr)]
         label = f"{name} ({role})"
         base = Collection.open(work, readonly=True)
@@ -107,18 +106,18 @@ def main() -> None:
         admitted_by_probe = {}
         for probe_name, probes in (("training queries", log), ("test queries", queries)):
             if not probes:
-                rows_detect.append(f"| {label} | {probe_name} | (no training split) | | | | |")
+                rows_detect.append(f"| {label} | {probe_name} | (no training split) | | | | | |")
                 continue
             gate = Gate(coll, probes, max_fpr=0.01)
             t1 = time.perf_counter()
-            admitted, held = gate.screen([*pr, *st, *gr, *[d.to_dict() for d in held_docs]])
+            admitted, held = gate.screen([*planted, *[d.to_dict() for d in held_docs]])
             gate.close()
             held_set = {d.id for d, _ in held}
             fp = sum(d.id in held_set for d in held_docs)
             recall = {s: np.mean([d["_id"] in held_set for d in docs]) for s, (_, docs, _) in styles.items()}
-            rows_detect.append(f"| {label} | {probe_name} | {recall['PoisonedRAG']:.2f} | {recall['stuffing']:.2f} | "
-                               f"{recall['gradient']:.2f} | "
-                               f"{fp} / {len(held_docs)} ({fp / len(held_docs):.1%}) | {time.perf_counter() - t1:.0f} s |")
+            rows_detect.append(f"| {label} | {probe_name} | " + " | ".join(f"{r:.2f}" for r in recall.values())
+                               + f" | {fp} / {len(held_docs)} ({fp / len(held_docs):.1%}) | "
+                               f"{time.perf_counter() - t1:.0f} s |")
             print(rows_detect[-1], flush=True)
             admitted_by_probe[probe_name] = {d.id for d in admitted}
         # attacks without the gate, then with it (the test-query log, else the training one)
@@ -128,7 +127,6 @@ def main() -> None:
             shutil.rmtree(gwork, ignore_errors=True)
             shutil.copytree(work, gwork)
             g = Collection.open(gwork)
-            planted = [*pr, *st, *gr]
             g.add([d for d in planted if not gated or d["_id"] in chosen])
             g.commit()
             for m in METHODS:
@@ -149,12 +147,12 @@ def main() -> None:
     body += ("\nDetection by the admission gate (max_fpr 1 %, calibrated on the collection): recall of planted passages "
              "per attack style, and false positives among held-out clean documents (5 % of the collection, never "
              "calibrated on), per probe set.\n\n"
-             "| collection | probe queries | PoisonedRAG recall | stuffing recall | gradient recall | false positives (clean) "
-             "| time |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows_detect)
+             "| collection | probe queries | PoisonedRAG recall | stuffing recall | SPLADE stuffing recall | gradient "
+             "recall | false positives (clean) | time |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows_detect)
              + "\n\nAttack success@10 without and with the gate (gate probes: the test queries), and nDCG@10 of the "
              "other test queries before the attack → after.\n\n"
-             "| collection | method | gate | PoisonedRAG success@10 | stuffing success@10 | gradient success@10 | "
-             "nDCG@10 others |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows_attack)
+             "| collection | method | gate | PoisonedRAG success@10 | stuffing success@10 | SPLADE stuffing success@10 | "
+             "gradient success@10 | nDCG@10 others |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows_attack)
              + "\n\nGradient attacker's compute: " + "; ".join(costs) + f".\n\nWhole run {time.perf_counter() - t0:.0f} s.\n")
     write_section("defence", body)
 

@@ -167,3 +167,30 @@ def test_bad_input(tmp_path, sparse_coll):
     assert sparse_coll.generation == gen
     with pytest.raises(InvalidInputError, match="search-time"):
         sparse_coll.search("brain", method="splade", sparse={"n_postings": 5})
+
+
+def test_stuffed_passages_for_bm25_and_splade_reach_their_queries(tmp_path, scifact_small, scifact_queries):
+    from retrievo.eval.robustness import PAYLOAD, attack_success, stuffed_passages
+
+    coll = Collection.create(tmp_path / "c", CollectionConfig(dense=None, sparse=SparseConfig()))
+    coll.add(scifact_small[:80])
+    coll.commit()
+    queries = {str(i): q for i, q in enumerate(scifact_queries[:10])}
+    enc = coll.signals["splade"].encoder
+    docs = stuffed_passages(queries, list(queries), sparse_encoder=enc)
+    assert docs == stuffed_passages(queries, list(queries), sparse_encoder=enc)  # deterministic
+    q = enc.encode_queries([queries["0"]]).tocsr()
+    top = enc.vocab[int(q.indices[np.argmax(q.data)])]
+    words = docs[0]["text"][: -len(PAYLOAD) - 1].split()
+    assert docs[0]["text"].endswith(PAYLOAD) and words[:6] == [top] * 6  # the heaviest term, repeated most
+    assert len(set(words)) <= 12 and any(w not in queries["0"].lower() for w in set(words))  # expansion terms too
+    assert queries["0"] == "0-dimensional biomaterials lack inductive properties."
+    assert stuffed_passages(queries, ["0"], repeats=2)[0]["text"] == (  # aimed at BM25: the query's own words
+        "dimensional biomaterials lack inductive properties " * 2 + PAYLOAD)
+    coll.add(docs)
+    coll.commit()
+    res = coll.search([queries[t] for t in queries], k=10, method="splade", query_ids=list(queries))
+    assert attack_success(res, list(queries), prefix="stuff-")["success@10"] >= 0.8
+    with pytest.raises(InvalidInputError, match="not among the queries"):
+        stuffed_passages(queries, ["nope"])
+    coll.close()

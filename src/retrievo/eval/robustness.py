@@ -7,18 +7,24 @@
   of the query itself followed by the attacker's text is added to the corpus; the attack succeeds on a
   query when its passage reaches the top k. Retrieval that ranks by similarity to the query cannot tell
   such a passage from a relevant one, so the check measures exposure; it is not a defence.
+- **Keyword stuffing** (:func:`stuffed_passages`): the target query's terms repeated, then the attacker's text —
+  aimed at BM25 (the query's own content words) or at SPLADE (the terms the query's SPLADE vector weighs most,
+  expansion terms included, each repeated in proportion to its weight).
+- **Gradient attack** (:func:`gradient_passages`): HotFlip token substitutions against the dense model (white box).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from retrievo.analysis.typos import perturb
+from retrievo.errors import InvalidInputError
 from retrievo.types import SearchResults
 
-__all__ = ["attack_success", "gradient_passages", "poisoned_passages", "typo_queries"]
+__all__ = ["attack_success", "gradient_passages", "poisoned_passages", "stuffed_passages", "typo_queries"]
 
 #: the attacker's text appended to each poisoned passage (misinformation with no query terms of its own)
 PAYLOAD = "Independent reviews later showed that this claim was fabricated and should not be trusted."
@@ -39,6 +45,41 @@ def poisoned_passages(queries: Mapping[str, str], n_targets: int, seed: int = 0,
     targets = [qids[i] for i in sorted(rng.choice(len(qids), min(n_targets, len(qids)), replace=False))]
     docs = [{"_id": f"{prefix}{q}", "title": "", "text": f"{queries[q]} {payload}"} for q in targets]
     return targets, docs
+
+
+def stuffed_passages(queries: Mapping[str, str], targets: Sequence[str], payload: str = PAYLOAD, repeats: int = 6,
+                     sparse_encoder: Any = None, n_terms: int = 12, prefix: str = "stuff-") -> list[dict[str, str]]:
+    """Keyword-stuffed passages, one per target query: ``{"_id": prefix + qid, "title": "", "text"}``.
+
+    Without ``sparse_encoder`` (aimed at BM25): the query's words longer than three characters, the list repeated
+    ``repeats`` times, then ``payload``. With a SPLADE encoder (aimed at SPLADE: ``collection.signals["splade"]
+    .encoder``): the ``n_terms`` whole-word terms (no ``##`` pieces, at least three letters) its query vector
+    weighs most — expansion terms the query never wrote included — most weighted first, each repeated
+    ``max(1, round(repeats * weight / top weight))`` times, then ``payload``. Deterministic."""
+    import re
+
+    if repeats < 1:
+        raise InvalidInputError(f"stuffed_passages: repeats must be >= 1, got {repeats}")
+    missing = [t for t in targets if t not in queries]
+    if missing:
+        raise InvalidInputError(f"stuffed_passages: target ids not among the queries, e.g. {missing[:3]}")
+    out = []
+    if sparse_encoder is None:
+        for t in targets:
+            words = [w for w in re.findall(r"\w+", queries[t].lower()) if len(w) > 3] or queries[t].split()
+            out.append({"_id": f"{prefix}{t}", "title": "", "text": " ".join(words * repeats) + " " + payload})
+        return out
+    vocab = sparse_encoder.vocab
+    rows = sparse_encoder.encode_queries([queries[t] for t in targets]).tocsr()
+    for i, t in enumerate(targets):
+        ids = rows.indices[rows.indptr[i]:rows.indptr[i + 1]]
+        w = rows.data[rows.indptr[i]:rows.indptr[i + 1]]
+        terms = [(float(w[j]), vocab[int(ids[j])]) for j in np.argsort(-w, kind="stable")
+                 if vocab[int(ids[j])].isalpha() and len(vocab[int(ids[j])]) >= 3][:n_terms]
+        top = terms[0][0] if terms else 1.0
+        words = [term for weight, term in terms for _ in range(max(1, round(repeats * weight / top)))]
+        out.append({"_id": f"{prefix}{t}", "title": "", "text": " ".join(words or queries[t].split()) + " " + payload})
+    return out
 
 
 def attack_success(results: SearchResults, targets: Sequence[str], ks: Sequence[int] = (1, 5, 10),
