@@ -115,7 +115,22 @@ def test_cli_train(judged, tiny_st, tmp_path):
                                 "--json"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     info = json.loads(run.stdout.strip().splitlines()[-1])
-    assert info["train_queries"] == 36 and (tmp_path / "m" / "modules.json").exists()
+    assert info["train_queries"] == 36 and (tmp_path / "m" / "modules.json").exists() and info["sources"] == []
+    # another folder's judged queries mixed in by weight (its own BM25 collection mines their negatives)
+    other = scifact_docs(200)[120:]
+    folder2 = make_beir(tmp_path / "beir2", other, {f"o{i}": d["title"] for i, d in enumerate(other[:30])},
+                        [(f"o{i}", d["_id"], 1) for i, d in enumerate(other[:30])])
+    (folder2 / "qrels" / "train.tsv").write_text((folder2 / "qrels" / "test.tsv").read_text())
+    mixed = subprocess.run(cli + ["train", str(coll), str(folder), "--output", str(tmp_path / "m2"), "--source",
+                                  f"{folder2}:3", "--max-rows", "40", "--epochs", "0.5", "--max-length", "32",
+                                  "--depth", "8", "--negatives", "2", "--val-queries", "4", "--batch-size", "8",
+                                  "--json"], capture_output=True, text=True, timeout=600)
+    assert mixed.returncode == 0, mixed.stderr[-2000:]
+    src = json.loads(mixed.stdout.strip().splitlines()[-1])["sources"]
+    assert [s["weight"] for s in src] == [1.0, 3.0] and src[1]["name"] == "beir2" and src[1]["rows"] == 30
+    bad = subprocess.run(cli + ["train", str(coll), str(folder), "--output", str(tmp_path / "m3"), "--source",
+                                f"{folder2}:x"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "weight after ':' must be a number" in bad.stderr
     # re-index with the trained model: same documents and metadata, new vectors; an existing output is refused
     new = tmp_path / "reindexed"
     ri = subprocess.run(cli + ["reindex", str(coll), "--model", str(tmp_path / "m"), "--output", str(new), "--quiet"],
@@ -137,3 +152,56 @@ def test_cli_train(judged, tiny_st, tmp_path):
     again = subprocess.run(cli + ["reindex", str(coll), "--model", str(tmp_path / "m"), "--output", str(new)],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_mix_rows_draws_whole_queries_by_weight():
+    from retrievo.training.mixing import mix_rows
+
+    a = [(f"qa{i}", "p", ["n"], [i, 100 + i, 200]) for i in range(40)]  # 40 queries, one row each
+    b = [(f"qb{i}", "p", ["n"], [50 + i // 2, 300 + i, 400]) for i in range(10)]  # 5 queries, two rows each
+    rows, counts = mix_rows([a, b], [3.0, 1.0], 40, np.random.default_rng(0))
+    assert counts == [30, 10] and len(rows) == 40
+    rows, counts = mix_rows([a, b], [1.0, 3.0], 40, np.random.default_rng(0))  # b is repeated to fill its share
+    assert counts == [10, 30] and sum(r[0].startswith("qb") for r in rows) == 30
+    by_query = {}
+    for r in rows:
+        by_query.setdefault(r[3][0], []).append(r)
+    assert all(len(g) % 2 == 0 for q, g in by_query.items() if q >= 50)  # whole queries: both rows or none
+    with pytest.raises(InvalidInputError, match="weight"):
+        mix_rows([a, b], [1.0, 0.0], 40, np.random.default_rng(0))
+
+
+def test_training_mixes_sources_by_their_weights(judged, tmp_path):
+    """A second source (other abstracts under their titles) and a third (titles under other abstracts), mixed in by
+    their weights; bad sources and weights are refused before anything is written."""
+    from retrievo.training.mixing import TrainingSource
+
+    coll, queries, qrels, _ = judged
+    other = scifact_docs(220)[120:]
+    lex = Collection.create(tmp_path / "other", CollectionConfig(dense=None))
+    lex.add([{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in other])
+    lex.commit()
+    good_q = {f"g{i}": d["title"] for i, d in enumerate(other[:40])}
+    good = TrainingSource(lex, good_q, {f"g{i}": {d["_id"]: 1} for i, d in enumerate(other[:40])}, name="good")
+    bad_q = {f"b{i}": d["title"] for i, d in enumerate(other[40:80])}
+    bad = TrainingSource(lex, bad_q, {f"b{i}": {other[40 + (i + 17) % 40]["_id"]: 1} for i in range(40)}, name="bad")
+    given = train_dense(coll, queries, qrels, tmp_path / "m1", sources=[good], weight=1.0, max_rows=60,
+                        **{**SMALL, "epochs": 1})
+    (main, second) = [s["rows"] for s in given.sources]  # whole queries: one of the main's has two rows
+    assert main in (30, 31) and second == 30 and given.rows == main + second
+    assert given.sources[1]["name"] == "good" and 35 <= given.sources[1]["available_rows"] <= 40  # few negatives: skipped
+    three = train_dense(coll, queries, qrels, tmp_path / "m2", sources=[good, bad], weight=2.0, max_rows=60,
+                        **{**SMALL, "epochs": 1})
+    assert [s["weight"] for s in three.sources] == [2.0, 1.0, 1.0] and [s["rows"] for s in three.sources][1:] == [15, 15]
+    saved = json.loads((tmp_path / "m2" / "retrievo_training.json").read_text())
+    assert [s["name"] for s in saved["sources"]][1:] == ["good", "bad"] and saved["rows"] == three.rows
+    with pytest.raises(InvalidInputError, match="weight must be > 0"):
+        train_dense(coll, queries, qrels, tmp_path / "m3", sources=[good], weight=-1, **SMALL)
+    with pytest.raises(InvalidInputError, match="weight must be > 0"):
+        TrainingSource(lex, good_q, good.qrels, weight=0)
+    with pytest.raises(InvalidInputError, match="source good.*not in"):
+        train_dense(coll, queries, qrels, tmp_path / "m4",
+                    sources=[TrainingSource(lex, good_q, {"g0": {"nope": 1}}, name="good")], **SMALL)
+    assert not (tmp_path / "m3").exists() and not (tmp_path / "m4").exists()
+    lex.close()
+

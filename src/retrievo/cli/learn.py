@@ -61,22 +61,53 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_sources(args: argparse.Namespace) -> list[Any]:
+    """``--source FOLDER[:WEIGHT]``: the ``--split`` of more BEIR folders, each with its own BM25 collection to
+    mine negatives in (the one ``retrievo eval`` keeps: built once, lexical, nothing encoded)."""
+    from retrievo.config import CollectionConfig
+    from retrievo.eval.datasets import BeirDataset
+    from retrievo.eval.runner import ensure_collection
+    from retrievo.training.mixing import TrainingSource
+
+    out = []
+    for spec in args.source or []:
+        folder, weight = spec, "1"
+        head, sep, tail = spec.rpartition(":")
+        if sep and not Path(spec).exists():  # FOLDER:WEIGHT (a folder whose name holds ':' is taken whole)
+            folder, weight = head, tail
+        try:
+            w = float(weight)
+        except ValueError:
+            raise InvalidInputError(f"--source {spec!r}: the weight after ':' must be a number") from None
+        ds = BeirDataset.from_path(folder)
+        queries, qrels = ds.queries(args.split), ds.qrels(args.split)
+        coll = ensure_collection(ds, CollectionConfig(dense=None), show_progress=not args.json)[0]
+        out.append(TrainingSource(coll, queries, qrels, weight=w, name=ds.name))
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from retrievo.training.dense import train_dense
 
-    _, info = _learn_from_judgements(args, lambda c, q, r: train_dense(
-        c, q, r, args.output, base_model=args.base_model, method=args.mine_method, depth=args.depth,
-        negatives=args.negatives, max_positives=args.max_positives, max_rows=args.max_rows or None, epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr, max_length=args.max_length, val_queries=args.val_queries,
-        time_budget=args.time_budget * 60 if args.time_budget else None, seed=args.seed, overwrite=args.overwrite,
-        show_progress=not args.json))
+    sources = _training_sources(args)
+    try:
+        _, info = _learn_from_judgements(args, lambda c, q, r: train_dense(
+            c, q, r, args.output, base_model=args.base_model, method=args.mine_method, depth=args.depth,
+            negatives=args.negatives, max_positives=args.max_positives, max_rows=args.max_rows or None,
+            epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, max_length=args.max_length, val_queries=args.val_queries,
+            time_budget=args.time_budget * 60 if args.time_budget else None, seed=args.seed, overwrite=args.overwrite,
+            show_progress=not args.json, sources=sources, weight=args.weight))
+    finally:
+        for src in sources:
+            src.collection.close()
     out = {k: v for k, v in info.to_json().items() if k != "losses"}
     print(json.dumps(out) if args.json else
           f"dense model fine-tuned on {out['rows']} rows of {out['train_queries']} judged queries of {args.split} in "
           f"{out['seconds']:.0f} s ({out['steps']} steps{', stopped by the time budget' if out['stopped_by_budget'] else ''}); "
           f"held-out nDCG@10: {out['val_ndcg_before']:.4f} -> {out['val_ndcg_best']:.4f} -> {out['output']} "
-          f"(index with --model {out['output']})")
+          f"(index with --model {out['output']})"
+          + "".join(f"\n  source {m['name']}: weight {m['weight']}, {m['rows']} rows" for m in out["sources"]))
     return 0
 
 
@@ -226,6 +257,10 @@ def add_learn_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--base-model", default=None, help="model to fine-tune (default: the collection's dense model)")
     p.add_argument("--max-rows", type=int, default=2000, help="(query, relevant document) rows at most (whole queries "
                    "sampled to fit; 0: all)")
+    p.add_argument("--source", action="append", default=None, metavar="FOLDER[:WEIGHT]",
+                   help="more judged queries: the --split of another BEIR folder, mixed in by WEIGHT (default 1; "
+                   "repeatable)")
+    p.add_argument("--weight", type=float, default=1.0, help="with --source: the mixing weight of DATASET's queries")
     _add_training_args(p, negatives=3, lr=2e-5, epochs=2.0)
     p.set_defaults(func=cmd_train)
 

@@ -26,7 +26,7 @@ in the batch as negative), and the data and budget are retrievo's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ class DenseTraining:
     val_ndcg_best: float
     best_step: int
     losses: list[tuple[int, float]] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)  # with several: name, weight, rows, available_rows
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,9 +113,14 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
                 negatives: int = 3, max_positives: int = 4, max_rows: int | None = 2000, epochs: float = 2.0, batch_size: int = 16,
                 lr: float = 2e-5, max_length: int = 256, val_queries: int = 40, evals: int = 4,
                 time_budget: float | None = 1800.0, seed: int = 0, bf16: bool | None = None,
-                overwrite: bool = False, show_progress: bool = True) -> DenseTraining:
+                overwrite: bool = False, show_progress: bool = True, sources: Sequence[Any] = (),
+                weight: float = 1.0) -> DenseTraining:
     """Fine-tune ``collection``'s dense model (or ``base_model``) on judged ``queries`` and save it to ``output``
     (see the module docstring).
+
+    ``sources``: more judged queries over other collections (:class:`~retrievo.training.mixing.TrainingSource`),
+    mixed with this collection's (``weight``) by their weights. The held-out queries, the checkpoint choice and
+    ``max_rows`` (all sources together) stay this collection's.
 
     Raises:
         InvalidInputError: bad judgements (see :func:`~retrievo.training.judged.judged_set`), a collection without
@@ -143,26 +149,42 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
     if base_model is None and dense_cfg is None:
         raise InvalidInputError(f"{what}: {collection.path} has no dense model; name a base model to fine-tune")
     base = resolve_model(base_model or dense_cfg.model)
+    if not (np.isfinite(weight) and weight > 0):
+        raise InvalidInputError(f"{what}: weight must be > 0, got {weight}")
     js = judged_set(collection, queries, qrels, what=what, method=method, depth=depth, negatives=negatives,
                     val_queries=val_queries, seed=seed, show_progress=show_progress)
+    extra = [judged_set(src.collection, src.queries, src.qrels, what=f"{what} (source {src.name})", depth=depth,
+                        negatives=negatives, val_queries=0, seed=seed, show_progress=show_progress) for src in sources]
     rng = np.random.default_rng(seed + 1)
-    doc_index: dict[str, int] = {}
-
-    def did(d: str) -> int:
-        return doc_index.setdefault(d, len(doc_index))
-
+    doc_index: dict[tuple[int, str], int] = {}
     relevant: set[tuple[int, int]] = set()
-    rows: list[tuple[str, str, list[str], list[int]]] = []
-    for qi, q in enumerate(js.train):
-        for d in q.positives:
-            relevant.add((qi, did(d)))
-        if len(q.negatives) < negatives:
-            continue  # too few unjudged results to mine from: rows need the same number of columns
-        pos = q.positives if len(q.positives) <= max_positives else \
-            [q.positives[i] for i in sorted(rng.choice(len(q.positives), max_positives, replace=False))]
-        for d in pos:
-            rows.append((q.text, js.texts[d], [js.texts[n] for n in q.negatives], [qi, did(d)] + [did(n) for n in q.negatives]))
-    if max_rows and len(rows) > max_rows:  # a seeded sample of whole queries that fits
+    n_queries = 0
+
+    def rows_of(source: int, judged: Any, qs: list[Any]) -> list[tuple[str, str, list[str], list[int]]]:
+        """One row per (query, relevant document); query and document ids unique across sources."""
+        nonlocal n_queries
+
+        def did(d: str) -> int:
+            return doc_index.setdefault((source, d), len(doc_index))
+
+        out = []
+        for q in qs:
+            qi, n_queries = n_queries, n_queries + 1
+            for d in q.positives:
+                relevant.add((qi, did(d)))
+            if len(q.negatives) < negatives:
+                continue  # too few unjudged results to mine from: rows need the same number of columns
+            pos = q.positives if len(q.positives) <= max_positives else \
+                [q.positives[i] for i in sorted(rng.choice(len(q.positives), max_positives, replace=False))]
+            for d in pos:
+                out.append((q.text, judged.texts[d], [judged.texts[n] for n in q.negatives],
+                            [qi, did(d)] + [did(n) for n in q.negatives]))
+        return out
+
+    rows = rows_of(0, js, js.train)
+    extra_rows = [rows_of(i + 1, e, e.train) for i, e in enumerate(extra)]
+    if not sources and max_rows and len(rows) > max_rows:  # a seeded sample of whole queries that fits
+        # (several sources are mixed below, by their weights)
         by_query: dict[int, list[int]] = {}
         for i, r in enumerate(rows):
             by_query.setdefault(r[3][0], []).append(i)
@@ -171,14 +193,11 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
             if len(keep) + len(by_query[int(qi)]) <= max_rows:
                 keep += by_query[int(qi)]
         rows = [rows[i] for i in sorted(keep)]
-    if len(rows) < batch_size:
+    if not sources and len(rows) < batch_size:
         raise InvalidInputError(f"{what}: {len(rows)} training rows, fewer than one batch of {batch_size}")
-    order = rng.permutation(len(rows))
-    rows = [rows[i] for i in order]
-    cols: dict[str, list[Any]] = {"anchor": [r[0] for r in rows], "positive": [r[1] for r in rows]}
-    for k in range(negatives):
-        cols[f"negative_{k + 1}"] = [r[2][k] for r in rows]
-    cols["label"] = [r[3] for r in rows]
+    for name, r in [(str(collection.path), rows), *((s.name, r) for s, r in zip(sources, extra_rows, strict=True))]:
+        if sources and len(r) < 2:
+            raise InvalidInputError(f"{what}: source {name} gives {len(r)} training rows; each source needs 2")
     bf16 = cpu_has_bf16() if bf16 is None else bool(bf16)
 
     torch.manual_seed(seed)
@@ -187,6 +206,24 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
     except Exception as exc:
         raise InvalidInputError(f"{what}: base model {base!r} could not be loaded: {type(exc).__name__}: {exc}"[:500]) from None
     model.max_seq_length = max_length
+    loss = multi_positive_infonce(model, relevant)
+    mixed: list[dict[str, Any]] = []
+    if sources:
+        from retrievo.training.mixing import mix_rows
+
+        by_source = [rows, *extra_rows]
+        weights = [weight, *(s.weight for s in sources)]
+        rows, counts = mix_rows(by_source, weights, max_rows or sum(len(r) for r in by_source), rng)
+        mixed = [{"name": n, "weight": float(w), "rows": c, "available_rows": len(r)} for n, w, c, r in
+                 zip([str(collection.path), *(s.name for s in sources)], weights, counts, by_source, strict=True)]
+    if len(rows) < batch_size:
+        raise InvalidInputError(f"{what}: {len(rows)} training rows, fewer than one batch of {batch_size}")
+    order = rng.permutation(len(rows))
+    rows = [rows[i] for i in order]
+    cols: dict[str, list[Any]] = {"anchor": [r[0] for r in rows], "positive": [r[1] for r in rows]}
+    for k in range(negatives):
+        cols[f"negative_{k + 1}"] = [r[2][k] for r in rows]
+    cols["label"] = [r[3] for r in rows]
 
     # held-out queries: rank their pooled first-stage candidates (plus their positives)
     pool = {d for q in js.val for d in (*q.ranked, *q.positives)}
@@ -200,7 +237,7 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
     with staged_folder(out) as stage:
         before = evaluator(model)
         run = fit(SentenceTransformerTrainer, SentenceTransformerTrainingArguments, model=model,
-                  train_dataset=Dataset.from_dict(cols), loss=multi_positive_infonce(model, relevant),
+                  train_dataset=Dataset.from_dict(cols), loss=loss,
                   evaluator=evaluator, metric=key, where=out.parent, epochs=epochs, batch_size=batch_size, lr=lr,
                   bf16=bf16, seed=seed, evals=evals, time_budget=time_budget, show_progress=show_progress,
                   batch_sampler=BatchSamplers.NO_DUPLICATES)
@@ -211,6 +248,6 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
             val_queries=len(js.val), rows=len(rows), negatives=negatives, epochs=epochs, steps=run.steps,
             seconds=run.seconds, bf16=bf16, max_length=max_length, seed=seed, stopped_by_budget=run.stopped_by_budget,
             val_ndcg_before=round(float(before.get(key, 0.0)), 4), val_ndcg_best=round(float(best.get(key, 0.0)), 4),
-            best_step=run.best_step, losses=run.losses)
+            best_step=run.best_step, losses=run.losses, sources=mixed)
         write_json(stage / "retrievo_training.json", info.to_json(), indent=1)
     return info
