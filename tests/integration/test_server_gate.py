@@ -86,7 +86,8 @@ def test_screened_writes_quarantine_release_drop_and_replay(tmp_path, scifact_sm
         assert r.status_code == 202 and r.json()["screened"] is True
     finally:
         srv.kill()
-    with ServerProcess(root, api_key="k", args=["--commit-interval", "3600"]) as srv:
+    # (the replay screens before the server answers: the gate's calibration, tens of seconds on a busy machine)
+    with ServerProcess(root, api_key="k", args=["--commit-interval", "3600"]).start(timeout=300) as srv:
         held = httpx.get(srv.url + "/v1/collections/g/quarantine").json()
         assert [x["id"] for x in held] == ["stuffed-2"] and "stuffing" in held[0]["reasons"]
         assert "stuffed-2" not in _hits(srv, "insulin glucose diabetes")

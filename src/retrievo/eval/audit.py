@@ -400,11 +400,8 @@ class Quarantine:
 
         if not (Path(collection_path) / "quarantine.sqlite").exists():
             return []
-        q = cls(collection_path)
-        try:
+        with cls(collection_path) as q:
             return q.list(text_chars, limit)
-        finally:
-            q.close()
 
     @classmethod
     def count(cls, collection_path: Any) -> int:
@@ -413,14 +410,17 @@ class Quarantine:
 
         if not (Path(collection_path) / "quarantine.sqlite").exists():
             return 0
-        q = cls(collection_path)
-        try:
+        with cls(collection_path) as q:
             return len(q)
-        finally:
-            q.close()
 
     def close(self) -> None:
         self._db.close()
+
+    def __enter__(self) -> Quarantine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Gate:
@@ -549,11 +549,8 @@ def screen_into(collection: Any, docs: Any, vectors: Any, where: str, max_fpr: f
 def release_quarantined(collection: Any, ids: Sequence[str]) -> int:
     """Buffer quarantined documents into ``collection``; they leave the quarantine when that commit succeeds
     (:func:`forget_released`), so a release that never commits loses nothing."""
-    q = Quarantine(collection.path)
-    try:
+    with Quarantine(collection.path) as q:
         docs = q.documents(list(dict.fromkeys(ids)))
-    finally:
-        q.close()
     collection.upsert(docs)
     collection._releasing.update(d.id for d in docs)
     return len(docs)
@@ -562,9 +559,6 @@ def release_quarantined(collection: Any, ids: Sequence[str]) -> int:
 def forget_released(collection: Any) -> None:
     """After a commit: the released documents are in the collection now; remove them from its quarantine."""
     if collection._releasing:
-        q = Quarantine(collection.path)
-        try:
+        with Quarantine(collection.path) as q:
             q.remove(sorted(collection._releasing))
-        finally:
-            q.close()
         collection._releasing.clear()

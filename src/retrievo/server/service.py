@@ -302,13 +302,10 @@ class CollectionService:
         from retrievo.eval.audit import Quarantine
 
         _, wal = self._check_available(len(ids))
-        q = Quarantine(self.path)
-        try:
+        with Quarantine(self.path) as q:
             docs = q.documents(list(dict.fromkeys(ids)))
             seq = self._log(wal, "upsert", [d.to_dict() for d in docs])
             q.remove([d.id for d in docs])  # after the log has them: a crash between leaves both, losing nothing
-        finally:
-            q.close()
         return len(docs), seq
 
     def drop_quarantined(self, ids: list[str]) -> int:
@@ -316,11 +313,8 @@ class CollectionService:
         from retrievo.eval.audit import Quarantine
 
         self._check_available()
-        q = Quarantine(self.path)
-        try:
+        with Quarantine(self.path) as q:
             return q.drop(ids)
-        finally:
-            q.close()
 
     def _vector_dim(self, coll: Collection) -> int | None:
         """The dimension supplied vectors must have: committed vectors', else the model's (when it loads),
@@ -448,11 +442,8 @@ class CollectionService:
         try:
             screen_into(self.writer, docs, vectors, "upsert", max_fpr=self.screen_max_fpr)
         except InvalidInputError as exc:
-            q = Quarantine(self.path)
-            try:
+            with Quarantine(self.path) as q:
                 q.hold(docs, [Suspect(d.id, 0.0, [f"not screened: {exc}"], {}) for d in docs])
-            finally:
-                q.close()
 
     def _run(self) -> None:
         """Commit every ``commit_interval`` (or when kicked). A failed commit keeps the log — nothing

@@ -437,11 +437,8 @@ class Collection(SearchShims):
         from retrievo.eval.audit import Quarantine
 
         self.lock_for_writing()
-        q = Quarantine(self.path)
-        try:
+        with Quarantine(self.path) as q:
             return q.drop(ids)
-        finally:
-            q.close()
 
     def _buffer(self, batch: list[Document], vecs: np.ndarray | None) -> None:
         for i, d in enumerate(batch):
