@@ -229,22 +229,40 @@ def generated_part(n_docs: int, n_queries: int = 100, dim: int = 32, seed: int =
                       seeds)
 
 
-def replace_generated(n_docs: int) -> None:
-    """Measure the generated set again over every seed of ``SEEDS`` and put its rows in place of the old ones."""
+def replace_rows(find, rows: list[str], opening: str, detail: str) -> list[str]:
+    """Put ``rows`` in place of the muvera section's lines ``[lo, hi)`` (``find(lines)`` gives them) and the note
+    ``opening detail`` before the section's end, replacing an earlier note with the same opening; returns the
+    section's lines. Writes RESULTS.md."""
     import re
 
-    from _common import RESULTS, git_rev
+    from _common import RESULTS
 
-    rows = generated_part(n_docs, seeds=SEEDS)
     text = RESULTS.read_text()
     body = re.search(r"<!-- begin:muvera -->.*?<!-- end:muvera -->", text, re.S).group(0)
-    lines = [line for line in body.split("\n") if not line.startswith("(Generated rows re-measured")]
-    at = [i for i, line in enumerate(lines) if line.startswith("| generated ")]
-    lines[at[0]:at[-1] + 1] = rows
-    lines.insert(len(lines) - 1, f"(Generated rows re-measured {time.strftime('%Y-%m-%d %H:%M')} at {git_rev()} over "
-                 f"seeds {SEEDS}, CPU flags {cpu_flags()}.)\n")
-    new = "\n".join(lines).replace("the generated set: one seed", f"the generated set: the mean over seeds {SEEDS}")
-    RESULTS.write_text(text.replace(body, new))
+    lines = [line for line in body.split("\n") if not line.startswith(opening)]
+    lo, hi = find(lines)
+    lines[lo:hi] = rows
+    if lines[-2] == "":  # the blank line before the section's end stays after the note
+        lines.insert(len(lines) - 2, f"{opening} {detail}")
+    else:
+        lines.insert(len(lines) - 1, f"{opening} {detail}\n")
+    RESULTS.write_text(text.replace(body, "\n".join(lines)))
+    return lines
+
+
+def replace_generated(n_docs: int) -> None:
+    """Measure the generated set again over every seed of ``SEEDS`` and put its rows in place of the old ones."""
+    from _common import RESULTS, git_rev
+
+    def find(lines: list[str]) -> tuple[int, int]:
+        at = [i for i, line in enumerate(lines) if line.startswith("| generated ")]
+        return at[0], at[-1] + 1
+
+    rows = generated_part(n_docs, seeds=SEEDS)
+    replace_rows(find, rows, "(Generated rows re-measured", f"{time.strftime('%Y-%m-%d %H:%M')} at {git_rev()} over "
+                 f"seeds {SEEDS}, CPU flags {cpu_flags()}.)")
+    RESULTS.write_text(RESULTS.read_text().replace("the generated set: one seed",
+                                                   f"the generated set: the mean over seeds {SEEDS}"))
     print("replaced the generated rows of the muvera section")
 
 
@@ -253,9 +271,7 @@ E2E_HEAD = "| search | nDCG@10 | vs exact | R@100 |"
 
 def replace_e2e() -> None:
     """Measure the end-to-end table again (nothing else running) and put it in place of the old one."""
-    import re
-
-    from _common import RESULTS, git_rev
+    from _common import git_rev
 
     ds = BeirDataset.from_path(dataset_dir("scifact"))
     coll = eval_collection(ds, CollectionConfig(dense=None, signals={"multivector": {}}))
@@ -269,18 +285,15 @@ def replace_e2e() -> None:
     snap = sampled.snapshot()
     e2e += end_to_end(sampled, ds, queries, qids, qtok, snap, snap.signals["multivector"], stats)[0]
     sampled.close()
-    text = RESULTS.read_text()
-    body = re.search(r"<!-- begin:muvera -->.*?<!-- end:muvera -->", text, re.S).group(0)
-    lines = body.split("\n")
-    head = next(i for i, line in enumerate(lines) if line.startswith(E2E_HEAD))
-    end = head + 2
-    while end < len(lines) and lines[end].startswith("|"):
-        end += 1
-    lines[head + 2:end] = e2e
-    lines = [line for line in lines if not line.startswith("(End-to-end table re-measured")]
-    lines.insert(len(lines) - 1, f"(End-to-end table re-measured {time.strftime('%Y-%m-%d %H:%M')} at {git_rev()}, "
-                 "nothing else running.)\n")
-    RESULTS.write_text(text.replace(body, "\n".join(lines)))
+    def find(lines: list[str]) -> tuple[int, int]:
+        head = next(i for i, line in enumerate(lines) if line.startswith(E2E_HEAD))
+        end = head + 2
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        return head + 2, end
+
+    replace_rows(find, e2e, "(End-to-end table re-measured", f"{time.strftime('%Y-%m-%d %H:%M')} at {git_rev()}, "
+                 "nothing else running.)")
     print("\n".join(e2e))
     print("replaced the end-to-end table of the muvera section")
 

@@ -323,16 +323,18 @@ class Quarantine:
     never searchable, each with its suspicion and reasons, until released into the collection or dropped by an
     explicit call."""
 
-    def __init__(self, collection_path: Any) -> None:
+    def __init__(self, collection_path: Any, readonly: bool = False) -> None:
         import sqlite3
         from pathlib import Path
 
         self.path = Path(collection_path) / "quarantine.sqlite"
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS held (id TEXT PRIMARY KEY, doc TEXT NOT NULL, suspicion REAL, "
-                         "reasons TEXT NOT NULL, signs TEXT NOT NULL, at REAL NOT NULL)")
+        self._db = sqlite3.connect(f"file:{self.path}{'?mode=ro' if readonly else ''}", uri=True,
+                                   isolation_level=None, check_same_thread=False)
+        if not readonly:  # readers (listing, counting: every collection summary) change nothing
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS held (id TEXT PRIMARY KEY, doc TEXT NOT NULL, "
+                             "suspicion REAL, reasons TEXT NOT NULL, signs TEXT NOT NULL, at REAL NOT NULL)")
 
     def hold(self, docs: Sequence[Any], suspects: Sequence[Suspect]) -> None:
         import json
@@ -386,7 +388,12 @@ class Quarantine:
         """Forget held documents for good (an explicit decision); an unknown id raises
         :class:`~retrievo.errors.NotFoundError` and nothing is removed."""
         ids = list(dict.fromkeys(ids))
-        self.documents(ids)  # every id held, or NotFoundError before anything changes
+        held = {i for (i,) in self._db.execute(f"SELECT id FROM held WHERE id IN ({','.join('?' * len(ids))})", ids)}
+        missing = [i for i in ids if i not in held]
+        if missing:  # before anything changes
+            from retrievo.errors import NotFoundError
+
+            raise NotFoundError(f"no quarantined document with id {missing[0]!r} in {self.path}")
         self.remove(ids)
         return len(ids)
 
@@ -400,7 +407,7 @@ class Quarantine:
 
         if not (Path(collection_path) / "quarantine.sqlite").exists():
             return []
-        with cls(collection_path) as q:
+        with cls(collection_path, readonly=True) as q:
             return q.list(text_chars, limit)
 
     @classmethod
@@ -410,7 +417,7 @@ class Quarantine:
 
         if not (Path(collection_path) / "quarantine.sqlite").exists():
             return 0
-        with cls(collection_path) as q:
+        with cls(collection_path, readonly=True) as q:
             return len(q)
 
     def close(self) -> None:

@@ -254,7 +254,7 @@ class CollectionService:
         docs = list(docs)
         writer, wal = self._check_available(len(docs))
         if screen:
-            self._check_screenable(writer)
+            self._check_screenable(self.view())  # the committed state; the writer is the committer's alone
         vectors = [d.get("vector") if isinstance(d, dict) else None for d in docs]
         docs = [{k: v for k, v in d.items() if k != "vector"} if isinstance(d, dict) else d for d in docs]
         batch = writer.validate_documents(docs, "documents")

@@ -195,9 +195,10 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
         rows = [rows[i] for i in sorted(keep)]
     if not sources and len(rows) < batch_size:
         raise InvalidInputError(f"{what}: {len(rows)} training rows, fewer than one batch of {batch_size}")
-    for name, r in [(str(collection.path), rows), *((s.name, r) for s, r in zip(sources, extra_rows, strict=True))]:
-        if sources and len(r) < 2:
-            raise InvalidInputError(f"{what}: source {name} gives {len(r)} training rows; each source needs 2")
+    if sources:
+        for name, r in [(str(collection.path), rows), *((s.name, r) for s, r in zip(sources, extra_rows, strict=True))]:
+            if len(r) < 2:
+                raise InvalidInputError(f"{what}: source {name} gives {len(r)} training rows; each source needs 2")
     bf16 = cpu_has_bf16() if bf16 is None else bool(bf16)
 
     torch.manual_seed(seed)
