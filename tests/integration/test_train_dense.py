@@ -131,6 +131,9 @@ def test_cli_train(judged, tiny_st, tmp_path):
     bad = subprocess.run(cli + ["train", str(coll), str(folder), "--output", str(tmp_path / "m3"), "--source",
                                 f"{folder2}:x"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "weight after ':' must be a number" in bad.stderr
+    alone = subprocess.run(cli + ["train", str(coll), str(folder), "--output", str(tmp_path / "m3"), "--learn-weights"],
+                           capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 2 and "needs training sources" in alone.stderr and not (tmp_path / "m3").exists()
     # re-index with the trained model: same documents and metadata, new vectors; an existing output is refused
     new = tmp_path / "reindexed"
     ri = subprocess.run(cli + ["reindex", str(coll), "--model", str(tmp_path / "m"), "--output", str(new), "--quiet"],
@@ -205,3 +208,40 @@ def test_training_mixes_sources_by_their_weights(judged, tmp_path):
     assert not (tmp_path / "m3").exists() and not (tmp_path / "m4").exists()
     lex.close()
 
+
+
+def test_learnt_weights_put_a_source_of_wrong_pairs_below_a_right_one(judged, tmp_path):
+    """``learn_weights``: the source whose pairs are wrong (titles under other abstracts) gets a lower weight,
+    and so fewer rows, than the one whose pairs are right; the rewards are saved with the weights."""
+    from retrievo.training.mixing import TrainingSource
+
+    coll, queries, qrels, _ = judged
+    other = scifact_docs(220)[120:]
+    lex = Collection.create(tmp_path / "other", CollectionConfig(dense=None))
+    lex.add([{"id": d["_id"], "title": d["title"], "text": d["text"]} for d in other])
+    lex.commit()
+    good = TrainingSource(lex, {f"g{i}": d["title"] for i, d in enumerate(other[:40])},
+                          {f"g{i}": {d["_id"]: 1} for i, d in enumerate(other[:40])}, name="good")
+    bad = TrainingSource(lex, {f"b{i}": d["title"] for i, d in enumerate(other[40:80])},
+                         {f"b{i}": {other[40 + (i + 17) % 40]["_id"]: 1} for i in range(40)}, name="bad")
+    info = train_dense(coll, queries, qrels, tmp_path / "m", sources=[good, bad], max_rows=60, learn_weights=True,
+                       **{**SMALL, "epochs": 1, "val_queries": 10})
+    main, g, b = info.sources
+    assert [m["given_weight"] for m in info.sources] == [1.0, 1.0, 1.0]
+    assert b["reward"] < g["reward"] and b["weight"] < g["weight"] and b["rows"] < g["rows"], info.sources
+    saved = json.loads((tmp_path / "m" / "retrievo_training.json").read_text())
+    assert [s["reward"] for s in saved["sources"]] == [m["reward"] for m in info.sources]
+    with pytest.raises(InvalidInputError, match="needs training sources"):
+        train_dense(coll, queries, qrels, tmp_path / "m2", learn_weights=True, **SMALL)
+    assert not (tmp_path / "m2").exists()
+    lex.close()
+
+
+def test_learnt_weights_step_from_the_given_weights():
+    from retrievo.training.mixing import learnt_weights
+
+    w = learnt_weights([1.0, 2.0, 1.0], [0.1, 0.0, -0.3], temperature=0.05)
+    assert w[0] == 1.0 and np.isclose(w[1], 2 * np.exp(-2.0)) and np.isclose(w[2], np.exp(-8.0))
+    assert learnt_weights([1.0, 1.0], [0.0, -5.0])[1] == 1e-6  # never 0: every source keeps a weight > 0
+    with pytest.raises(InvalidInputError, match="temperature"):
+        learnt_weights([1.0], [0.0], temperature=0)

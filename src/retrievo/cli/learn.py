@@ -97,7 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, max_length=args.max_length, val_queries=args.val_queries,
             time_budget=args.time_budget * 60 if args.time_budget else None, seed=args.seed, overwrite=args.overwrite,
-            show_progress=not args.json, sources=sources, weight=args.weight))
+            show_progress=not args.json, sources=sources, weight=args.weight,
+            learn_weights=args.learn_weights))
     finally:
         for src in sources:
             src.collection.close()
@@ -107,7 +108,9 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{out['seconds']:.0f} s ({out['steps']} steps{', stopped by the time budget' if out['stopped_by_budget'] else ''}); "
           f"held-out nDCG@10: {out['val_ndcg_before']:.4f} -> {out['val_ndcg_best']:.4f} -> {out['output']} "
           f"(index with --model {out['output']})"
-          + "".join(f"\n  source {m['name']}: weight {m['weight']}, {m['rows']} rows" for m in out["sources"]))
+          + "".join(f"\n  source {m['name']}: weight {m['weight']:.4g}"
+                    + (f" (given {m['given_weight']:.4g}, influence on held-out nDCG@10 {m['reward']:+.4f})"
+                       if "reward" in m else "") + f", {m['rows']} rows" for m in out["sources"]))
     return 0
 
 
@@ -261,6 +264,8 @@ def add_learn_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="more judged queries: the --split of another BEIR folder, mixed in by WEIGHT (default 1; "
                    "repeatable)")
     p.add_argument("--weight", type=float, default=1.0, help="with --source: the mixing weight of DATASET's queries")
+    p.add_argument("--learn-weights", action="store_true", help="with --source: scale each weight by the source's "
+                   "influence on the held-out queries (a query adapter fitted to it alone; Inf-DDS-style)")
     _add_training_args(p, negatives=3, lr=2e-5, epochs=2.0)
     p.set_defaults(func=cmd_train)
 

@@ -80,6 +80,8 @@ def fit_query_adapter(queries: np.ndarray, positives: list[np.ndarray], negative
 
     A seeded ``val_fraction`` of the queries is held out; the epoch whose adapter ranks a positive first among
     each held-out query's candidates most often is kept (the zero adapter — no change — when none beats it).
+    ``val_fraction=0``: every query is trained on and the last epoch's adapter is kept (what the queries teach,
+    good or bad — :func:`retrievo.training.mixing.source_rewards` measures that elsewhere).
     """
     import torch
 
@@ -89,8 +91,10 @@ def fit_query_adapter(queries: np.ndarray, positives: list[np.ndarray], negative
         raise InvalidInputError(f"query adapter: needs >= 5 judged queries with positives and negatives, got {n}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
-    n_val = max(1, int(round(val_fraction * n)))
+    n_val = max(1, int(round(val_fraction * n))) if val_fraction > 0 else 0
     val, train = order[:n_val], order[n_val:]
+    if not n_val:
+        val = order  # only reported: the queries it trains on
     torch.manual_seed(seed)
 
     def pack(idx):
@@ -141,7 +145,7 @@ def fit_query_adapter(queries: np.ndarray, positives: list[np.ndarray], negative
             loss.backward()
             opt.step()
         hit = val_hit(a.detach())
-        if hit > best[0]:
+        if hit > best[0] or (not n_val and epoch == epochs):
             best = (hit, epoch, a.detach().clone())
         train = train[rng.permutation(len(train))]
     info = AdapterInfo(dim=dim, n_train=int(len(train)), n_val=int(n_val), epochs_run=epochs_run,

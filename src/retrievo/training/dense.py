@@ -108,19 +108,49 @@ def multi_positive_infonce(model: Any, relevant: set[tuple[int, int]], scale: fl
     return _Loss()
 
 
+def _source_rewards(collection: Any, base_model: str | None, model: Any, js: Any, by_source: list[list[Any]],
+                    names: list[str], seed: int) -> list[float]:
+    """:func:`~retrievo.training.mixing.source_rewards` with the model about to be trained (the collection's
+    encoder and content cache when it is the collection's model), the held-out queries as development queries."""
+    from retrievo.training.mixing import source_rewards
+
+    dense = collection.signals.get("dense") if base_model is None else None
+    if dense is not None:
+        from retrievo.encoders.cache import encode_with_cache
+
+        def encode_queries(texts: list[str]) -> Any:
+            return dense.encoder.encode_queries(texts)
+
+        def encode_documents(texts: list[str]) -> Any:
+            return encode_with_cache(dense.encoder, texts, dense.embedding_cache())
+    else:
+        def encode_queries(texts: list[str]) -> Any:
+            return model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+
+        encode_documents = encode_queries
+    dev = []
+    for q in js.val:
+        cands = list(dict.fromkeys([*q.ranked, *q.positives]))
+        dev.append((q.text, [js.texts[d] for d in cands], [d in q.positives for d in cands]))
+    rewards, _ = source_rewards(by_source, dev, encode_queries, encode_documents, seed=seed, names=names)
+    return rewards
+
+
 def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
                 output: str | Path, *, base_model: str | None = None, method: str | None = None, depth: int = 30,
                 negatives: int = 3, max_positives: int = 4, max_rows: int | None = 2000, epochs: float = 2.0, batch_size: int = 16,
                 lr: float = 2e-5, max_length: int = 256, val_queries: int = 40, evals: int = 4,
                 time_budget: float | None = 1800.0, seed: int = 0, bf16: bool | None = None,
                 overwrite: bool = False, show_progress: bool = True, sources: Sequence[Any] = (),
-                weight: float = 1.0) -> DenseTraining:
+                weight: float = 1.0, learn_weights: bool = False, temperature: float = 0.05) -> DenseTraining:
     """Fine-tune ``collection``'s dense model (or ``base_model``) on judged ``queries`` and save it to ``output``
     (see the module docstring).
 
     ``sources``: more judged queries over other collections (:class:`~retrievo.training.mixing.TrainingSource`),
     mixed with this collection's (``weight``) by their weights. The held-out queries, the checkpoint choice and
-    ``max_rows`` (all sources together) stay this collection's.
+    ``max_rows`` (all sources together) stay this collection's. ``learn_weights``: each weight is first multiplied
+    by ``exp(reward / temperature)``, the reward being the source's influence on the held-out queries through a
+    linear proxy (:func:`~retrievo.training.mixing.source_rewards`).
 
     Raises:
         InvalidInputError: bad judgements (see :func:`~retrievo.training.judged.judged_set`), a collection without
@@ -151,6 +181,10 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
     base = resolve_model(base_model or dense_cfg.model)
     if not (np.isfinite(weight) and weight > 0):
         raise InvalidInputError(f"{what}: weight must be > 0, got {weight}")
+    if learn_weights and not sources:
+        raise InvalidInputError(f"{what}: learning the mixing weights needs training sources besides the collection's")
+    if learn_weights and not temperature > 0:
+        raise InvalidInputError(f"{what}: temperature must be > 0, got {temperature}")
     js = judged_set(collection, queries, qrels, what=what, method=method, depth=depth, negatives=negatives,
                     val_queries=val_queries, seed=seed, show_progress=show_progress)
     extra = [judged_set(src.collection, src.queries, src.qrels, what=f"{what} (source {src.name})", depth=depth,
@@ -210,13 +244,20 @@ def train_dense(collection: Any, queries: Mapping[str, str], qrels: Mapping[str,
     loss = multi_positive_infonce(model, relevant)
     mixed: list[dict[str, Any]] = []
     if sources:
-        from retrievo.training.mixing import mix_rows
+        from retrievo.training.mixing import learnt_weights, mix_rows
 
         by_source = [rows, *extra_rows]
-        weights = [weight, *(s.weight for s in sources)]
+        names = [str(collection.path), *(s.name for s in sources)]
+        given = weights = [weight, *(s.weight for s in sources)]
+        if learn_weights:
+            rewards = _source_rewards(collection, base_model, model, js, by_source, names, seed)
+            weights = learnt_weights(given, rewards, temperature)
         rows, counts = mix_rows(by_source, weights, max_rows or sum(len(r) for r in by_source), rng)
         mixed = [{"name": n, "weight": float(w), "rows": c, "available_rows": len(r)} for n, w, c, r in
-                 zip([str(collection.path), *(s.name for s in sources)], weights, counts, by_source, strict=True)]
+                 zip(names, weights, counts, by_source, strict=True)]
+        if learn_weights:
+            for m, g, r in zip(mixed, given, rewards, strict=True):
+                m.update(given_weight=float(g), reward=round(float(r), 4))
     if len(rows) < batch_size:
         raise InvalidInputError(f"{what}: {len(rows)} training rows, fewer than one batch of {batch_size}")
     order = rng.permutation(len(rows))

@@ -5,14 +5,26 @@ there by :mod:`retrievo.training.judged`): the train split of another BEIR folde
 training set from every source's rows in proportion to the sources' weights, whole queries at a time (seeded);
 a source asked for more rows than it has is repeated, one asked for fewer is sampled.
 
-Weights learnt from a development split (Inf-DDS, Doshi et al., 2026: a sampling policy rewarded by each source's
-influence on development queries) were prototyped and are not offered: with the bundled MiniLM on SciFact titles,
-none of three rewards — the alignment of a source's gradient with the development gradient, the development
-loss after a proxy run of 8-16 optimiser steps on the source, and the development ranking after such a run —
-reliably ranked a source of mismatched (query, document) pairs below correct ones at the scale a CPU affords.
+With ``learn_weights`` the weights are learnt from the development queries (the held-out judged queries of the
+collection being trained), after Inf-DDS (Doshi et al., 2026: a sampling policy rewarded by each source's
+influence on development queries), simple version: one step of the policy with a cheap proxy for the model.
+:func:`source_rewards` fits a linear query adapter (:func:`~retrievo.search.adapters.fit_query_adapter`, the
+frozen model's query vectors moved towards their relevant documents, seconds on a CPU) to each source's rows alone
+and measures how much it moves the development queries' nDCG@10 (their first-stage candidates ranked by the
+adapted query vectors, against the unadapted ones); :func:`learnt_weights` multiplies each given weight by
+``exp(reward / temperature)`` (an exponentiated-gradient step from the given weights). Only the ratios matter:
+a source is scaled down by ``exp(-(best reward - its reward) / temperature)``, so one whose pairs teach the wrong
+thing gets a weight near zero and one that helps less than the best loses part of its share. On SciFact (the 40
+held-out training queries, the bundled MiniLM, three seeds; ``benchmarks/bench_mixing.py``, RESULTS.md "mixing"):
+SciFact's own training queries +0.141 to +0.163, ToolLens's −0.028 to +0.007, SciFact's with their judgements
+shuffled between queries −0.193 to −0.203, so weights 1 / 0.03–0.07 / ≤ 0.001. Rewarding
+sources by the full model instead — the alignment of a source's gradient with the development gradient, or the
+development loss or ranking after 8–16 optimiser steps on it — was tried first and did not rank the shuffled
+source below correct ones at the scale a CPU affords.
 
 Why by hand: sentence-transformers samples datasets round-robin or proportionally to their size; weights per
-source, whole queries and the rows are retrievo's (:mod:`retrievo.training.dense`).
+source, whole queries, the rows (:mod:`retrievo.training.dense`) and the proxy reward are retrievo's (no library
+ships Inf-DDS).
 """
 
 from __future__ import annotations
@@ -25,7 +37,9 @@ import numpy as np
 
 from retrievo.errors import InvalidInputError
 
-__all__ = ["TrainingSource", "mix_rows"]
+__all__ = ["TrainingSource", "learnt_weights", "mix_rows", "source_rewards"]
+
+PROXY_EPOCHS = 10  # epochs of the proxy adapter on one source
 
 Row = tuple[str, str, list[str], list[int]]  # query text, positive text, negative texts, [query id, document ids...]
 
@@ -72,3 +86,64 @@ def mix_rows(rows_by_source: Sequence[list[Row]], weights: Sequence[float], tota
         out += taken
         counts.append(len(taken))
     return [out[int(i)] for i in rng.permutation(len(out))], counts
+
+
+def _ndcg10(scores: np.ndarray, relevant: np.ndarray) -> float:
+    top = np.argsort(-scores, kind="stable")[:10]
+    dcg = float((relevant[top] / np.log2(np.arange(2, len(top) + 2))).sum())
+    ideal = float((1.0 / np.log2(np.arange(2, min(10, int(relevant.sum())) + 2))).sum())
+    return dcg / ideal if ideal else 0.0
+
+
+def source_rewards(rows_by_source: Sequence[list[Row]], dev: Sequence[tuple[str, list[str], list[bool]]],
+                   encode_queries: Any, encode_documents: Any, *, max_queries: int = 1000, seed: int = 0,
+                   names: Sequence[str] | None = None) -> tuple[list[float], float]:
+    """Each source's influence on the development queries through a linear proxy (see the module docstring):
+    the change in their mean nDCG@10 when their query vectors are moved by a query adapter fitted to that source's
+    rows alone (at most ``max_queries`` of its queries, a seeded sample). ``dev``: per development query, its text,
+    its candidates' texts and which of them are relevant. Returns the rewards and the development nDCG@10
+    without an adapter."""
+    from retrievo.search.adapters import fit_query_adapter
+
+    names = list(names or [f"source {i}" for i in range(len(rows_by_source))])
+    dev = [d for d in dev if any(d[2])]
+    if len(dev) < 2:
+        raise InvalidInputError(f"learnt weights: {len(dev)} development queries with a relevant candidate; 2 are needed")
+    rng = np.random.default_rng(seed)
+    dq = np.asarray(encode_queries([d[0] for d in dev]), dtype=np.float32)
+    cands = [np.asarray(encode_documents(d[1]), dtype=np.float32) for d in dev]
+    rel = [np.asarray(d[2], dtype=np.float64) for d in dev]
+
+    def dev_ndcg(q: np.ndarray) -> float:
+        return float(np.mean([_ndcg10(c @ v, r) for v, c, r in zip(q, cands, rel, strict=True)]))
+
+    base = dev_ndcg(dq)
+    rewards = []
+    for name, rows in zip(names, rows_by_source, strict=True):
+        by_query: dict[int, list[Row]] = {}
+        for r in rows:
+            by_query.setdefault(r[3][0], []).append(r)
+        groups = [by_query[q] for q in sorted(by_query)]
+        if len(groups) > max_queries:
+            groups = [groups[int(i)] for i in sorted(rng.choice(len(groups), max_queries, replace=False))]
+        if len(groups) < 5:
+            raise InvalidInputError(f"learnt weights: {name} has {len(groups)} queries with mined negatives; 5 are needed")
+        qv = np.asarray(encode_queries([g[0][0] for g in groups]), dtype=np.float32)
+        texts = sorted({t for g in groups for r in g for t in (r[1], *r[2])})
+        at = {t: i for i, t in enumerate(texts)}
+        dv = np.asarray(encode_documents(texts), dtype=np.float32)
+        pos = [dv[[at[r[1]] for r in g]] for g in groups]
+        neg = [dv[[at[t] for t in g[0][2]]] for g in groups]
+        adapter = fit_query_adapter(qv, pos, neg, epochs=PROXY_EPOCHS, val_fraction=0.0, seed=seed)
+        rewards.append(dev_ndcg(adapter.apply(dq)) - base)
+    return rewards, base
+
+
+def learnt_weights(weights: Sequence[float], rewards: Sequence[float], temperature: float = 0.05) -> list[float]:
+    """``weight · exp(reward / temperature)`` per source, scaled so the largest is 1 (only ratios matter)."""
+    if not temperature > 0:
+        raise InvalidInputError(f"learnt weights: temperature must be > 0, got {temperature}")
+    r = np.asarray(rewards, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64) * np.exp((r - r.max()) / temperature)
+    w = np.maximum(w / w.max(), 1e-6)
+    return [float(x) for x in w]
