@@ -84,3 +84,15 @@ def test_fitting_shows_progress_when_asked(capsys):
     fit_query_adapter(q, pos, neg, epochs=3, show_progress=True)
     err = capsys.readouterr().err
     assert "query adapter" in err and "3/3" in err
+
+
+def test_without_held_out_queries_the_last_epoch_is_kept_even_when_it_is_worse():
+    """``val_fraction=0`` (the mixing proxy): every query is trained on and what the pairs teach is kept, also
+    when it is the wrong thing."""
+    docs, q, target = rotated_world()
+    wrong = (target + 1) % len(docs)  # every query's "relevant" document is another one
+    negs = [docs[[t]] for t in target]  # and its true document is the negative
+    ad = fit_query_adapter(q, [docs[t][None] for t in wrong], negs, epochs=5, lr=1e-2, val_fraction=0.0)
+    assert ad.info.n_val == 0 and ad.info.best_epoch == 5 and ad.info.n_train == len(q)
+    hits = np.mean(np.argmax(ad.apply(q) @ docs.T, axis=1) == target)
+    assert hits < np.mean(np.argmax(q @ docs.T, axis=1) == target)
