@@ -16,7 +16,7 @@ from retrievo.indexes.muvera import chamfer
 
 QUERIES = ["microglia in the brain", "vitamin D and bone density", "stem cell differentiation",
            "tumour suppressor genes in cancer"]
-FDE = {"repetitions": 6, "simhash": 3, "projection_dim": 8}
+FDE = {"repetitions": 6, "simhash": 3, "projection_dim": 8, "partitions": "simhash"}  # bit-equal to a fresh build
 
 
 def _settings(model: str, **kw) -> dict:
@@ -64,6 +64,34 @@ def test_manifest_keeps_every_setting(mv_coll):
     assert stored["fde"] == {**FDE, "projection": "dense", "final_dim": None, "seed": 42, "fill_empty": True,
                              "partitions": "simhash"}
     assert stored["fde_candidates"] == 150 and stored["skip"] == "punctuation" and stored["dim"] == 16
+
+
+def test_sampled_partitions_are_the_default_and_older_collections_keep_simhash(tmp_path, scifact_small, tiny_st):
+    """A collection made without FDE settings gets sampled partitions (40, 5, 16); one whose manifest was
+    written before the setting existed (no "partitions") is read as what it is, SimHash, and searches as a
+    SimHash collection of the same documents does."""
+    from retrievo.signals.multivector import CENTROIDS_FILE
+
+    made = Collection.create(tmp_path / "d", CollectionConfig(dense=None, signals={"multivector": {"model": tiny_st,
+                                                                                                  "dim": 16}}))
+    made.add(_docs(scifact_small, 12))
+    made.commit()
+    stored = json.loads((made.path / "manifest.json").read_text())["config"]["signals"]["multivector"]["fde"]
+    assert stored["partitions"] == "sampled" and stored["repetitions"] == 40 and (made.path / CENTROIDS_FILE).exists()
+    made.close()
+    old = Collection.create(tmp_path / "old", CollectionConfig(dense=None, signals={"multivector": _settings(tiny_st)}))
+    old.add(_docs(scifact_small, 12))
+    old.commit()
+    want = old.search(QUERIES, k=5, method="multivector", options={"fde": True, "fde_candidates": 5})
+    old.close()
+    manifest = json.loads((tmp_path / "old" / "manifest.json").read_text())
+    del manifest["config"]["signals"]["multivector"]["fde"]["partitions"]
+    (tmp_path / "old" / "manifest.json").write_text(json.dumps(manifest))
+    reopened = Collection.open(tmp_path / "old")
+    assert reopened.signals["multivector"].config.fde.partitions == "simhash"
+    got = reopened.search(QUERIES, k=5, method="multivector", options={"fde": True, "fde_candidates": 5})
+    assert_same_rows(got, want, range(len(QUERIES)))
+    reopened.close()
 
 
 def test_exact_maxsim_equals_brute_force(mv_coll):

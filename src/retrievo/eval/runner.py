@@ -103,7 +103,12 @@ def _search_run(coll: Collection, queries: dict[str, str], qids: list[str], requ
 
 def default_collection_dir(dataset: BeirDataset, config: CollectionConfig) -> Path:
     """Where ``eval`` keeps the collection of a dataset and config, so later runs reuse it."""
-    # only what changes the stored data keys the folder; fusion and index are search-time settings
+    # only what changes the stored data keys the folder; fusion and index are search-time settings; a signal's
+    # settings with its defaults filled in, so a changed default is a new folder
+    from retrievo.signals.registry import signal_class, signal_names
+
+    for name in [n for n in config.signals if n in signal_names()]:
+        config = signal_class(name).complete(config)
     stored = {k: v for k, v in config.to_dict().items() if k not in ("fusion", "index")}
     if stored.get("sparse") is None:  # keeps the folders of collections made before SPLADE existed
         stored.pop("sparse", None)

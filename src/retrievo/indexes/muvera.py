@@ -144,11 +144,12 @@ def sample_centroids(tokens: np.ndarray, config: FDEConfig) -> np.ndarray:
 
 
 class FixedDimensionalEncoder:
-    """Encode token sets of dimension ``dim`` with ``config`` (the random matrices are drawn once;
-    ``centroids`` — :func:`sample_centroids` — are the partitions when ``config.partitions`` is ``"sampled"``)."""
+    """Encode token sets of dimension ``dim`` with ``config`` (default: the paper's SimHash partitions; the random
+    matrices are drawn once; ``centroids`` — :func:`sample_centroids` — are the partitions when
+    ``config.partitions`` is ``"sampled"``)."""
 
     def __init__(self, dim: int, config: FDEConfig | None = None, centroids: np.ndarray | None = None) -> None:
-        self.config = cfg = config or FDEConfig()
+        self.config = cfg = config or FDEConfig(partitions="simhash")  # no tokens to draw centres from
         self.dim = int(dim)
         self.centroids = None
         if cfg.partitions == "sampled":

@@ -58,7 +58,11 @@ class MultiVectorSignal(Signal):
 
     def __init__(self, host: Any) -> None:
         super().__init__(host)
-        self.config = MultiVectorConfig.from_dict(dict(self.settings))
+        settings = dict(self.settings)
+        if isinstance(settings.get("fde"), dict) and "partitions" not in settings["fde"]:
+            # a manifest written before FDEConfig.partitions existed: its FDEs are SimHash's (now not the default)
+            settings["fde"] = {**settings["fde"], "partitions": "simhash"}
+        self.config = MultiVectorConfig.from_dict(settings)
         self.layouts = (TOKENS, FDES) if self.config.fde is not None else (TOKENS,)
         self._encoder: Any = None
         self._cache: Any = None

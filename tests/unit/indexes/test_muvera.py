@@ -79,12 +79,12 @@ def _reference(enc: FixedDimensionalEncoder, points: np.ndarray, document: bool)
 
 
 @pytest.mark.parametrize("cfg", [
-    FDEConfig(repetitions=3, simhash=3, projection_dim=4),
-    FDEConfig(repetitions=2, simhash=4, projection_dim=None),
-    FDEConfig(repetitions=2, simhash=2, projection_dim=8, final_dim=40, seed=7),
-    FDEConfig(repetitions=2, simhash=5, projection_dim=4, fill_empty=False),
-    FDEConfig(repetitions=3, simhash=3, projection_dim=4, projection="ams"),
-    FDEConfig(repetitions=1, simhash=0, projection_dim=None),
+    FDEConfig(repetitions=3, simhash=3, projection_dim=4, partitions="simhash"),
+    FDEConfig(repetitions=2, simhash=4, projection_dim=None, partitions="simhash"),
+    FDEConfig(repetitions=2, simhash=2, projection_dim=8, final_dim=40, seed=7, partitions="simhash"),
+    FDEConfig(repetitions=2, simhash=5, projection_dim=4, fill_empty=False, partitions="simhash"),
+    FDEConfig(repetitions=3, simhash=3, projection_dim=4, projection="ams", partitions="simhash"),
+    FDEConfig(repetitions=1, simhash=0, projection_dim=None, partitions="simhash"),
 ])
 def test_fde_matches_its_definition_point_by_point(cfg):
     rng = np.random.default_rng(1)
@@ -146,7 +146,7 @@ def test_sampled_centres_are_distinct_tokens_of_the_collection():
 def test_one_partition_without_projection_is_sum_times_mean():
     """With no hyperplanes and no projection the FDE product is <Σ q, mean d>: the definition by hand."""
     rng = np.random.default_rng(2)
-    enc = FixedDimensionalEncoder(6, FDEConfig(repetitions=1, simhash=0, projection_dim=None))
+    enc = FixedDimensionalEncoder(6, FDEConfig(repetitions=1, simhash=0, projection_dim=None, partitions="simhash"))
     q, d = _sets(rng, 2, 6)
     fq = enc.queries(np.array([0, len(q)]), q)[0]
     fd = enc.documents(np.array([0, len(d)]), d)[0]
@@ -166,7 +166,7 @@ def test_fde_similarity_grows_with_chamfer_similarity():
     """The guarantee's direction: documents closer in Chamfer similarity score higher in FDE space."""
     rng = np.random.default_rng(3)
     dim = 32
-    enc = FixedDimensionalEncoder(dim, FDEConfig(repetitions=20, simhash=4, projection_dim=16))
+    enc = FixedDimensionalEncoder(dim, FDEConfig(repetitions=20, simhash=4, projection_dim=16, partitions="simhash"))
     query = _sets(rng, 1, dim, 8, 9)[0]
     levels = [0.1, 0.3, 0.6, 1.0, 2.0, 4.0]
     docs = []
@@ -194,7 +194,7 @@ def test_more_repetitions_approximate_chamfer_better():
     chamfers = [np.array([chamfer(q, d) for d in docs]) for q in queries]
     corr, hits = {}, {}
     for reps in (2, 20):
-        enc = FixedDimensionalEncoder(dim, FDEConfig(repetitions=reps, simhash=3, projection_dim=8))
+        enc = FixedDimensionalEncoder(dim, FDEConfig(repetitions=reps, simhash=3, projection_dim=8, partitions="simhash"))
         fd = enc.documents(ptr, tok)
         fq = [enc.queries(np.array([0, len(q)]), q)[0] for q in queries]
         corr[reps] = np.mean([spearmanr(fd @ f, ch).statistic for f, ch in zip(fq, chamfers, strict=True)])
@@ -209,21 +209,21 @@ def test_config_is_checked():
     with pytest.raises(ConfigError, match="repetitions"):
         FDEConfig(repetitions=0)
     with pytest.raises(ConfigError, match="projection_dim"):
-        FixedDimensionalEncoder(8, FDEConfig(projection_dim=16))
+        FixedDimensionalEncoder(8, FDEConfig(projection_dim=16, partitions="simhash"))
     with pytest.raises(ConfigError, match="unknown key"):
         FDEConfig.from_dict({"reps": 3})
 
 
 def test_empty_sets_encode_to_zeros():
-    enc = FixedDimensionalEncoder(4, FDEConfig(repetitions=2, simhash=2, projection_dim=2))
+    enc = FixedDimensionalEncoder(4, FDEConfig(repetitions=2, simhash=2, projection_dim=2, partitions="simhash"))
     out = enc.documents(np.array([0, 0, 2]), np.ones((2, 4), np.float32))
     assert not out[0].any() and out[1].any()
 
 
 def test_projection_matrices():
-    dense = FixedDimensionalEncoder(16, FDEConfig(repetitions=2, simhash=2, projection_dim=4))
+    dense = FixedDimensionalEncoder(16, FDEConfig(repetitions=2, simhash=2, projection_dim=4, partitions="simhash"))
     assert set(np.unique(np.abs(dense.projection)).round(6)) == {0.5}  # ±1/sqrt(4) everywhere
-    ams = FixedDimensionalEncoder(16, FDEConfig(repetitions=2, simhash=2, projection_dim=4, projection="ams"))
+    ams = FixedDimensionalEncoder(16, FDEConfig(repetitions=2, simhash=2, projection_dim=4, projection="ams", partitions="simhash"))
     assert ((ams.projection != 0).sum(axis=1) == 2).all()  # one ±1 per input coordinate and repetition
     with pytest.raises(ConfigError, match="projection"):
         FDEConfig(projection="gaussian")
