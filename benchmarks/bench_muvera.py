@@ -114,10 +114,15 @@ def table_rows(name: str, dim: int, truth, ptr, tok, sets, queries, settings, n_
     return rows
 
 
+E2E_INTRO = ("SciFact and ToolLens through the collection (300 and 1,877 test queries, one batch, FDE index flat): "
+             "queries/s end to end (the query's token vectors encoded by MiniLM, the same for both) and of the retrieval "
+             "step alone (token vectors given).")
+
+
 def end_to_end(coll, ds, queries: dict, qids: list[str], qtok: list[np.ndarray], snap, state,
-               stats: dict | None = None) -> tuple[list[str], dict]:
-    """SciFact through the collection: exact MaxSim (unless ``stats`` holds it already, from another collection of
-    the same documents) and FDE + rescoring, end to end and the retrieval step alone."""
+               stats: dict | None = None, prefix: str = "") -> tuple[list[str], dict]:
+    """A collection searched whole: exact MaxSim (unless ``stats`` holds it already, from another collection of
+    the same documents) and FDE + rescoring, end to end and the retrieval step alone; labels start ``prefix``."""
     from retrievo.signals.base import Candidates
 
     qrels = ds.qrels("test")
@@ -125,12 +130,12 @@ def end_to_end(coll, ds, queries: dict, qids: list[str], qtok: list[np.ndarray],
     texts = [queries[q] for q in qids]
     sig = coll.signals["multivector"]
     fde_cfg = sig.config.fde
-    setting = f"({fde_cfg.repetitions}, {fde_cfg.simhash}, {fde_cfg.projection_dim})"
-    if fde_cfg.partitions != "simhash":
-        setting += f" {fde_cfg.partitions} partitions"
-    exact = "exact MaxSim (every document)"
+    setting = (f"({fde_cfg.repetitions}, {fde_cfg.simhash}, {fde_cfg.projection_dim}) "
+               f"{'SimHash' if fde_cfg.partitions == 'simhash' else fde_cfg.partitions} partitions")
+    exact = f"{prefix}exact MaxSim (every document)"
     settings = ([] if stats else [(exact, {})]) + [
-        (f"FDE {setting} flat + MaxSim rescoring of top {n}", {"fde": True, "fde_candidates": n}) for n in (100, 150, 200)]
+        (f"{prefix}FDE {setting} flat + MaxSim rescoring of top {n}", {"fde": True, "fde_candidates": n})
+        for n in (100, 150, 200)]
     q_ptr = np.zeros(len(qtok) + 1, np.int64)
     np.cumsum([len(x) for x in qtok], out=q_ptr[1:])
     stats = stats if stats is not None else {}
@@ -162,7 +167,7 @@ def end_to_end(coll, ds, queries: dict, qids: list[str], qtok: list[np.ndarray],
     return e2e, stats
 
 
-def scifact_part() -> tuple[list[str], list[str], dict]:
+def scifact_part() -> tuple[list[str], dict]:
     ds = BeirDataset.from_path(dataset_dir("scifact"))
     coll = eval_collection(ds, CollectionConfig(dense=None, signals={"multivector": SIMHASH}))
     snap = coll.snapshot()
@@ -186,16 +191,9 @@ def scifact_part() -> tuple[list[str], list[str], dict]:
     print(f"SciFact exact MaxSim top-10 of {len(qids)} queries: {t_exact:.1f} s", flush=True)
     rows = table_rows("SciFact", tok.shape[1], truth, ptr, tok, sets, qtok, SETTINGS, len(sets), SEEDS)
 
-    e2e, stats = end_to_end(coll, ds, queries, qids, qtok, snap, state)
-    info = coll.info()
-    stats["bytes"] = info
-    stats["tokens_per_doc"] = info["multivector_tokens_per_doc"]
+    stats = {"tokens_per_doc": coll.info()["multivector_tokens_per_doc"]}
     coll.close()
-    sampled = eval_collection(ds, CollectionConfig(dense=None, signals={"multivector": SAMPLED}))
-    snap = sampled.snapshot()
-    e2e += end_to_end(sampled, ds, queries, qids, qtok, snap, snap.signals["multivector"], stats)[0]
-    sampled.close()
-    return rows, e2e, stats
+    return rows, stats
 
 
 def generated_part(n_docs: int, n_queries: int = 100, dim: int = 32, seed: int = 0,
@@ -270,22 +268,31 @@ def replace_generated(n_docs: int) -> None:
 E2E_HEAD = "| search | nDCG@10 | vs exact | R@100 |"
 
 
+def e2e_rows() -> list[str]:
+    """The end-to-end table: SciFact and ToolLens, the default (sampled) partitions and SimHash."""
+    e2e: list[str] = []
+    for name, prefix in (("scifact", ""), ("toollens", "ToolLens: ")):
+        ds = BeirDataset.from_path(dataset_dir(name))
+        queries = ds.queries("test")
+        qids = [q for q in queries if q in ds.qrels("test")]
+        stats = None
+        for fde in (SAMPLED, SIMHASH):
+            coll = eval_collection(ds, CollectionConfig(dense=None, signals={"multivector": fde}))
+            snap = coll.snapshot()
+            if stats is None:
+                qtok = coll.signals["multivector"].encoder.encode_queries([queries[q] for q in qids])
+            rows, stats = end_to_end(coll, ds, queries, qids, qtok, snap, snap.signals["multivector"], stats, prefix)
+            e2e += rows
+            coll.close()
+    return e2e
+
+
 def replace_e2e() -> None:
     """Measure the end-to-end table again (nothing else running) and put it in place of the old one."""
     from _common import git_rev
 
-    ds = BeirDataset.from_path(dataset_dir("scifact"))
-    coll = eval_collection(ds, CollectionConfig(dense=None, signals={"multivector": SIMHASH}))
-    snap = coll.snapshot()
-    queries = ds.queries("test")
-    qids = list(queries)
-    qtok = coll.signals["multivector"].encoder.encode_queries([queries[q] for q in qids])
-    e2e, stats = end_to_end(coll, ds, queries, qids, qtok, snap, snap.signals["multivector"])
-    coll.close()
-    sampled = eval_collection(ds, CollectionConfig(dense=None, signals={"multivector": SAMPLED}))
-    snap = sampled.snapshot()
-    e2e += end_to_end(sampled, ds, queries, qids, qtok, snap, snap.signals["multivector"], stats)[0]
-    sampled.close()
+    e2e = e2e_rows()
+
     def find(lines: list[str]) -> tuple[int, int]:
         head = next(i for i, line in enumerate(lines) if line.startswith(E2E_HEAD))
         end = head + 2
@@ -293,8 +300,12 @@ def replace_e2e() -> None:
             end += 1
         return head + 2, end
 
-    replace_rows(find, e2e, "(End-to-end table re-measured", f"{time.strftime('%Y-%m-%d %H:%M')} at {git_rev()}, "
-                 "nothing else running.)")
+    lines = replace_rows(find, e2e, "(End-to-end table re-measured", f"{time.strftime('%Y-%m-%d %H:%M')} at "
+                         f"{git_rev()}, nothing else running.)")
+    from _common import RESULTS
+
+    intro = next(line for line in lines if line.startswith(("SciFact through the collection", "SciFact and ToolLens")))
+    RESULTS.write_text(RESULTS.read_text().replace(intro, E2E_INTRO))
     print("\n".join(e2e))
     print("replaced the end-to-end table of the muvera section")
 
@@ -304,7 +315,7 @@ def main() -> None:
     ap.add_argument("--skip-1m", action="store_true", help="leave out the generated 1M-document set")
     ap.add_argument("--n-docs", type=int, default=1_000_000, help="size of the generated set")
     ap.add_argument("--e2e-only", action="store_true",
-                    help="re-measure only the SciFact end-to-end table and replace it in the existing section")
+                    help="re-measure only the end-to-end table (SciFact, ToolLens) and replace it in the existing section")
     ap.add_argument("--generated-only", action="store_true",
                     help="re-measure only the generated set (every seed) and replace its rows in the existing section")
     args = ap.parse_args()
@@ -314,7 +325,8 @@ def main() -> None:
     if args.generated_only:
         replace_generated(args.n_docs)
         return
-    rows, e2e, stats = scifact_part()
+    rows, stats = scifact_part()
+    e2e = e2e_rows()
     gen = [] if args.skip_1m else generated_part(args.n_docs, seeds=SEEDS)
     head = ("| collection | (R, k_sim, d_proj) | FDE dim | implementation | "
             + " | ".join(f"R@{n}" for n in NS) + " | R@10 / R@100 over seeds | documents encoded / s |")
@@ -331,9 +343,7 @@ def main() -> None:
              f"(bundled MiniLM projected to 128 dimensions, punctuation dropped, {stats['tokens_per_doc']} tokens "
              "per document), 300 test queries. Encoding speed: documents per second, one process.\n\n"
              + head + "\n" + sep + "\n" + "\n".join(rows + gen)
-             + "\n\nSciFact through the collection (300 test queries, one batch, FDE index flat): queries/s end to end "
-             "(the query's token vectors encoded by MiniLM, ~7 ms a query, the same for both) and of the retrieval step "
-             "alone (token vectors given).\n\n| search | nDCG@10 | vs exact | R@100 | queries/s end to end (vs exact) | "
+             + "\n\n" + E2E_INTRO + "\n\n| search | nDCG@10 | vs exact | R@100 | queries/s end to end (vs exact) | "
              "queries/s retrieval (vs exact) |\n|---|---|---|---|---|---|\n"
              + "\n".join(e2e) + "\n")
     write_section("muvera", body)
