@@ -23,7 +23,7 @@ from _common import dataset_dir, eval_collection, header, write_section
 from retrievo.encoders.cache import encode_with_cache
 from retrievo.eval.datasets import BeirDataset
 from retrievo.training.judged import judged_set
-from retrievo.training.mixing import learnt_weights, source_rewards
+from retrievo.training.mixing import development_queries, learnt_weights, source_rewards
 
 
 def rows(js, negatives: int = 3, max_positives: int = 4) -> list:
@@ -41,8 +41,7 @@ def main() -> None:
     cs, ct = eval_collection(sci), eval_collection(tl)
     dense = cs.signals["dense"]
     main_js = judged_set(cs, sci.queries("train"), sci.qrels("train"), negatives=3, val_queries=40, seed=0)
-    dev = [(q.text, [main_js.texts[d] for d in c], [d in q.positives for d in c])
-           for q in main_js.val for c in [list(dict.fromkeys([*q.ranked, *q.positives]))]]
+    dev = development_queries(main_js)
     qr = sci.qrels("train")
     ids = sorted(qr)
     perm = np.random.default_rng(0).permutation(len(ids))

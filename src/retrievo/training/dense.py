@@ -112,7 +112,7 @@ def _source_rewards(collection: Any, base_model: str | None, model: Any, js: Any
                     names: list[str], seed: int) -> list[float]:
     """:func:`~retrievo.training.mixing.source_rewards` with the model about to be trained (the collection's
     encoder and content cache when it is the collection's model), the held-out queries as development queries."""
-    from retrievo.training.mixing import source_rewards
+    from retrievo.training.mixing import development_queries, source_rewards
 
     dense = collection.signals.get("dense") if base_model is None else None
     if dense is not None:
@@ -128,11 +128,8 @@ def _source_rewards(collection: Any, base_model: str | None, model: Any, js: Any
             return model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
 
         encode_documents = encode_queries
-    dev = []
-    for q in js.val:
-        cands = list(dict.fromkeys([*q.ranked, *q.positives]))
-        dev.append((q.text, [js.texts[d] for d in cands], [d in q.positives for d in cands]))
-    rewards, _ = source_rewards(by_source, dev, encode_queries, encode_documents, seed=seed, names=names)
+    rewards, _ = source_rewards(by_source, development_queries(js), encode_queries, encode_documents, seed=seed,
+                                names=names)
     return rewards
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from retrievo.errors import InvalidInputError
 
-__all__ = ["TrainingSource", "learnt_weights", "mix_rows", "source_rewards"]
+__all__ = ["TrainingSource", "development_queries", "learnt_weights", "mix_rows", "source_rewards"]
 
 PROXY_EPOCHS = 10  # epochs of the proxy adapter on one source
 
@@ -93,6 +93,16 @@ def _ndcg10(scores: np.ndarray, relevant: np.ndarray) -> float:
     dcg = float((relevant[top] / np.log2(np.arange(2, len(top) + 2))).sum())
     ideal = float((1.0 / np.log2(np.arange(2, min(10, int(relevant.sum())) + 2))).sum())
     return dcg / ideal if ideal else 0.0
+
+
+def development_queries(judged: Any) -> list[tuple[str, list[str], list[bool]]]:
+    """The held-out queries of a :class:`~retrievo.training.judged.JudgedSet` as :func:`source_rewards` takes them:
+    text, the texts of their first-stage candidates and relevant documents, and which of those are relevant."""
+    out = []
+    for q in judged.val:
+        cands = list(dict.fromkeys([*q.ranked, *q.positives]))
+        out.append((q.text, [judged.texts[d] for d in cands], [d in q.positives for d in cands]))
+    return out
 
 
 def source_rewards(rows_by_source: Sequence[list[Row]], dev: Sequence[tuple[str, list[str], list[bool]]],
