@@ -61,6 +61,13 @@ def test_gate_quarantines_and_releases(coll, scifact_queries, tmp_path):
     coll.commit()
     assert "stuffed" in coll and len(gate.quarantine) == 0
     assert "stuffed" in set(coll.search("microglia brain immune", k=5).ids[0])
+    # the released suspect is scored but never part of the reference the next calibration sets thresholds on
+    assert gate.quarantine.released() == {"stuffed"}
+    report = gate.calibrate()
+    assert report.documents == len(coll) and report.reference == len(coll) - 1
+    assert "stuffed" in {s.id for s in report.suspects}
+    again = gate.add([{**STUFFED, "id": "stuffed-2"}])
+    assert [q["id"] for q in again["quarantined"]] == ["stuffed-2"]
     gate.close()
 
 

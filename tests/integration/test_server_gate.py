@@ -9,6 +9,7 @@ import pytest
 
 from retrievo import Client
 from retrievo.errors import NotFoundError
+from retrievo.eval.audit import Quarantine
 from retrievo.server.process import ServerProcess
 from tests.conftest import CLEAN_NEW, STUFFED
 
@@ -62,7 +63,9 @@ def test_screened_writes_quarantine_release_drop_and_replay(tmp_path, scifact_sm
         assert httpx.get(srv.url + "/v1/collections/g/quarantine").json() == []
         assert _commit(srv)["documents"] == 152
         assert "stuffed" in _hits(srv, "microglia brain immune")
-        # (deleted again: a released document is part of what the next calibration trusts)
+        with Quarantine(root / "g", readonly=True) as q:  # remembered: the next calibration does not trust it
+            assert q.released() == {"stuffed"}
+        # (deleted again, to screen the next one against the same documents)
         assert httpx.delete(srv.url + "/v1/collections/g/documents/stuffed", headers=h).status_code == 202
         # drop: forgotten for good
         r = httpx.post(f"{srv.url}/v1/collections/g/documents", json=[STUFFED2], headers=h)

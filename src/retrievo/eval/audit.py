@@ -335,6 +335,8 @@ class Quarantine:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("CREATE TABLE IF NOT EXISTS held (id TEXT PRIMARY KEY, doc TEXT NOT NULL, "
                              "suspicion REAL, reasons TEXT NOT NULL, signs TEXT NOT NULL, at REAL NOT NULL)")
+            # ids once held and then released: the gate never calibrates on them (see Gate.calibrate)
+            self._db.execute("CREATE TABLE IF NOT EXISTS released (id TEXT PRIMARY KEY, at REAL NOT NULL)")
 
     def hold(self, docs: Sequence[Any], suspects: Sequence[Suspect]) -> None:
         import json
@@ -379,10 +381,20 @@ class Quarantine:
             out.append(Document.from_any(json.loads(row[0])))
         return out
 
-    def remove(self, ids: Sequence[str]) -> None:
+    def remove(self, ids: Sequence[str], released: bool = False) -> None:
+        """Forget held documents; ``released``: they are in the collection now, and remembered as released."""
+        import time
+
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany("DELETE FROM held WHERE id = ?", [(i,) for i in ids])
+            if released:
+                now = time.time()
+                self._db.executemany("INSERT OR REPLACE INTO released VALUES (?, ?)", [(i, now) for i in ids])
+
+    def released(self) -> set[str]:
+        """Ids of documents released from here into the collection."""
+        return {i for (i,) in self._db.execute("SELECT id FROM released")}
 
     def drop(self, ids: Sequence[str]) -> int:
         """Forget held documents for good (an explicit decision); an unknown id raises
@@ -467,9 +479,16 @@ class Gate:
         self.probe_vectors = np.zeros((0, 0), np.float32)
 
     def calibrate(self) -> AuditReport:
-        """Audit the collection as it stands and keep its scales, thresholds and probes."""
+        """Audit the collection as it stands and keep its scales, thresholds and probes. Documents released from
+        the quarantine are scored but not part of the reference the thresholds are set on: a suspect let in by
+        hand must not make the next one like it look ordinary."""
         self.probe_texts = _probes(self.collection, self._probes, self.n_probes, self.seed)
-        self.report = audit(self.collection, self.probe_texts, max_fpr=self.max_fpr)
+        released = self.quarantine.released()
+        reference = None
+        if released:
+            snap = self.collection.snapshot()
+            reference = [i for i in (snap.ids[r] for r in np.flatnonzero(snap.live)) if i not in released] or None
+        self.report = audit(self.collection, self.probe_texts, max_fpr=self.max_fpr, reference=reference)
         self.probe_vectors = np.asarray(self.collection.encoder.encode_queries(list(self.probe_texts.values())),
                                         dtype=np.float32)
         self.calibrated_on = (self.collection.changes, len(self.collection))
@@ -567,5 +586,5 @@ def forget_released(collection: Any) -> None:
     """After a commit: the released documents are in the collection now; remove them from its quarantine."""
     if collection._releasing:
         with Quarantine(collection.path) as q:
-            q.remove(sorted(collection._releasing))
+            q.remove(sorted(collection._releasing), released=True)
         collection._releasing.clear()

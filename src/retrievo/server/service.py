@@ -305,7 +305,8 @@ class CollectionService:
         with Quarantine(self.path) as q:
             docs = q.documents(list(dict.fromkeys(ids)))
             seq = self._log(wal, "upsert", [d.to_dict() for d in docs])
-            q.remove([d.id for d in docs])  # after the log has them: a crash between leaves both, losing nothing
+            # after the log has them: a crash between leaves both, losing nothing
+            q.remove([d.id for d in docs], released=True)
         return len(docs), seq
 
     def drop_quarantined(self, ids: list[str]) -> int:
