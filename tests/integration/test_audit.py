@@ -148,3 +148,36 @@ def test_the_gate_recalibrates_only_when_the_collection_moved(coll, scifact_smal
     assert [h["id"] for h in coll.quarantined()] == ["stuffed"]
     with pytest.raises(InvalidInputError, match="max_fpr"):
         Gate(coll, max_fpr=1.5)
+
+
+def test_new_documents_hubness_counts_bm25_as_stored_documents_do(coll, scifact_queries):
+    """A document screened before it is stored is counted in the probes' BM25 top 10 as well as their dense top
+    10, as the audit counts stored ones: the stored documents, scored as if new (against the collection's
+    statistics, which count them already), enter exactly the lists they are in above the 10th place."""
+    import numpy as np
+
+    from retrievo.eval.audit import _hub_counts_for
+    from retrievo.request import SearchRequest
+    from retrievo.types import Document
+
+    probes = {f"p{i}": q for i, q in enumerate(scifact_queries[:40])}
+    texts = list(probes.values())
+    pv = np.asarray(coll.encoder.encode_queries(texts), dtype=np.float32)
+    snap = coll.snapshot()
+    rows = np.flatnonzero(snap.live)[:60]
+    docs = coll.documents_at(rows.tolist(), snap)
+    vectors = snap.signals["dense"].gather(rows).astype(np.float32)
+    got = _hub_counts_for(coll, docs, vectors, pv, probes)
+    want = np.zeros(len(rows), dtype=np.int64)
+    for method in ("dense", "bm25"):
+        res = coll.searcher.search(texts, SearchRequest(method=method, k=10), query_vectors=pv if method == "dense"
+                                   else None, snapshot=snap)
+        for i, r in enumerate(rows):
+            at = np.flatnonzero(res.rows == r)  # flat positions: query * 10 + rank
+            # above the 10th result's score (a tie with it is not "entering")
+            want[i] += sum(res.scores.flat[a] > res.scores[a // 10, -1] + 1e-5 for a in at)
+    # the same counts but where a score sits within rounding of the 10th result's (1 of 60 documents here)
+    assert np.abs(got - want).max() <= 1 and (got == want).mean() >= 0.95 and want.sum() >= 200, (got, want)
+    lexical = _hub_counts_for(coll, [Document.from_any({"id": "x", "text": " ".join(texts[:5] * 3)})],
+                              np.zeros((1, pv.shape[1]), np.float32), pv, probes)
+    assert lexical[0] >= 5  # no dense similarity at all: the five probes it repeats count it through BM25

@@ -118,7 +118,7 @@ def document_signs(collection: Any, docs: Sequence[Any], probes: Mapping[str, st
     if neighbour_sims is None:
         neighbour_sims = _neighbour_sims(collection, doc_vectors)
     if hub_counts is None:
-        hub_counts = _hub_counts_for(collection, doc_vectors, probe_vectors, probes)
+        hub_counts = _hub_counts_for(collection, docs, doc_vectors, probe_vectors, probes)
     return DocumentSigns([d.id for d in docs], {
         "query_likeness": query_likeness.astype(np.float64),
         "hubness": np.asarray(hub_counts, dtype=np.float64),
@@ -176,14 +176,29 @@ def _neighbour_sims(collection: Any, vectors: np.ndarray, k: int = 10) -> np.nda
     return np.nan_to_num(np.nanmean(body, axis=1), nan=0.0)
 
 
-def _hub_counts_for(collection: Any, vectors: np.ndarray, probe_vectors: np.ndarray, probes: Mapping[str, str],
-                    k: int = 10) -> np.ndarray:
-    """For documents not (yet) stored: in how many probes' dense top k each would enter (its similarity above the
-    probe's k-th stored result)."""
+def _hub_counts_for(collection: Any, docs: Sequence[Any], vectors: np.ndarray, probe_vectors: np.ndarray,
+                    probes: Mapping[str, str], k: int = 10) -> np.ndarray:
+    """For documents not (yet) stored: in how many probes' top k each would enter, dense and BM25 — its score
+    above the probe's k-th stored result (BM25 with the collection's statistics) — counted as stored documents are."""
+    from retrievo.indexes.inverted import term_frequencies
+    from retrievo.request import SearchRequest
+
+    snap = collection.snapshot()
     res = collection.search(None, k=k, method="dense", query_vectors=probe_vectors)
     kth = np.where(np.isfinite(res.scores[:, -1]), res.scores[:, -1], -np.inf)
-    sims = vectors @ probe_vectors.T
-    return (sims > kth[None, :]).sum(axis=1)
+    counts = ((vectors @ probe_vectors.T) > kth[None, :]).sum(axis=1)
+    index = snap.signals.get("bm25")
+    texts = list(probes.values())
+    if index is None or not texts:
+        return counts
+    lex = collection.searcher.search(texts, SearchRequest(method="bm25", k=k), snapshot=snap)
+    kth = np.where(np.isfinite(lex.scores[:, -1]), lex.scores[:, -1], -np.inf)
+    analyzer, vocab, fields = collection.analyzer, snap.vocab, collection.config.bm25.fields
+    tokens = [analyzer.tokenize(d.content(fields)) for d in docs]
+    indptr, terms, tf, _ = term_frequencies(([t for t in toks if t in vocab] for toks in tokens), dict(vocab))
+    queries = [np.array([vocab[t] for t in analyzer.tokenize(q) if t in vocab], dtype=np.int64) for q in texts]
+    scores = index.score_unseen(queries, indptr, terms, tf, np.array([len(t) for t in tokens], dtype=np.int32))
+    return counts + ((scores > kth[:, None]) & (scores > 0)).sum(axis=0)
 
 
 @dataclass

@@ -275,6 +275,22 @@ class InvertedIndex:
             q_indptr, q_terms, q_w, self.p_indptr, self.p_docs, self.p_impacts, mask, use_allowed, self.n_rows, k,
         )
 
+    def score_unseen(self, queries: list[np.ndarray], indptr: np.ndarray, terms: np.ndarray, counts: np.ndarray,
+                     doclen: np.ndarray) -> np.ndarray:
+        """``(n_queries, n_docs)`` BM25 scores of documents this index does not hold (their term-frequency CSR,
+        terms in its vocabulary; ``doclen`` counts every token), scored with this index's statistics and settings
+        — what each would score here if it were added without changing them."""
+        n = len(doclen)
+        out = np.zeros((len(queries), n), dtype=np.float32)
+        if not n or not len(queries):
+            return out
+        part = InvertedIndex(indptr, terms, counts, doclen, np.ones(n, dtype=bool), self.vocab_size, self.config,
+                             stats=self.stats)
+        rows, scores, _ = part.search(queries, n)
+        hit = rows >= 0
+        out[np.nonzero(hit)[0], rows[hit]] = scores[hit]
+        return out
+
     def get_scores(self, query: np.ndarray) -> np.ndarray:
         """BM25 score of every row for one query (for tests and reranking)."""
         scores = np.zeros(self.n_rows, dtype=np.float64)

@@ -139,3 +139,20 @@ def test_bm25_variant_config_checks_and_keeps_old_manifests():
         BM25Config(variant="okapi")
     with pytest.raises(ConfigError, match="delta"):
         BM25Config(delta=0.5)
+
+
+@pytest.mark.parametrize("variant", ["lucene", "bm25l", "bm25+"])
+def test_unseen_documents_score_as_they_would_inside_with_the_same_statistics(variant):
+    """``score_unseen``: a document scored from outside, with the index's statistics, gets the score it has as a
+    row of the index (the statistics count it there) — every query, repeated query terms included."""
+    docs = [["a", "b", "a"], ["b", "c"], ["c", "d", "d", "e"], ["a", "e"]]
+    idx, vocab = build(docs, config=BM25Config(variant=variant))
+    queries = [np.array([vocab[t] for t in q]) for q in (["a"], ["b", "c"], ["d", "d", "a"], ["e", "c", "a"])]
+    rows = [2, 0]
+    indptr, terms, counts, doclen = term_frequencies([docs[r] for r in rows], dict(vocab))
+    got = idx.score_unseen(queries, indptr, terms, counts, doclen)
+    want = np.array([[idx.get_scores(q)[r] for r in rows] for q in queries])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got.shape == (4, 2) and (got[0] == [0, want[0, 1]]).all()  # "a" is not in document 2
+    assert idx.score_unseen(queries, np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32),
+                            np.zeros(0, np.int32)).shape == (4, 0)
