@@ -122,3 +122,21 @@ def eval_collection_copy(ds, tag: str, config=None) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(coll.path, work)
     return work
+
+
+def trained_once(out: Path, ds, tag: str, train, retrain: bool = False) -> dict:
+    """A model trained into ``out`` by ``train(collection, ds, out)`` on a fresh copy of ``ds``'s eval collection
+    (removed afterwards), unless ``out`` holds one already (``retrain``: train again); its ``retrievo_training.json``."""
+    import json
+    import shutil
+
+    from retrievo import Collection
+
+    if retrain or not (out / "retrievo_training.json").exists():
+        coll = Collection.open(eval_collection_copy(ds, tag))
+        try:
+            train(coll, ds, out)
+        finally:
+            coll.close()
+            shutil.rmtree(CACHE / f"{tag}-{ds.name}", ignore_errors=True)
+    return json.loads((out / "retrievo_training.json").read_text())

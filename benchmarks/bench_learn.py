@@ -24,11 +24,18 @@ Run: python benchmarks/bench_learn.py [--datasets scifact,toollens,nfcorpus] [--
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 
-from _common import CACHE, dataset_dir, eval_collection, eval_collection_copy, header, write_section
+from _common import (
+    CACHE,
+    dataset_dir,
+    eval_collection,
+    eval_collection_copy,
+    header,
+    trained_once,
+    write_section,
+)
 from retrievo import Collection, SearchRequest
 from retrievo.config import CollectionConfig, DenseConfig
 from retrievo.eval.compare import compare_runs
@@ -41,14 +48,9 @@ TRAINED = CACHE / "trained"
 
 def trained_model(name: str, ds: BeirDataset, retrain: bool) -> tuple[str, dict]:
     out = TRAINED / f"{name}-dense"
-    if retrain or not (out / "retrievo_training.json").exists():
-        coll = Collection.open(eval_collection_copy(ds, "learn"))
-        try:
-            train_dense(coll, ds.queries("train"), ds.qrels("train"), out, overwrite=True)
-        finally:
-            coll.close()
-            shutil.rmtree(CACHE / f"learn-{ds.name}", ignore_errors=True)
-    return str(out), json.loads((out / "retrievo_training.json").read_text())
+    info = trained_once(out, ds, "learn", lambda c, d, o: train_dense(c, d.queries("train"), d.qrels("train"), o,
+                                                                      overwrite=True), retrain)
+    return str(out), info
 
 
 def runs(coll: Collection, queries: dict, qids: list[str], **req) -> dict[str, dict]:

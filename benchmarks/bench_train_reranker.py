@@ -14,12 +14,10 @@ queries: the bundled model's hybrid search, and its top ``--depth`` reranked by 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import time
 
-from _common import CACHE, dataset_dir, eval_collection, eval_collection_copy, header, write_section
-from retrievo import Collection, SearchRequest
+from _common import CACHE, dataset_dir, eval_collection, header, trained_once, write_section
+from retrievo import SearchRequest
 from retrievo.eval.compare import compare_runs
 from retrievo.eval.datasets import BeirDataset
 from retrievo.eval.measures import evaluate
@@ -35,14 +33,8 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     ds = BeirDataset.from_path(dataset_dir("scifact"))
-    if args.retrain or not (OUT / "retrievo_training.json").exists():
-        coll = Collection.open(eval_collection_copy(ds, "rerank-train"))
-        try:
-            train_reranker(coll, ds.queries("train"), ds.qrels("train"), OUT, overwrite=True)
-        finally:
-            coll.close()
-            shutil.rmtree(CACHE / f"rerank-train-{ds.name}", ignore_errors=True)
-    info = json.loads((OUT / "retrievo_training.json").read_text())
+    info = trained_once(OUT, ds, "rerank-train", lambda c, d, o: train_reranker(
+        c, d.queries("train"), d.qrels("train"), o, overwrite=True), args.retrain)
     note = (f"trained in {info['seconds'] / 60:.1f} min ({info['steps']} steps, {info['pairs']} pairs of "
             f"{info['train_queries']} training queries, {info['epochs']} epoch(s) planned"
             f"{', stopped by the budget' if info['stopped_by_budget'] else ''}, bf16 {info['bf16']}); held-out training "

@@ -176,29 +176,42 @@ def _neighbour_sims(collection: Any, vectors: np.ndarray, k: int = 10) -> np.nda
     return np.nan_to_num(np.nanmean(body, axis=1), nan=0.0)
 
 
+def _probe_lists(collection: Any, snap: Any, texts: list[str], probe_vectors: np.ndarray,
+                 k: int = 10) -> dict[str, Any]:
+    """The probes' top ``k`` on one snapshot, by dense and (where the collection has it) BM25: what hubness
+    counts, for stored documents (:func:`audit`) and new ones (:func:`_hub_counts_for`) alike."""
+    from retrievo.request import SearchRequest
+
+    methods = ("dense", "bm25") if snap.signals.get("bm25") is not None else ("dense",)
+    return {m: collection.searcher.search(texts, SearchRequest(method=m, k=k), snapshot=snap,
+                                          query_vectors=probe_vectors if m == "dense" else None) for m in methods}
+
+
 def _hub_counts_for(collection: Any, docs: Sequence[Any], vectors: np.ndarray, probe_vectors: np.ndarray,
                     probes: Mapping[str, str], k: int = 10) -> np.ndarray:
     """For documents not (yet) stored: in how many probes' top k each would enter, dense and BM25 — its score
     above the probe's k-th stored result (BM25 with the collection's statistics) — counted as stored documents are."""
     from retrievo.indexes.inverted import term_frequencies
-    from retrievo.request import SearchRequest
 
-    snap = collection.snapshot()
-    res = collection.search(None, k=k, method="dense", query_vectors=probe_vectors)
-    kth = np.where(np.isfinite(res.scores[:, -1]), res.scores[:, -1], -np.inf)
-    counts = ((vectors @ probe_vectors.T) > kth[None, :]).sum(axis=1)
-    index = snap.signals.get("bm25")
     texts = list(probes.values())
-    if index is None or not texts:
+    if not texts:
+        return np.zeros(len(docs), dtype=np.int64)
+    snap = collection.snapshot()
+    lists = _probe_lists(collection, snap, texts, probe_vectors, k)
+
+    def kth(method: str) -> np.ndarray:
+        last = lists[method].scores[:, -1]
+        return np.where(np.isfinite(last), last, -np.inf)
+
+    counts = ((vectors @ probe_vectors.T) > kth("dense")[None, :]).sum(axis=1)
+    if "bm25" not in lists:
         return counts
-    lex = collection.searcher.search(texts, SearchRequest(method="bm25", k=k), snapshot=snap)
-    kth = np.where(np.isfinite(lex.scores[:, -1]), lex.scores[:, -1], -np.inf)
     analyzer, vocab, fields = collection.analyzer, snap.vocab, collection.config.bm25.fields
     tokens = [analyzer.tokenize(d.content(fields)) for d in docs]
     indptr, terms, tf, _ = term_frequencies(([t for t in toks if t in vocab] for toks in tokens), dict(vocab))
     queries = [np.array([vocab[t] for t in analyzer.tokenize(q) if t in vocab], dtype=np.int64) for q in texts]
-    scores = index.score_unseen(queries, indptr, terms, tf, np.array([len(t) for t in tokens], dtype=np.int32))
-    return counts + ((scores > kth[:, None]) & (scores > 0)).sum(axis=0)
+    scores = snap.signals["bm25"].score_unseen(queries, indptr, terms, tf, np.array([len(t) for t in tokens], np.int32))
+    return counts + ((scores > kth("bm25")[:, None]) & (scores > 0)).sum(axis=0)
 
 
 @dataclass
@@ -304,11 +317,7 @@ def audit(collection: Any, probes: Mapping[str, str] | Sequence[str] | None = No
     pos[rows] = np.arange(len(rows))
     hubs = np.zeros(len(rows), dtype=np.int64)
     texts = list(probes.values())
-    from retrievo.request import SearchRequest
-
-    for method in ("dense", "bm25"):
-        res = collection.searcher.search(texts, SearchRequest(method=method, k=10), query_vectors=probe_vectors
-                                         if method == "dense" else None, snapshot=snap)
+    for res in _probe_lists(collection, snap, texts, probe_vectors).values():
         r = res.rows[res.rows >= 0]
         hubs += np.bincount(pos[r], minlength=len(rows))
     pairs = PairCounts([d.content(("title", "text")) for d in docs])
