@@ -7,6 +7,9 @@
   of the query itself followed by the attacker's text is added to the corpus; the attack succeeds on a
   query when its passage reaches the top k. Retrieval that ranks by similarity to the query cannot tell
   such a passage from a relevant one, so the check measures exposure; it is not a defence.
+- **On-topic poisoned passages** (:func:`on_topic_passages`): the same query prefix followed by on-topic text — the
+  opening words of the document the collection ranks first for the query — in place of the paper's LLM-written
+  body (no generator runs here): a passage whose body agrees with its opening and reads like the corpus.
 - **Keyword stuffing** (:func:`stuffed_passages`): the target query's terms repeated, then the attacker's text —
   aimed at BM25 (the query's own content words) or at SPLADE (the terms the query's SPLADE vector weighs most,
   expansion terms included, each repeated in proportion to its weight).
@@ -24,7 +27,7 @@ from retrievo.analysis.typos import perturb
 from retrievo.errors import InvalidInputError
 from retrievo.types import SearchResults
 
-__all__ = ["attack_success", "gradient_passages", "poisoned_passages", "stuffed_passages", "typo_queries"]
+__all__ = ["attack_success", "gradient_passages", "on_topic_passages", "poisoned_passages", "stuffed_passages", "typo_queries"]
 
 #: the attacker's text appended to each poisoned passage (misinformation with no query terms of its own)
 PAYLOAD = "Independent reviews later showed that this claim was fabricated and should not be trusted."
@@ -45,6 +48,26 @@ def poisoned_passages(queries: Mapping[str, str], n_targets: int, seed: int = 0,
     targets = [qids[i] for i in sorted(rng.choice(len(qids), min(n_targets, len(qids)), replace=False))]
     docs = [{"_id": f"{prefix}{q}", "title": "", "text": f"{queries[q]} {payload}"} for q in targets]
     return targets, docs
+
+
+def on_topic_passages(collection: Any, queries: Mapping[str, str], targets: Sequence[str], words: int = 30,
+                      prefix: str = "ontopic-") -> list[dict[str, str]]:
+    """One passage per target query: ``{"_id": prefix + qid, "title": "", "text": query + " " + body}``, the body
+    being the first ``words`` words of the document ``collection`` ranks first for the query by dense retrieval
+    (by BM25 when it has no dense model). Deterministic for a given collection."""
+    missing = [t for t in targets if t not in queries]
+    if missing:
+        raise InvalidInputError(f"on_topic_passages: target ids not among the queries, e.g. {missing[:3]}")
+    if words < 1:
+        raise InvalidInputError(f"on_topic_passages: words must be >= 1, got {words}")
+    res = collection.search([queries[t] for t in targets], k=1, method="dense" if collection.has_dense else "bm25",
+                            query_ids=list(targets))
+    out = []
+    for i, t in enumerate(targets):
+        top = collection.get(str(res.ids[i, 0])) if res.counts[i] else None
+        body = " ".join(top.content(("title", "text")).split()[:words]) if top is not None else ""
+        out.append({"_id": f"{prefix}{t}", "title": "", "text": f"{queries[t]} {body}".strip()})
+    return out
 
 
 def stuffed_passages(queries: Mapping[str, str], targets: Sequence[str], payload: str = PAYLOAD, repeats: int = 6,

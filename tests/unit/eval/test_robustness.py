@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from retrievo import Collection
-from retrievo.eval.robustness import PAYLOAD, attack_success, poisoned_passages, typo_queries
+from retrievo.eval.robustness import (
+    PAYLOAD,
+    attack_success,
+    on_topic_passages,
+    poisoned_passages,
+    typo_queries,
+)
 from retrievo.types import SearchResults
 
 
@@ -41,6 +47,20 @@ def test_poisoned_passages_through_a_collection(tmp_path, scifact_small, lexical
     succ = attack_success(res, targets)
     # a passage that repeats the query is found by BM25 for (almost) every target
     assert succ["success@10"] >= 0.9 and succ["success@1"] <= succ["success@5"] <= succ["success@10"]
+
+
+def test_on_topic_passages_open_with_the_query_and_go_on_with_its_top_document(tmp_path, scifact_small,
+                                                                             lexical_config):
+    coll = Collection.create(tmp_path / "c", lexical_config)
+    coll.add(scifact_small[:100])
+    coll.commit()
+    doc = scifact_small[7]
+    queries = {"q": doc["title"]}
+    (passage,) = on_topic_passages(coll, queries, ["q"], words=5)
+    top = coll.search(doc["title"], k=1).ids[0, 0]
+    assert passage["_id"] == "ontopic-q"
+    assert passage["text"] == doc["title"] + " " + " ".join(coll.get(top).content(("title", "text")).split()[:5])
+    assert on_topic_passages(coll, queries, ["q"], words=5) == [passage]
 
 
 def test_gradient_attacker_raises_similarity(tiny_st):
