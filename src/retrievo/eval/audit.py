@@ -49,7 +49,6 @@ __all__ = ["AuditReport", "DocumentSigns", "Gate", "Quarantine", "Suspect", "aud
            "forget_released", "gate_of", "release_quarantined", "screen_into"]
 
 SIGNS = ("query_likeness", "hubness", "stuffing", "off_topic", "isolation", "incoherence")
-_BUCKETS = 1 << 22  # hashed word pairs: collisions only make a pair look attested
 PREFIX_WORDS = (6, 12, 24)
 _WORDS = re.compile(r"[^\W_][\w'-]*", re.U)
 _FIRST = re.compile(r"^(.+?[.!?])(\s|$)", re.S)
@@ -130,30 +129,41 @@ def document_signs(collection: Any, docs: Sequence[Any], probes: Mapping[str, st
     })
 
 
-def _pairs(text: str) -> np.ndarray:
-    """Hashed buckets of the distinct adjacent word pairs of ``text`` (lower case)."""
-    words = [w.lower() for w in _WORDS.findall(text)]
-    if len(words) < 2:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(np.fromiter((hash((a, b)) % _BUCKETS for a, b in zip(words, words[1:], strict=False)),
-                                 dtype=np.int64, count=len(words) - 1))
-
-
 class PairCounts:
-    """In how many documents each (hashed) adjacent word pair occurs."""
+    """In how many documents each adjacent word pair occurs, counted exactly: the collection's words are numbered
+    and a pair is keyed by its two numbers (a hashed table let unrelated pairs share a bucket — about one pair in
+    six on a few thousand abstracts — and Python's per-process string hashing moved which ones from run to run)."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        self.df = np.zeros(_BUCKETS, dtype=np.int32)
-        for t in texts:
-            self.df[_pairs(t)] += 1
+        self.words: dict[str, int] = {}
+        keys = [self._keys(t, grow=True) for t in texts]
+        self.keys, self.df = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
+
+    def _keys(self, text: str, grow: bool = False) -> np.ndarray:
+        """The distinct adjacent word pairs of ``text`` (lower case) as keys; a pair with a word the collection
+        never used is -1 (attested nowhere)."""
+        words = [w.lower() for w in _WORDS.findall(text)]
+        ids = np.fromiter((self.words.setdefault(w, len(self.words)) if grow else self.words.get(w, -1)
+                           for w in words), dtype=np.int64, count=len(words))
+        if len(ids) < 2:
+            return np.zeros(0, dtype=np.int64)
+        a, b = ids[:-1], ids[1:]
+        return np.unique(np.where((a < 0) | (b < 0), -1, (a << 32) | b))
 
     def incoherence(self, texts: Sequence[str], stored: bool) -> np.ndarray:
         """The share of each text's word pairs found in no other document (``stored``: the text is one of them)."""
         need = 2 if stored else 1
         out = np.zeros(len(texts))
         for i, t in enumerate(texts):
-            b = _pairs(t)
-            out[i] = float(np.mean(self.df[b] < need)) if len(b) else 0.0
+            k = self._keys(t)
+            if not len(k):
+                continue
+            df = np.zeros(len(k), dtype=np.int64)
+            if len(self.keys):
+                at = np.minimum(np.searchsorted(self.keys, k), len(self.keys) - 1)
+                hit = self.keys[at] == k  # -1 (a word the collection never used) is no key
+                df[hit] = self.df[at[hit]]
+            out[i] = float(np.mean(df < need))
         return out
 
 
