@@ -1,7 +1,7 @@
 """Sharded collections on a real local Ray cluster: 1–4 shards give one collection's results.
 
-The default suite runs 1 and 3 shards; 2 and 4 are marked ``distributed`` (CI runs them as a step of their own:
-``python -m pytest -q -m distributed``).
+The default suite runs 1 and 3 shards; 2 and 4, and the admission gate over shards, are marked ``distributed`` (CI
+runs them as a step of their own: ``python -m pytest -q -m distributed``).
 
 Every check runs the real engine in real Ray actors (``ray.init(num_cpus=2)``): BM25 under global statistics,
 dense (flat) and SPLADE (exact) with driver-encoded queries, hybrid fusion, RM3 and Rocchio feedback, typo
@@ -26,7 +26,7 @@ from retrievo.distributed.sharded import write_manifest  # noqa: E402
 from retrievo.errors import InvalidInputError, NotFoundError, ShardUnavailableError  # noqa: E402
 from retrievo.eval.compare import result_differences as same_top  # noqa: E402
 from retrievo.eval.datasets import bundled_dataset_path  # noqa: E402
-from tests.conftest import scifact_docs  # noqa: E402
+from tests.conftest import CLEAN_NEW, STUFFED, scifact_docs  # noqa: E402
 
 TOOLLENS = Path(__file__).resolve().parents[3] / "shared" / "data" / "toollens"  # beside the repository, when there
 
@@ -257,14 +257,54 @@ def test_serve_ray_answers_the_http_api_over_shards(cluster, tmp_path):
         assert remote.upsert([{"id": "new-doc", "text": "zebrafish regeneration of the heart muscle"}]) == 1
         hit = remote.search("zebrafish heart regeneration", k=3)  # acknowledged = committed on its shard
         assert "new-doc" in list(hit.ids[0])
-        with pytest.raises(InvalidInputError, match="does not screen sharded"):  # refused, nothing written
+        with pytest.raises(InvalidInputError, match="no dense model"):  # the gate cannot work: nothing written
             remote.upsert([{"id": "screened", "text": "x"}], screen=True)
-        with pytest.raises(NotFoundError, match="no quarantine"):
+        with pytest.raises(NotFoundError, match="no quarantined document"):
             remote.release(["screened"])
         assert remote.quarantined() == [] and remote.get_many(["screened"]) == [None]
         with pytest.raises(Exception, match="no collection named"):
             client.collection("other").search("x")
     single.close()
+
+
+@pytest.mark.distributed  # each shard actor loads the model and calibrates its gate: ~35 s
+def test_each_shard_screens_the_documents_routed_to_it(cluster, tmp_path):
+    """The admission gate over shards: each shard's gate, calibrated on its own documents, holds back the suspects
+    routed to it; they are never searchable, are listed across shards, and leave by an explicit release or drop;
+    a release or drop naming an id no shard holds changes nothing."""
+    sc = ShardedCollection.create(tmp_path / "sc", 2, CollectionConfig(dense=DenseConfig(backend="onnx")))
+    try:
+        with pytest.raises(InvalidInputError, match="shard 0 .* holds no documents"):  # nothing to calibrate on
+            sc.add([CLEAN_NEW], screen=True)
+        sc.add(scifact_docs(300))
+        sc.commit()
+        with pytest.raises(InvalidInputError, match="max_fpr"):
+            sc.add([CLEAN_NEW], screen=True, max_fpr=0)
+        assert sc.add([STUFFED, CLEAN_NEW], screen=True) == 2  # both taken: one buffered, one held
+        sc.commit()
+        held = sc.quarantined()
+        assert [h["id"] for h in held] == ["stuffed"] and "stuffing" in held[0]["reasons"]
+        assert sc.quarantine_count() == 1 and sc.count() == 301
+        assert sc.get_many(["stuffed", "clean-new"])[0] is None and sc.get("clean-new").text == CLEAN_NEW["text"]
+        for method in ("bm25", "dense"):
+            assert "stuffed" not in set(sc.search("microglia brain immune", k=100, method=method).ids[0])
+        with pytest.raises(NotFoundError, match="'nope'"):
+            sc.release(["stuffed", "nope"])
+        sc.commit()
+        assert sc.quarantine_count() == 1 and sc.get_many(["stuffed"]) == [None]
+        assert sc.release(["stuffed"]) == 1
+        sc.commit()
+        assert sc.quarantined() == [] and "stuffed" in set(sc.search("microglia brain immune", k=5).ids[0])
+        sc.upsert([{**STUFFED, "id": "stuffed-2"}, {**STUFFED, "id": "stuffed-3"}], screen=True)
+        sc.commit()
+        assert sorted(h["id"] for h in sc.quarantined()) == ["stuffed-2", "stuffed-3"]
+        assert {shard_of("stuffed-2", 2), shard_of("stuffed-3", 2)} == {0, 1}  # held on both shards
+        with pytest.raises(NotFoundError):
+            sc.drop_quarantined(["stuffed-2", "nope"])
+        assert sc.drop_quarantined(["stuffed-2", "stuffed-3"]) == 2 and sc.quarantine_count() == 0
+        assert sc.get_many(["stuffed-2", "stuffed-3"]) == [None, None]
+    finally:
+        sc.close()
 
 
 def test_ingest_reads_parquet_and_uris(cluster, tmp_path):

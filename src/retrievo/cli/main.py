@@ -387,8 +387,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from retrievo.server import ServerSettings, create_app
 
     root = Path(args.path)
-    if args.ray is not None and args.screen:
-        raise RetrievoError("--screen: the admission gate does not screen sharded collections (--ray) yet")
     if args.ray is not None and args.workers != 1:
         raise RetrievoError("--ray serves from one process (the shards are Ray actors); leave out --workers")
     if args.ray is None and (root / "manifest.json").exists():
@@ -444,7 +442,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.ray is not None:
         from retrievo.server.sharded import ShardedRegistry
 
-        registry = ShardedRegistry(root, ray_address=args.ray or None)
+        registry = ShardedRegistry(root, ray_address=args.ray or None, screen_max_fpr=settings.screen_max_fpr)
         uvicorn.run(create_app(root, settings, registry=registry), host=args.host, port=args.port,
                     log_level=args.log_level, access_log=False)
     elif args.workers == 1:

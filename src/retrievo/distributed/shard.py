@@ -183,11 +183,46 @@ class ShardServer:
         return self.coll.documents_at(list(rows), snap)
 
     # -- writes and reads by id -----------------------------------------------------------------------
-    def add(self, docs: list[Any], vectors: Any = None) -> int:
-        return self.coll.add(docs, vectors=vectors)
+    def add(self, docs: list[Any], vectors: Any = None, screen_max_fpr: float | None = None) -> int:
+        return self._write("add", docs, vectors, screen_max_fpr)
 
-    def upsert(self, docs: list[Any], vectors: Any = None) -> int:
-        return self.coll.upsert(docs, vectors=vectors)
+    def upsert(self, docs: list[Any], vectors: Any = None, screen_max_fpr: float | None = None) -> int:
+        return self._write("upsert", docs, vectors, screen_max_fpr)
+
+    def _write(self, what: str, docs: list[Any], vectors: Any, screen_max_fpr: float | None) -> int:
+        """Buffer documents; with ``screen_max_fpr`` through this shard's admission gate, calibrated
+        on this shard's documents (a shard is a hashed share of the collection: its documents are the reference
+        for the ones routed to it), suspects quarantined in this shard's folder. Returns how many were taken."""
+        if screen_max_fpr is None:
+            return getattr(self.coll, what)(docs, vectors=vectors)
+        from retrievo.eval.audit import screen_into
+
+        screen_into(self.coll, docs, vectors, what, max_fpr=screen_max_fpr)
+        return len(docs)
+
+    # -- the admission gate's quarantine (this shard's folder) ----------------------------------------------
+    def quarantined(self, text_chars: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        from retrievo.eval.audit import Quarantine
+
+        return Quarantine.read(self.path, text_chars, limit)
+
+    def quarantine_count(self) -> int:
+        from retrievo.eval.audit import Quarantine
+
+        return Quarantine.count(self.path)
+
+    def not_quarantined(self, ids: list[str]) -> list[str]:
+        """The ids this shard's quarantine does not hold."""
+        from retrievo.eval.audit import Quarantine
+
+        held = {d["id"] for d in Quarantine.read(self.path)}
+        return [i for i in ids if i not in held]
+
+    def release(self, ids: list[str]) -> int:
+        return self.coll.release(ids)
+
+    def drop_quarantined(self, ids: list[str]) -> int:
+        return self.coll.drop_quarantined(ids)
 
     def update_metadata(self, updates: dict[str, dict[str, Any]]) -> int:
         return self.coll.update_metadata(updates)

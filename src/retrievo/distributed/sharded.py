@@ -404,7 +404,8 @@ class ShardedCollection:
         if self.readonly:
             raise InvalidInputError(f"{what}: {self.path} was opened read-only; open it with writable=True")
 
-    def _route(self, what: str, docs: Iterable[Document | Mapping[str, Any]], vectors: Any) -> int:
+    def _route(self, what: str, docs: Iterable[Document | Mapping[str, Any]], vectors: Any, screen: bool,
+               max_fpr: float) -> int:
         from retrievo.store.collection import Collection
 
         self._check_writable(what)
@@ -412,21 +413,80 @@ class ShardedCollection:
         vecs = None if vectors is None else np.asarray(vectors, dtype=np.float32)
         if vecs is not None and (vecs.ndim != 2 or len(vecs) != len(batch)):
             raise InvalidInputError(f"{what}: vectors must have shape ({len(batch)}, dim); got {vecs.shape}")
+        if screen:
+            self._check_screenable(what, max_fpr)
         groups: dict[int, list[int]] = {}
         for i, d in enumerate(batch):
             groups.setdefault(shard_of(d.id, self.n_shards), []).append(i)
         order = sorted(groups)
         refs = [getattr(self.handles[s], what).remote([batch[i] for i in groups[s]],
-                                                      None if vecs is None else vecs[groups[s]]) for s in order]
+                                                      None if vecs is None else vecs[groups[s]],
+                                                      max_fpr if screen else None) for s in order]
         return sum(self._gather(refs, what, order))
 
-    def add(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None) -> int:
-        """Add new documents, each to its shard (uncommitted until :meth:`commit`)."""
-        return self._route("add", docs, vectors)
+    def _check_screenable(self, what: str, max_fpr: float) -> None:
+        """Each shard's gate is calibrated on that shard's documents under the dense model: refuse a screened
+        write before anything is buffered when it cannot work."""
+        if not (0.0 < max_fpr < 1.0):
+            raise InvalidInputError(f"{what}: max_fpr must be in (0, 1), got {max_fpr}")
+        if self.config.dense is None:
+            raise InvalidInputError(f"{what}: screen: {self.path} has no dense model, and the admission gate reads "
+                                    "dense vectors; write without screen")
+        empty = [i for i, n in enumerate(self._gather([h.count.remote(None) for h in self.handles], "count")) if not n]
+        if empty:
+            raise InvalidInputError(f"{what}: screen: shard {empty[0]} of {self.path} holds no documents yet, and "
+                                    "each shard's gate is calibrated on the documents it holds; add a trusted set "
+                                    "without screen first")
 
-    def upsert(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None) -> int:
-        """Add or replace documents, each in its shard (uncommitted until :meth:`commit`)."""
-        return self._route("upsert", docs, vectors)
+    def add(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None, screen: bool = False,
+            max_fpr: float = 0.01) -> int:
+        """Add new documents, each to its shard (uncommitted until :meth:`commit`). ``screen``: through the shard's
+        admission gate (:class:`~retrievo.eval.audit.Gate`, at most ``max_fpr`` of ordinary documents held back),
+        suspects quarantined on their shard (:meth:`quarantined`). Returns how many were taken."""
+        return self._route("add", docs, vectors, screen, max_fpr)
+
+    def upsert(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None, screen: bool = False,
+               max_fpr: float = 0.01) -> int:
+        """Add or replace documents, each in its shard (uncommitted until :meth:`commit`; ``screen`` as in
+        :meth:`add`)."""
+        return self._route("upsert", docs, vectors, screen, max_fpr)
+
+    # -- the admission gate's quarantine, kept by each shard for the ids routed to it ------------------------
+    def quarantined(self, text_chars: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every shard's held documents, most suspicious first (see :meth:`retrievo.Collection.quarantined`)."""
+        lists = self._gather([h.quarantined.remote(text_chars, limit) for h in self.handles], "quarantined")
+        held = sorted((d for part in lists for d in part), key=lambda d: (-(d["suspicion"] or 0.0), d["id"]))
+        return held if limit is None else held[:limit]
+
+    def quarantine_count(self) -> int:
+        return sum(self._gather([h.quarantine_count.remote() for h in self.handles], "quarantine_count"))
+
+    def _quarantine_groups(self, what: str, ids: Iterable[str]) -> dict[int, list[str]]:
+        """The ids by shard, every one of them held (else :class:`NotFoundError` before anything changes)."""
+        self._check_writable(what)
+        groups: dict[int, list[str]] = {}
+        for d in dict.fromkeys(str(i) for i in ids):
+            groups.setdefault(shard_of(d, self.n_shards), []).append(d)
+        order = sorted(groups)
+        missing = [m for part in self._gather([self.handles[s].not_quarantined.remote(groups[s]) for s in order],
+                                              what, order) for m in part]
+        if missing:
+            raise NotFoundError(f"no quarantined document with id {missing[0]!r} in {self.path}")
+        return groups
+
+    def release(self, ids: Iterable[str]) -> int:
+        """Buffer quarantined documents into their shards (an explicit decision); the commit that adds them
+        removes them from the quarantine. An id no shard holds is a :class:`NotFoundError` and nothing changes."""
+        groups = self._quarantine_groups("release", ids)
+        return sum(self._gather([self.handles[s].release.remote(g) for s, g in groups.items()], "release",
+                                list(groups)))
+
+    def drop_quarantined(self, ids: Iterable[str]) -> int:
+        """Forget quarantined documents for good; an id no shard holds is a :class:`NotFoundError` and nothing
+        changes."""
+        groups = self._quarantine_groups("drop_quarantined", ids)
+        return sum(self._gather([self.handles[s].drop_quarantined.remote(g) for s, g in groups.items()],
+                                "drop_quarantined", list(groups)))
 
     def update_metadata(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
         """Merge ``{id: {key: value}}`` into documents' metadata on their shards, text and vectors kept (see

@@ -49,7 +49,6 @@ from retrievo.errors import (
     RetrievoError,
     ShardUnavailableError,
 )
-from retrievo.eval.audit import Quarantine
 from retrievo.server.asgi import BodyLimit, CatchAll, FastSearch, RetrievoApp, error_body
 from retrievo.server.schemas import (
     CollectionSummary,
@@ -215,7 +214,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
             methods=collection_methods(coll.signals),
             error=public(svc.error or svc.disk_error or "") or None,
             locked=None if svc.locked is None or svc.sibling_writes() else public(svc.locked),
-            quarantined=Quarantine.count(svc.path),
+            quarantined=svc.quarantined_count(),
         )
 
     reads = [Depends(read_auth)] if settings.read_auth else []  # open reads resolve no dependency
@@ -286,7 +285,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
                    limit: int = Query(1000, ge=1, le=100_000)) -> list[dict[str, Any]]:
         """Documents the admission gate held back (never searchable), most suspicious first: id, suspicion,
         reasons, signs, held_at, and with ``text_chars`` their title and the start of their text."""
-        return Quarantine.read(registry.get(name).path, text_chars, limit)
+        return registry.get(name).quarantine(text_chars, limit)
 
     @app.post("/v1/collections/{name}/quarantine/release", status_code=202, tags=["collections"],
               dependencies=[Depends(write_auth)])

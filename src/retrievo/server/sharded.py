@@ -29,9 +29,10 @@ class ShardedService:
     locked: str | None = None
     pending = 0
 
-    def __init__(self, name: str, collection: Any) -> None:
+    def __init__(self, name: str, collection: Any, screen_max_fpr: float = 0.01) -> None:
         self.name = name
         self.collection = collection
+        self.screen_max_fpr = screen_max_fpr  # each shard's gate: the bound on ordinary documents held back
         self.path = Path(collection.path)
         self._write = threading.Lock()  # one routed write (and its commit) at a time
 
@@ -48,9 +49,6 @@ class ShardedService:
     def upsert(self, docs: Iterable[Any], if_absent: bool = False, screen: bool = False) -> tuple[int, int]:
         from retrievo.store.collection import Collection
 
-        if screen:
-            raise InvalidInputError("screen: the admission gate does not screen sharded collections yet; write "
-                                    "without screen (or audit the shards' folders with `retrievo audit`)")
         batch = Collection.validate_documents(docs, "documents")
         with self._write:
             if if_absent:
@@ -58,7 +56,11 @@ class ShardedService:
                         if found is not None]
                 if have:
                     raise DuplicateIdError(f"documents: {len(have)} id(s) already exist, e.g. {have[:3]}")
-            n = self.collection.upsert(batch)
+            try:
+                n = self.collection.upsert(batch, screen=screen, max_fpr=self.screen_max_fpr)
+            except BaseException:  # a shard refused: what the others buffered is not written either
+                self.collection.rollback()
+                raise
             return n, self.collection_commit()
 
     def patch(self, doc_id: str, metadata: dict[str, Any]) -> tuple[int, int]:
@@ -72,9 +74,19 @@ class ShardedService:
             return n, self.collection_commit()
 
     def release(self, ids: list[str]) -> tuple[int, int]:
-        raise NotFoundError(f"no quarantined document with id {ids[0]!r}: sharded collections have no quarantine")
+        with self._write:
+            n = self.collection.release(ids)
+            return n, self.collection_commit()
 
-    drop_quarantined = release  # the same answer: nothing is ever held
+    def drop_quarantined(self, ids: list[str]) -> int:
+        with self._write:
+            return self.collection.drop_quarantined(ids)
+
+    def quarantine(self, text_chars: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        return self.collection.quarantined(text_chars, limit)
+
+    def quarantined_count(self) -> int:
+        return self.collection.quarantine_count()
 
     def collection_commit(self) -> int:
         return sum(self.collection.commit())
@@ -90,12 +102,13 @@ class ShardedService:
 class ShardedRegistry:
     """The one sharded collection a ``retrievo serve --ray`` process serves, by its folder's name."""
 
-    def __init__(self, root: str | Path, ray_address: str | None = None, writable: bool = True) -> None:
+    def __init__(self, root: str | Path, ray_address: str | None = None, writable: bool = True,
+                 screen_max_fpr: float = 0.01) -> None:
         from retrievo.distributed import ShardedCollection
 
         self.root = Path(root).resolve()
         coll = ShardedCollection.open(self.root, ray_address=ray_address, writable=writable)
-        self.service = ShardedService(self.root.name, coll)
+        self.service = ShardedService(self.root.name, coll, screen_max_fpr)
 
     def names(self) -> list[str]:
         return [self.service.name]
