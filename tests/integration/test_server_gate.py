@@ -89,8 +89,9 @@ def test_screened_writes_quarantine_release_drop_and_replay(tmp_path, scifact_sm
         assert r.status_code == 202 and r.json()["screened"] is True
     finally:
         srv.kill()
-    # (the replay screens before the server answers: the gate's calibration, tens of seconds on a busy machine)
-    with ServerProcess(root, api_key="k", args=["--commit-interval", "3600"]).start(timeout=300) as srv:
+    # the server answers first; the committer calibrates the gate and screens the replayed write (a commit waits)
+    with ServerProcess(root, api_key="k", args=["--commit-interval", "3600"]).start(timeout=120) as srv:
+        assert httpx.post(srv.url + "/v1/collections/g/commit", headers=srv.headers, timeout=300).status_code == 200
         held = httpx.get(srv.url + "/v1/collections/g/quarantine").json()
         assert [x["id"] for x in held] == ["stuffed-2"] and "stuffing" in held[0]["reasons"]
         assert "stuffed-2" not in _hits(srv, "insulin glucose diabetes")

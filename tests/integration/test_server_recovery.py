@@ -72,3 +72,32 @@ def test_commit_waits_as_long_as_the_committer_works_and_no_longer(tmp_path):
         assert time.monotonic() - t0 < 5
     finally:
         svc.close()
+
+
+def test_a_screened_write_left_in_the_log_is_screened_after_start_in_the_logs_order(tmp_path, scifact_small,
+                                                                                   onnx_encoder):
+    """At start-up the log is replayed up to its first screened write (screening needs the gate calibrated:
+    an audit, seconds to minutes); that write and the ones after it are committed by the committer, in order."""
+    from retrievo.server.service import CollectionService
+    from retrievo.store.wal import WAL_FILENAME, WriteAheadLog
+    from tests.conftest import CLEAN_NEW, STUFFED
+
+    path = tmp_path / "c"
+    c = Collection.create(path, CollectionConfig(dense=DenseConfig(backend="onnx")), encoder=onnx_encoder)
+    c.add(scifact_small[:150])
+    c.commit()
+    c.close()
+    wal = WriteAheadLog(path / WAL_FILENAME)
+    wal.append("upsert", [{"id": "before", "text": "written before the screened write"}])
+    wal.append("screen", [STUFFED, CLEAN_NEW])
+    wal.append("upsert", [{"id": "clean-new", "text": "the later write wins"}])
+    wal.close()
+    svc = CollectionService("c", path, commit_interval=3600)
+    try:
+        assert svc.replayed == 1 and "before" in svc.reader  # committed before the server would answer
+        svc.commit(timeout=300)
+        assert [h["id"] for h in svc.quarantine()] == ["stuffed"] and svc.quarantined_count() == 1
+        assert "stuffed" not in svc.reader and svc.reader.get("clean-new").text == "the later write wins"
+        assert svc.pending == 0 and len(svc.reader) == 152
+    finally:
+        svc.close()

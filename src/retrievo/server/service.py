@@ -161,8 +161,11 @@ class CollectionService:
             self.writer = writer
             self.wal = WriteAheadLog(self.path / WAL_FILENAME)
             self._pending_items = self.wal.pending_items()
-            try:
-                self.replayed = self._commit_pending()  # replay what a previous process acknowledged
+            try:  # replay what a previous process acknowledged, up to its first screened write: screening needs
+                # the gate calibrated (an audit: seconds to minutes), which the committer does after start, so the
+                # server answers meanwhile (reads see the last commit; the rest commits in the log's order)
+                self.replayed = self._commit_pending(defer_screens=True)
+                self._kick = len(self.wal) > 0  # what was deferred: committed as soon as the committer runs
             except Exception as exc:  # kept in the log; the committer retries it, and writes wait till then
                 log.exception("replay of %s failed", self.name)
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -403,15 +406,21 @@ class CollectionService:
         return self.reader.generation
 
     # -- committer -----------------------------------------------------------------------------------
-    def _commit_pending(self) -> int:
-        """Apply every logged operation to the writer, commit, refresh the reader, truncate the log."""
+    def _commit_pending(self, defer_screens: bool = False) -> int:
+        """Apply every logged operation to the writer, commit, refresh the reader, truncate the log
+        (``defer_screens``: only those before the first screened write; it and the rest stay logged)."""
         assert self.writer is not None and self.wal is not None  # the committer runs once they are open
         seen = self.wal.last_seq()  # everything up to here is either still logged or already committed
         ops = list(self.wal.read(self._applied, seen))
+        deferred = False
+        if defer_screens:
+            cut = next((i for i, (_, op, _) in enumerate(ops) if op == "screen"), len(ops))
+            ops, deferred = ops[:cut], cut < len(ops)
         if not ops:
-            with self._cond:
-                self._applied = max(self._applied, seen)
-                self._cond.notify_all()
+            if not deferred:
+                with self._cond:
+                    self._applied = max(self._applied, seen)
+                    self._cond.notify_all()
             return 0
         hi = ops[-1][0]
         with self._cond:
