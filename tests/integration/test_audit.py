@@ -34,6 +34,7 @@ def test_audit_flags_a_stuffed_passage_and_changes_nothing(coll, scifact_small, 
     assert "stuffed" in flagged and "stuffing" in flagged["stuffed"].reasons
     assert "clean-new" not in flagged
     assert rep.reference_flagged <= 0.02 * len(clean_ids)  # the bound holds on the documents it was set on
+    assert rep.summary()["new_document_fpr_bound"] <= 0.02  # and for new ones like them (75 to check: 1 / 76)
     assert rep.summary()["reference_fpr"] <= 0.02
     assert coll.generation == gen and len(coll) == n  # nothing changed
     with pytest.raises(InvalidInputError, match="max_fpr"):
@@ -78,6 +79,8 @@ def test_cli_audit_and_screen(coll, tmp_path):
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)
     assert rep["documents"] == 150 and rep["reference_fpr"] <= 0.01
+    # split conformal on 75 + 75 documents: 1 % cannot be promised; the bound reached, 1 / 76, is said
+    assert rep["new_document_fpr_bound"] == round(1 / 76, 4)
     src = tmp_path / "new.jsonl"
     src.write_text(json.dumps(STUFFED) + "\n" + json.dumps(CLEAN_NEW) + "\n")
     proc = subprocess.run([sys.executable, "-m", "retrievo", "index", str(src), "--collection", str(coll.path),

@@ -152,7 +152,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"audited {rep.documents} documents with {rep.probes} probe queries: {len(rep.suspects)} suspects "
-          f"(at most {rep.max_fpr:.1%} of the reference flagged; {out['reference_fpr']:.2%} were)")
+          f"({out['reference_fpr']:.2%} of the reference flagged; a new clean document is flagged with probability "
+          f"at most {out['new_document_fpr_bound']:.2%}, the bound {rep.max_fpr:.1%} asked for)")
     for s in out["suspects_list"]:
         print(f"  {s['suspicion']:7.2f}  {s['id']}  ({', '.join(s['reasons'])})")
     return 0

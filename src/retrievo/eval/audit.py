@@ -20,14 +20,14 @@ Signs (each a number per document; larger is more suspicious):
   token salad a gradient attacker (HotFlip, GASLITE) optimises shares almost none — a language model's
   perplexity, approximated by the collection's own word pairs.
 
-Each sign is turned into a robust z-score (median and MAD of the reference documents) with its own threshold,
-one upper quantile of the **reference** documents' z-scores for all signs (at least z = 3), the largest for which
-no more than ``max_fpr`` of the reference is over any threshold — the reference being the
-documents the caller trusts (``reference=`` ids), by default every document — so at most ``max_fpr`` of the
-reference is flagged: the false-positive rate is bounded by the option on the clean documents it is calibrated
-on, and reported. A document's suspicion is its largest z over that sign's threshold; its reasons, the signs
-over theirs. Probe queries are a query log the caller gives
-(best: what users ask), else queries drawn from the documents (:func:`~retrievo.eval.retrievability.generate_queries`).
+Each sign is turned into a robust z-score (median and MAD of reference documents) with its own threshold, set
+on the **reference** — the documents the caller trusts (``reference=`` ids), by default every document — by split
+conformal calibration (:class:`_Scaler`): the z-scores and one upper quantile per sign are fitted on one half of
+the reference, and the other half scales them so that a new clean document like the reference is flagged with
+probability at most ``max_fpr``; the share of the reference flagged and the bound reached are reported. A
+document's suspicion is its largest z over that sign's threshold; its reasons, the signs over theirs. Probe
+queries are a query log the caller gives (best: what users ask), else queries drawn from the documents
+(:func:`~retrievo.eval.retrievability.generate_queries`).
 
 Why by hand: the signs come from the robustness literature (PoisonedRAG's query-prefixed passages, hubness in
 embedding spaces, stuffing); no library scores a retrieval collection's documents with them.
@@ -255,27 +255,42 @@ class AuditReport:
                 "thresholds": {n: round(v, 3) for n, v in (self.scaler.limit.items() if self.scaler else ())},
                 "max_fpr": self.max_fpr, "reference_documents": self.reference,
                 "reference_flagged": self.reference_flagged,
-                "reference_fpr": round(self.reference_flagged / max(self.reference, 1), 4), "probes": self.probes,
+                "reference_fpr": round(self.reference_flagged / max(self.reference, 1), 4),
+                # split conformal: a new clean document like the reference is flagged with at most this probability
+                "new_document_fpr_bound": round(self.scaler.bound, 4) if self.scaler else None,
+                "probes": self.probes,
                 "by_reason": dict(Counter(r for s in self.suspects for r in s.reasons))}
 
 
 class _Scaler:
-    """Each sign's robust z-score — (x − median) / (1.4826 · MAD) over the reference documents — and its own
-    threshold: the same upper quantile of the reference's z-scores for every sign (at least z = 3), the largest
-    that keeps the share of reference documents over any threshold within ``max_fpr``. A document's suspicion is its
-    largest z / threshold; above 1 it is flagged, for the signs above theirs."""
+    """Split conformal thresholds. The reference documents are split in two seeded halves. On the first, each
+    sign's robust z-score — (x − median) / (1.4826 · MAD) — and its own threshold: the same upper quantile of the
+    half's z-scores for every sign (at least z = 3), the largest that keeps the share of the half over any
+    threshold within ``max_fpr``. A document's suspicion is its largest z / threshold. On the second half, the
+    suspicions of its documents set one more factor on every threshold: the ⌈(1 − max_fpr)(m + 1)⌉-th smallest of
+    the ``m`` (at least 1), so that a new document exchangeable with the reference is flagged with probability at
+    most ``max_fpr`` (the thresholds never saw that half). Fitting and counting on the same documents let a few
+    hundred of them hold back about twice the option's share of new ones (ToolLens: 3 of 115 held-out tools at
+    1 %): each sign's threshold sits on one of the few reference values past it. With fewer than
+    ``1 / max_fpr − 1`` documents in the second half the bound cannot be met and the factor is their largest
+    suspicion. A flagged document (suspicion above 1) has as reasons the signs above their thresholds."""
 
-    def __init__(self, values: dict[str, np.ndarray], ref: np.ndarray, max_fpr: float) -> None:
+    def __init__(self, values: dict[str, np.ndarray], ref: np.ndarray, max_fpr: float, seed: int = 0) -> None:
+        import math
+
         self.center, self.scale, self.limit = {}, {}, {}
+        self.bound = 1.0  # the probability a new document like the reference is flagged is at most this
+        rows = np.random.default_rng(seed).permutation(np.flatnonzero(ref))
+        fit, check = rows[:(len(rows) + 1) // 2], rows[(len(rows) + 1) // 2:]
         zs = {}
         for name, v in values.items():
-            r = v[ref]
+            r = v[fit]
             med = float(np.median(r))
             mad = float(np.median(np.abs(r - med))) * 1.4826
             self.center[name], self.scale[name] = med, max(mad, 0.1 * float(np.std(r)), 1e-6)
             zs[name] = (r - med) / self.scale[name]
-        # the same tail share per sign, as large as keeps the union of flagged reference documents within max_fpr
-        # (signs flag overlapping documents, so the share lies between max_fpr / n_signs and max_fpr)
+        # the same tail share per sign, as large as keeps the union of flagged documents within max_fpr (signs
+        # flag overlapping documents, so the share lies between max_fpr / n_signs and max_fpr)
         lo, hi = max_fpr / len(zs), max_fpr
         for _ in range(30):
             mid = (lo + hi) / 2
@@ -283,6 +298,12 @@ class _Scaler:
             share = float(np.mean(np.logical_or.reduce([z > lim[n] for n, z in zs.items()])))
             lo, hi = (mid, hi) if share <= max_fpr else (lo, mid)
         self.limit = {n: max(float(np.quantile(z, 1.0 - lo, method="higher")), 3.0) for n, z in zs.items()}
+        if len(check):
+            held = np.sort(self.suspicion({n: v[check] for n, v in values.items()})[0])
+            k = min(math.ceil((1.0 - max_fpr) * (len(held) + 1)), len(held))
+            factor = max(float(held[k - 1]), 1.0)
+            self.limit = {n: v * factor for n, v in self.limit.items()}
+            self.bound = (len(held) + 1 - k) / (len(held) + 1)
 
     def suspicion(self, values: dict[str, np.ndarray]) -> tuple[np.ndarray, list[list[str]]]:
         ratio = np.stack([(values[n] - self.center[n]) / self.scale[n] / self.limit[n] for n in SIGNS])
