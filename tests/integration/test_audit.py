@@ -105,6 +105,7 @@ def test_add_with_screen(coll, scifact_queries):
     assert n == 1 and "clean-new" in coll and "stuffed" not in coll
     held = coll.quarantined()
     assert [h["id"] for h in held] == ["stuffed"] and "stuffing" in held[0]["reasons"]
+    assert coll.quarantine_count() == 1 and coll.quarantined(text_chars=9)[0]["text"] == STUFFED["text"][:9]
     assert "stuffed" not in set(coll.search("microglia brain immune", k=200).ids[0])
     with pytest.raises(Exception, match="already exist"):
         coll.add([CLEAN_NEW], screen=True)  # as without the gate: nothing buffered, nothing held

@@ -96,7 +96,7 @@ def test_a_screened_write_left_in_the_log_is_screened_after_start_in_the_logs_or
     try:
         assert svc.replayed == 1 and "before" in svc.reader  # committed before the server would answer
         svc.commit(timeout=300)
-        assert [h["id"] for h in svc.quarantine()] == ["stuffed"] and svc.quarantined_count() == 1
+        assert [h["id"] for h in svc.reader.quarantined()] == ["stuffed"] and svc.reader.quarantine_count() == 1
         assert "stuffed" not in svc.reader and svc.reader.get("clean-new").text == "the later write wins"
         assert svc.pending == 0 and len(svc.reader) == 152
     finally:

@@ -202,20 +202,14 @@ class ShardServer:
 
     # -- the admission gate's quarantine (this shard's folder) ----------------------------------------------
     def quarantined(self, text_chars: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        from retrievo.eval.audit import Quarantine
-
-        return Quarantine.read(self.path, text_chars, limit)
+        return self.coll.quarantined(text_chars, limit)
 
     def quarantine_count(self) -> int:
-        from retrievo.eval.audit import Quarantine
-
-        return Quarantine.count(self.path)
+        return self.coll.quarantine_count()
 
     def not_quarantined(self, ids: list[str]) -> list[str]:
         """The ids this shard's quarantine does not hold."""
-        from retrievo.eval.audit import Quarantine
-
-        held = {d["id"] for d in Quarantine.read(self.path)}
+        held = {d["id"] for d in self.coll.quarantined()}
         return [i for i in ids if i not in held]
 
     def release(self, ids: list[str]) -> int:

@@ -214,7 +214,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
             methods=collection_methods(coll.signals),
             error=public(svc.error or svc.disk_error or "") or None,
             locked=None if svc.locked is None or svc.sibling_writes() else public(svc.locked),
-            quarantined=svc.quarantined_count(),
+            quarantined=coll.quarantine_count(),
         )
 
     reads = [Depends(read_auth)] if settings.read_auth else []  # open reads resolve no dependency
@@ -285,7 +285,7 @@ def create_app(root: str | Path, settings: ServerSettings | None = None, registr
                    limit: int = Query(1000, ge=1, le=100_000)) -> list[dict[str, Any]]:
         """Documents the admission gate held back (never searchable), most suspicious first: id, suspicion,
         reasons, signs, held_at, and with ``text_chars`` their title and the start of their text."""
-        return registry.get(name).quarantine(text_chars, limit)
+        return registry.get(name).view().quarantined(text_chars, limit)
 
     @app.post("/v1/collections/{name}/quarantine/release", status_code=202, tags=["collections"],
               dependencies=[Depends(write_auth)])

@@ -320,17 +320,6 @@ class CollectionService:
         with Quarantine(self.path) as q:
             return q.drop(ids)
 
-    def quarantine(self, text_chars: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        """The documents the gate holds, most suspicious first (see :meth:`Quarantine.list`)."""
-        from retrievo.eval.audit import Quarantine
-
-        return Quarantine.read(self.path, text_chars, limit)
-
-    def quarantined_count(self) -> int:
-        from retrievo.eval.audit import Quarantine
-
-        return Quarantine.count(self.path)
-
     def _vector_dim(self, coll: Collection) -> int | None:
         """The dimension supplied vectors must have: committed vectors', else the model's (when it loads),
         else that of vectors this process already acknowledged."""

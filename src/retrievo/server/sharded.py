@@ -82,12 +82,6 @@ class ShardedService:
         with self._write:
             return self.collection.drop_quarantined(ids)
 
-    def quarantine(self, text_chars: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        return self.collection.quarantined(text_chars, limit)
-
-    def quarantined_count(self) -> int:
-        return self.collection.quarantine_count()
-
     def collection_commit(self) -> int:
         return sum(self.collection.commit())
 

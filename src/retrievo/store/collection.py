@@ -418,12 +418,19 @@ class Collection(SearchShims):
 
         return update_metadata(self, updates)
 
-    def quarantined(self) -> list[dict[str, Any]]:
+    def quarantined(self, text_chars: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         """Documents the admission gate held back (``{id, suspicion, reasons, signs, held_at}``, most suspicious
-        first); never searchable until :meth:`release`. See :mod:`retrievo.eval.audit`."""
+        first; with ``text_chars`` also their title and the start of their text); never searchable until
+        :meth:`release`. See :mod:`retrievo.eval.audit`."""
         from retrievo.eval.audit import Quarantine
 
-        return Quarantine.read(self.path)
+        return Quarantine.read(self.path, text_chars, limit)
+
+    def quarantine_count(self) -> int:
+        """How many documents the admission gate holds back."""
+        from retrievo.eval.audit import Quarantine
+
+        return Quarantine.count(self.path)
 
     def release(self, ids: Sequence[str]) -> int:
         """Buffer quarantined documents (an explicit decision); the commit that adds them removes them from the
