@@ -195,9 +195,7 @@ class ShardServer:
         for the ones routed to it), suspects quarantined in this shard's folder. Returns how many were taken."""
         if screen_max_fpr is None:
             return getattr(self.coll, what)(docs, vectors=vectors)
-        from retrievo.eval.audit import screen_into
-
-        screen_into(self.coll, docs, vectors, what, max_fpr=screen_max_fpr)
+        getattr(self.coll, what)(docs, vectors=vectors, screen=True, max_fpr=screen_max_fpr)
         return len(docs)
 
     # -- the admission gate's quarantine (this shard's folder) ----------------------------------------------

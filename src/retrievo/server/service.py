@@ -446,11 +446,11 @@ class CollectionService:
         """A logged screened upsert: through the writer's gate. Should the gate be unable to work now (the
         documents it calibrates on were all deleted since the request was acknowledged), the documents are held
         in the quarantine with that reason: never admitted unscreened, never dropped."""
-        from retrievo.eval.audit import Quarantine, Suspect, screen_into
+        from retrievo.eval.audit import Quarantine, Suspect
 
         assert self.writer is not None
         try:
-            screen_into(self.writer, docs, vectors, "upsert", max_fpr=self.screen_max_fpr)
+            self.writer.upsert(docs, vectors=vectors, screen=True, max_fpr=self.screen_max_fpr)
         except InvalidInputError as exc:
             with Quarantine(self.path) as q:
                 q.hold(docs, [Suspect(d.id, 0.0, [f"not screened: {exc}"], {}) for d in docs])

@@ -366,17 +366,19 @@ class Collection(SearchShims):
 
     _validate = validate_documents
 
-    def add(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None, screen: bool = False) -> int:
+    def add(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None, screen: bool = False,
+            max_fpr: float = 0.01) -> int:
         """Buffer new documents; an id that already exists is an error (use :meth:`upsert` to replace).
 
         ``vectors``: optional dense vectors computed elsewhere, one row per document (``(n, dim)``); those
         documents are not encoded. Nothing changes if any document or vector is invalid. ``screen``: pass them
         through the admission gate first (:class:`~retrievo.eval.audit.Gate`, calibrated on this generation):
-        suspects are quarantined with their reasons (:meth:`quarantined`, :meth:`release`) instead of buffered.
-        Returns the number buffered. Call :meth:`commit`.
+        suspects are quarantined with their reasons (:meth:`quarantined`, :meth:`release`) instead of buffered;
+        ``max_fpr``: the gate's bound on the share of ordinary documents held back. Returns the number buffered.
+        Call :meth:`commit`.
         """
         if screen:
-            return self._screened(docs, vectors, "add")
+            return self._screened(docs, vectors, "add", max_fpr)
         batch = self.validate_documents(docs, "add")
         vecs = None if vectors is None else self.check_vectors(vectors, batch, "add")
         self.lock_for_writing()
@@ -391,13 +393,15 @@ class Collection(SearchShims):
         self._buffer(batch, vecs)
         return len(batch)
 
-    def upsert(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None, screen: bool = False) -> int:
-        """Buffer documents that add new ids or replace existing ones (``vectors`` and ``screen`` as in :meth:`add`).
+    def upsert(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any = None, screen: bool = False,
+               max_fpr: float = 0.01) -> int:
+        """Buffer documents that add new ids or replace existing ones (``vectors``, ``screen`` and ``max_fpr`` as
+        in :meth:`add`).
 
         Returns the number buffered.
         """
         if screen:
-            return self._screened(docs, vectors, "upsert")
+            return self._screened(docs, vectors, "upsert", max_fpr)
         batch = self.validate_documents(docs, "upsert")
         vecs = None if vectors is None else self.check_vectors(vectors, batch, "upsert")
         self.lock_for_writing()
@@ -406,10 +410,11 @@ class Collection(SearchShims):
             self._pending_deletes.discard(d.id)
         return len(batch)
 
-    def _screened(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any, where: str) -> int:
+    def _screened(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any, where: str,
+                  max_fpr: float) -> int:
         from retrievo.eval.audit import screen_into
 
-        return screen_into(self, docs, vectors, where)
+        return screen_into(self, docs, vectors, where, max_fpr=max_fpr)
 
     def update_metadata(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
         """Change documents' metadata without resending their text: ``{id: {key: value}}`` merged in (``None``

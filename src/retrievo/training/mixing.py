@@ -88,13 +88,6 @@ def mix_rows(rows_by_source: Sequence[list[Row]], weights: Sequence[float], tota
     return [out[int(i)] for i in rng.permutation(len(out))], counts
 
 
-def _ndcg10(scores: np.ndarray, relevant: np.ndarray) -> float:
-    top = np.argsort(-scores, kind="stable")[:10]
-    dcg = float((relevant[top] / np.log2(np.arange(2, len(top) + 2))).sum())
-    ideal = float((1.0 / np.log2(np.arange(2, min(10, int(relevant.sum())) + 2))).sum())
-    return dcg / ideal if ideal else 0.0
-
-
 def development_queries(judged: Any) -> list[tuple[str, list[str], list[bool]]]:
     """The held-out queries of a :class:`~retrievo.training.judged.JudgedSet` as :func:`source_rewards` takes them:
     text, the texts of their first-stage candidates and relevant documents, and which of those are relevant."""
@@ -113,6 +106,7 @@ def source_rewards(rows_by_source: Sequence[list[Row]], dev: Sequence[tuple[str,
     rows alone (at most ``max_queries`` of its queries, a seeded sample). ``dev``: per development query, its text,
     its candidates' texts and which of them are relevant. Returns the rewards and the development nDCG@10
     without an adapter."""
+    from retrievo.eval.measures import evaluate
     from retrievo.search.adapters import fit_query_adapter
 
     names = list(names or [f"source {i}" for i in range(len(rows_by_source))])
@@ -122,10 +116,12 @@ def source_rewards(rows_by_source: Sequence[list[Row]], dev: Sequence[tuple[str,
     rng = np.random.default_rng(seed)
     dq = np.asarray(encode_queries([d[0] for d in dev]), dtype=np.float32)
     cands = [np.asarray(encode_documents(d[1]), dtype=np.float32) for d in dev]
-    rel = [np.asarray(d[2], dtype=np.float64) for d in dev]
+    qrels = {str(i): {str(j): 1 for j, r in enumerate(d[2]) if r} for i, d in enumerate(dev)}
 
-    def dev_ndcg(q: np.ndarray) -> float:
-        return float(np.mean([_ndcg10(c @ v, r) for v, c, r in zip(q, cands, rel, strict=True)]))
+    def dev_ndcg(q: np.ndarray) -> float:  # candidates ranked by the (adapted) query vectors, measured by ir-measures
+        run = {str(i): {str(j): float(s) for j, s in enumerate(c @ v)}
+               for i, (v, c) in enumerate(zip(q, cands, strict=True))}
+        return evaluate(run, qrels, {"ndcg@10": "nDCG@10"})["ndcg@10"]
 
     base = dev_ndcg(dq)
     rewards = []
