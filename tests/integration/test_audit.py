@@ -147,8 +147,11 @@ def test_the_gate_recalibrates_only_when_the_collection_moved(coll, scifact_smal
     coll.add(scifact_small[150:170])  # writes that bypass the gate count too: 24 changes > 10% of the 150 it calibrated on
     coll.commit()
     assert gate.stale
+    encode, calls = coll.encoder.encode_queries, []
+    coll.encoder.encode_queries = lambda texts, *a, **kw: calls.append(len(texts)) or encode(texts, *a, **kw)
     coll.add([STUFFED], screen=True)
     assert gate.calibrations == 2 and gate.calibrated_on == (coll.changes, len(coll))
+    assert calls == [len(gate.probe_texts)] and len(gate.probe_vectors) == len(gate.probe_texts)  # probes once
     assert [h["id"] for h in coll.quarantined()] == ["stuffed"]
     with pytest.raises(InvalidInputError, match="max_fpr"):
         Gate(coll, max_fpr=1.5)

@@ -249,6 +249,7 @@ class AuditReport:
     scaler: Any = None  # the reference's scales and thresholds, to screen new documents alike
     signs: Any = None  # every document's raw signs (DocumentSigns)
     pairs: Any = None  # the collection's word-pair counts (PairCounts), for screening new documents
+    probe_vectors: Any = None  # the probes under the dense model, in the order of their texts
 
     def summary(self) -> dict[str, Any]:
         return {"documents": self.documents, "suspects": len(self.suspects),
@@ -366,7 +367,8 @@ def audit(collection: Any, probes: Mapping[str, str] | Sequence[str] | None = No
                 for i in flagged]
     suspects.sort(key=lambda s: (-s.suspicion, s.id))
     report = AuditReport(suspects, 1.0, max_fpr, len(ids), int(ref.sum()), int((suspicion[ref] > 1.0).sum()),
-                         len(probes), dict(zip(ids, suspicion.tolist(), strict=True)), scaler, signs, pairs)
+                         len(probes), dict(zip(ids, suspicion.tolist(), strict=True)), scaler, signs, pairs,
+                         probe_vectors)
     return report
 
 
@@ -544,8 +546,7 @@ class Gate:
             snap = self.collection.snapshot()
             reference = [i for i in (snap.ids[r] for r in np.flatnonzero(snap.live)) if i not in released] or None
         self.report = audit(self.collection, self.probe_texts, max_fpr=self.max_fpr, reference=reference)
-        self.probe_vectors = np.asarray(self.collection.encoder.encode_queries(list(self.probe_texts.values())),
-                                        dtype=np.float32)
+        self.probe_vectors = self.report.probe_vectors  # encoded once, by the audit
         self.calibrated_on = (self.collection.changes, len(self.collection))
         self.calibrations += 1
         return self.report
