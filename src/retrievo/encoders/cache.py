@@ -7,10 +7,11 @@ truncation) maps to the same vector, whatever document id or collection it belon
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import numpy as np
+
+from retrievo._sqlite import connect_shared
 
 __all__ = ["EmbeddingCache", "content_key", "encode_with_cache"]
 
@@ -29,10 +30,7 @@ class EmbeddingCache:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA busy_timeout = 10000")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn = connect_shared(path)
         self.conn.execute("CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
 
     def get_many(self, keys: list[bytes], dim: int) -> dict[bytes, np.ndarray]:

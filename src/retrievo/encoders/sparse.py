@@ -57,7 +57,6 @@ import importlib.util
 import inspect
 import json
 import os
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,6 +64,7 @@ import numpy as np
 
 from retrievo._optional import require
 from retrievo._paths import cache_root
+from retrievo._sqlite import connect_shared
 from retrievo.encoders._bucketed import length_batches, load_tokenizer, model_folder, pad_batch
 from retrievo.encoders._fingerprint import fingerprint
 from retrievo.errors import ConfigError, InvalidInputError
@@ -208,10 +208,7 @@ class SparseVectorCache:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else cache_root() / "sparse.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA busy_timeout = 10000")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn = connect_shared(self.path)
         self.conn.execute("CREATE TABLE IF NOT EXISTS sparse (key BLOB PRIMARY KEY, idx BLOB NOT NULL, "
                           "val BLOB NOT NULL)")
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 
+from retrievo._sqlite import connect_shared
 from retrievo.config import MultiVectorConfig
 from retrievo.encoders._fingerprint import fingerprint
 from retrievo.errors import ConfigError
@@ -255,10 +255,7 @@ class TokenCache:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA busy_timeout = 10000")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn = connect_shared(path)
         self.conn.execute("CREATE TABLE IF NOT EXISTS tok (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
 
     def get_many(self, keys: list[bytes], dim: int) -> dict[bytes, np.ndarray]:
