@@ -5,7 +5,7 @@ commit point — as one consistent state, even while a writer in another process
 that state names are immutable once published, so they are hard-linked where the destination is on the same
 file system (no bytes copied, and a later merge that removes the source folder leaves the link intact) and
 copied elsewhere. A writer that merges and removes a named folder between the two steps makes the copy start
-again. The learned artefacts beside the data (calibrators, the query adapter, the query map, the quarantine)
+again (the copy is opened before it is renamed into place: a folder listed half-removed is caught there too). The learned artefacts beside the data (calibrators, the query adapter, the query map, the quarantine)
 come along; the server's write-ahead log (acknowledged, not yet committed writes) and the write lock do not:
 a backup is the last commit. It is written into a temporary folder beside the destination and renamed into
 place, so a backup is whole or absent; restoring is opening (or moving) that folder.
@@ -33,7 +33,11 @@ def _link_or_copy(src: Path, dst: Path, link: bool = True) -> int:
     """``src`` folder into ``dst``, file by file: hard links where possible (``link``; immutable files only),
     else copies. Returns bytes."""
     total = 0
-    for root, _dirs, files in os.walk(src):
+
+    def gone(exc: OSError) -> None:  # os.walk would skip a folder removed meanwhile: the copy must start again
+        raise FileNotFoundError(f"{src} changed under the copy") from exc
+
+    for root, _dirs, files in os.walk(src, onerror=gone):
         out = dst / Path(root).relative_to(src)
         out.mkdir(parents=True, exist_ok=True)
         for name in files:
@@ -86,6 +90,13 @@ def backup(path: str | Path, dest: str | Path) -> dict[str, Any]:
                 else:
                     shutil.copy2(child, tmp / child.name)
                     size += child.stat().st_size
+            # a segment folder a merge was removing may have been listed without some of its files: the copy is
+            # whole only if it opens (the commit's segments all readable); else start again
+            check = Collection.open(tmp, readonly=True)
+            try:
+                info = {"generation": check.generation, "documents": len(check)}
+            finally:
+                check.close()
         except FileNotFoundError:
             shutil.rmtree(tmp, ignore_errors=True)
             if attempt == _TRIES - 1:
@@ -95,10 +106,5 @@ def backup(path: str | Path, dest: str | Path) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         os.replace(tmp, dest)
-        check = Collection.open(dest, readonly=True)
-        try:
-            return {"path": str(dest), "generation": check.generation, "documents": len(check),
-                    "segments": len(segs), "bytes": size}
-        finally:
-            check.close()
+        return {"path": str(dest), **info, "segments": len(segs), "bytes": size}
     raise AssertionError("unreachable")  # pragma: no cover
