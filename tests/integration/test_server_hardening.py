@@ -300,3 +300,26 @@ def test_back_pressure_and_a_full_disk(tmp_path, scifact_small):
             assert c.post(srv.url + "/v1/collections/sci/search", json={"query": "cells"}).status_code == 200
     finally:
         srv.kill()
+
+
+def test_a_taken_port_is_said_at_once_and_a_chosen_one_is_replaced(tmp_path):
+    """The server takes its port before anything slow starts (Ray, replaying logs), so a taken port is a clear
+    error at once; ServerProcess replaces a port it chose that another process took first (Ray's workers take
+    ephemeral ports), and says why a start failed."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        port = blocker.getsockname()[1]
+        run = subprocess.run([sys.executable, "-m", "retrievo", "serve", str(tmp_path / "root"), "--port", str(port)],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr and not (tmp_path / "root").exists()  # nothing started or made
+        with pytest.raises(RuntimeError, match=f"status 2 before it was ready:\n.*cannot listen on 127.0.0.1:{port}"):
+            ServerProcess(tmp_path / "root", port=port).start()
+        srv = ServerProcess(tmp_path / "root")
+        srv.port = port  # as if another process took the port this object chose
+        with srv:
+            assert srv.port != port and httpx.get(srv.url + "/v1/health").status_code == 200

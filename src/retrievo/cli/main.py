@@ -377,6 +377,20 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listen(host: str, port: int) -> Any:
+    """A socket bound to ``host:port`` for the server to listen on; a clear error when the port is taken."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RetrievoError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (--host, --port)") from exc
+    return sock
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
     import secrets
@@ -436,22 +450,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         share = str(max(1, (os.cpu_count() or 1) // args.workers))
         os.environ.setdefault(THREADS_ENV, share)
         os.environ.setdefault("OMP_NUM_THREADS", share)
+    # one process: the port is taken before anything slow starts (Ray and its worker processes, replaying
+    # write-ahead logs), as uvicorn binds only after the app's start-up and a Ray worker could take the port meanwhile
+    sock = _listen(args.host, args.port) if args.workers == 1 else None
     print(f"retrievo {__version__} serving {root.resolve()} on http://{args.host}:{args.port}/ "
           f"(API at /v1, spec at /openapi.json; {args.workers} worker process{'es' if args.workers > 1 else ''})",
           file=sys.stderr, flush=True)
+    if args.workers > 1:  # one writer per collection among them; the others log writes for it and serve reads
+        uvicorn.run("retrievo.server.app:app_from_env", factory=True, workers=args.workers, host=args.host,
+                    port=args.port, log_level=args.log_level, access_log=False)
+        return 0
+    registry = None
     if args.ray is not None:
         from retrievo.server.sharded import ShardedRegistry
 
         registry = ShardedRegistry(root, ray_address=args.ray or None, screen_max_fpr=settings.screen_max_fpr)
-        uvicorn.run(create_app(root, settings, registry=registry), host=args.host, port=args.port,
-                    log_level=args.log_level, access_log=False)
-    elif args.workers == 1:
-        uvicorn.run(create_app(root, settings), host=args.host, port=args.port, log_level=args.log_level,
-                    access_log=False)
-    else:  # one writer per collection among them; the others log writes for it and serve reads
-        uvicorn.run("retrievo.server.app:app_from_env", factory=True, workers=args.workers, host=args.host,
-                    port=args.port, log_level=args.log_level, access_log=False)
-    return 0
+    server = uvicorn.Server(uvicorn.Config(create_app(root, settings, registry=registry), host=args.host,
+                                           port=args.port, log_level=args.log_level, access_log=False))
+    server.run(sockets=[sock])
+    return 0 if server.started else 3  # uvicorn's status for a failed start-up
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +20,10 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class _PortTaken(RuntimeError):
+    """The server could not listen on its port: another process holds it."""
 
 
 class ServerProcess:
@@ -37,6 +42,7 @@ class ServerProcess:
         nearly full disk: a write past it fails with EFBIG instead of stopping the process."""
         self.root = Path(root)
         self.api_key = api_key
+        self._chose_port = not port
         self.port = port or free_port()
         self.args = list(args or [])
         self.log_path = Path(log) if log else None
@@ -58,22 +64,43 @@ class ServerProcess:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
+        """Start the server and wait until it answers. A port this object chose that another process took
+        before the server bound it is replaced by a fresh one (twice at most); any other failed start raises
+        with the end of the server's output."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except _PortTaken:
+                if not self._chose_port or attempt == 2:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> ServerProcess:
         env = {**os.environ, "RETRIEVO_API_KEY": self.api_key}
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        out = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()
+        start = out.tell()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "retrievo", "serve", str(self.root), "--port", str(self.port), *self.args],
             env=env, stdout=out, stderr=out, preexec_fn=self._limits if self.file_size_limit else None,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with status {self.proc.returncode} before it was ready")
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1.0).status_code in (200, 503):
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    out.flush()
+                    out.seek(start)
+                    tail = out.read()[-2000:].decode(errors="replace").strip()
+                    kind = _PortTaken if f"cannot listen on 127.0.0.1:{self.port}" in tail else RuntimeError
+                    raise kind(f"server exited with status {self.proc.returncode} before it was ready:\n{tail}")
+                try:
+                    if httpx.get(self.url + "/v1/health", timeout=1.0).status_code in (200, 503):
+                        return self
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
+        finally:
+            out.close()  # the child keeps its own descriptor
         self.kill()
         raise RuntimeError(f"server on port {self.port} not ready after {timeout} s")
 
