@@ -68,11 +68,15 @@ def make_beir(folder: Path, docs: list[dict], queries: dict[str, str], qrels: li
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    """Caches (embeddings, exported ONNX graphs) go to a per-session temp folder, not the user's home."""
+    """Caches (embeddings, exported ONNX graphs) go to a temp folder of this run, not the user's home; the
+    worker processes of one run (pytest-xdist) share it, so one encodes what the other would again."""
     import os
 
     old = os.environ.get("RETRIEVO_CACHE_DIR")
-    os.environ["RETRIEVO_CACHE_DIR"] = str(tmp_path_factory.mktemp("retrievo-cache"))
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "retrievo-cache"
+    cache.mkdir(exist_ok=True)
+    os.environ["RETRIEVO_CACHE_DIR"] = str(cache)
     yield
     if old is None:
         os.environ.pop("RETRIEVO_CACHE_DIR", None)
