@@ -318,7 +318,7 @@ def test_a_taken_port_is_said_at_once_and_a_chosen_one_is_replaced(tmp_path):
         assert run.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in run.stderr, run.stderr
         assert "Traceback" not in run.stderr and not (tmp_path / "root").exists()  # nothing started or made
         with pytest.raises(RuntimeError, match=f"status 2 before it was ready:\n.*cannot listen on 127.0.0.1:{port}"):
-            ServerProcess(tmp_path / "root", port=port).start()
+            ServerProcess(tmp_path / "root", port=port, log=tmp_path / "server.log").start()  # read back from it
         srv = ServerProcess(tmp_path / "root")
         srv.port = port  # as if another process took the port this object chose
         with srv:

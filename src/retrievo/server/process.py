@@ -78,7 +78,7 @@ class ServerProcess:
 
     def _start(self, timeout: float) -> ServerProcess:
         env = {**os.environ, "RETRIEVO_API_KEY": self.api_key}
-        out = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()
+        out = open(self.log_path, "a+b") if self.log_path else tempfile.TemporaryFile()
         start = out.tell()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "retrievo", "serve", str(self.root), "--port", str(self.port), *self.args],
