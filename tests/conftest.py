@@ -119,7 +119,12 @@ def make_tiny_sentence_model(folder: Path, pooling: str = "mean", seed: int = 0)
     """A 2-layer, 32-dimensional BERT with the MiniLM vocabulary, randomly initialised (seeded), saved as a
     sentence-transformers folder; returns its (Transformer, Pooling) modules for building variants."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6 (the old path warns from 6 on)
+        from sentence_transformers.models import Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from retrievo.encoders.dense import resolve_model
@@ -130,7 +135,7 @@ def make_tiny_sentence_model(folder: Path, pooling: str = "mean", seed: int = 0)
                      intermediate_size=64, max_position_embeddings=128)
     BertModel(cfg).save_pretrained(folder / "hf")
     tok.save_pretrained(folder / "hf")
-    word, pool = models.Transformer(str(folder / "hf"), max_seq_length=64), models.Pooling(32, pooling_mode=pooling)
+    word, pool = Transformer(str(folder / "hf"), max_seq_length=64), Pooling(32, pooling_mode=pooling)
     SentenceTransformer(modules=[word, pool], device="cpu").save(str(folder / "st"))
     return word, pool
 
