@@ -12,7 +12,8 @@ from _common import HERE, RESULTS
 README = HERE.parent / "README.md"
 SECTIONS = ("beir", "bm25-speed", "dense-speed", "encode-speed", "quantized", "ann", "filters", "sparse_encode",
             "sparse_encode_scifact", "sparse", "muvera", "multivector", "tools", "longdocs", "tree", "topics",
-            "rerank-speed", "calibration", "robustness", "poisoning", "defence", "retrievability", "adapter", "learn", "query-encoder", "server", "ray")
+            "rerank-speed", "calibration", "robustness", "poisoning", "defence", "retrievability", "adapter", "learn", "query-encoder", "server", "ray",
+            "first-hour", "first-hour-stand-in")
 
 
 def main() -> None:
