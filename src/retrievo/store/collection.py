@@ -48,6 +48,7 @@ from retrievo.errors import (
     NotFoundError,
     RetrievoError,
 )
+from retrievo.eval.gate_shims import QuarantineShims
 from retrievo.indexes.filters import compile_filter, evaluate, parse_filter, plan_filter
 from retrievo.search.shims import SearchShims
 from retrievo.signals.base import EncodeBatch, Signal
@@ -94,7 +95,7 @@ def _doc_hash(doc: Document) -> str:
     return h.hexdigest()[:32]
 
 
-class Collection(SearchShims):
+class Collection(SearchShims, QuarantineShims):
     """A searchable, incrementally updatable set of documents stored in a folder.
 
     Use :meth:`create` or :meth:`open` rather than the constructor.
@@ -410,47 +411,12 @@ class Collection(SearchShims):
             self._pending_deletes.discard(d.id)
         return len(batch)
 
-    def _screened(self, docs: Iterable[Document | Mapping[str, Any]], vectors: Any, where: str,
-                  max_fpr: float) -> int:
-        from retrievo.eval.audit import screen_into
-
-        return screen_into(self, docs, vectors, where, max_fpr=max_fpr)
-
     def update_metadata(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
         """Change documents' metadata without resending their text: ``{id: {key: value}}`` merged in (``None``
         removes a key); nothing is re-encoded (see :mod:`retrievo.store.patch`). Buffered; call :meth:`commit`."""
         from retrievo.store.patch import update_metadata
 
         return update_metadata(self, updates)
-
-    def quarantined(self, text_chars: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        """Documents the admission gate held back (``{id, suspicion, reasons, signs, held_at}``, most suspicious
-        first; with ``text_chars`` also their title and the start of their text); never searchable until
-        :meth:`release`. See :mod:`retrievo.eval.audit`."""
-        from retrievo.eval.audit import Quarantine
-
-        return Quarantine.read(self.path, text_chars, limit)
-
-    def quarantine_count(self) -> int:
-        """How many documents the admission gate holds back."""
-        from retrievo.eval.audit import Quarantine
-
-        return Quarantine.count(self.path)
-
-    def release(self, ids: Sequence[str]) -> int:
-        """Buffer quarantined documents (an explicit decision); the commit that adds them removes them from the
-        quarantine. Call :meth:`commit`."""
-        from retrievo.eval.audit import release_quarantined
-
-        return release_quarantined(self, ids)
-
-    def drop_quarantined(self, ids: Sequence[str]) -> int:
-        """Forget quarantined documents for good (an explicit decision; an unknown id changes nothing)."""
-        from retrievo.eval.audit import Quarantine
-
-        self.lock_for_writing()
-        with Quarantine(self.path) as q:
-            return q.drop(ids)
 
     def _buffer(self, batch: list[Document], vecs: np.ndarray | None) -> None:
         for i, d in enumerate(batch):
