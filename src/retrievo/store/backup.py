@@ -5,7 +5,8 @@ commit point — as one consistent state, even while a writer in another process
 that state names are immutable once published, so they are hard-linked where the destination is on the same
 file system (no bytes copied, and a later merge that removes the source folder leaves the link intact) and
 copied elsewhere. A writer that merges and removes a named folder between the two steps makes the copy start
-again (the copy is opened before it is renamed into place: a folder listed half-removed is caught there too). The learned artefacts beside the data (calibrators, the query adapter, the query map, the quarantine)
+again (the copy is opened before it is renamed into place: a folder listed half-removed is caught there
+too). The learned artefacts beside the data (calibrators, the query adapter, the query map, the quarantine)
 come along; the server's write-ahead log (acknowledged, not yet committed writes) and the write lock do not:
 a backup is the last commit. It is written into a temporary folder beside the destination and renamed into
 place, so a backup is whole or absent; restoring is opening (or moving) that folder.
